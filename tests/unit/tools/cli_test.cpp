@@ -1,0 +1,145 @@
+// The kvstream executable as a user meets it: exit codes, one-line errors, --help, output.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "runner/model.hpp"
+#include "test_models.hpp"
+
+namespace kvstream {
+namespace {
+
+using kvstream::testing::temp_dir;
+
+struct Result {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+Result run(const std::string& args) {
+  static int n = 0;
+  const auto out = temp_dir() / fmt::format("out{}", n);
+  const auto err = temp_dir() / fmt::format("err{}", n++);
+  const std::string cmd = fmt::format("'{}' {} >'{}' 2>'{}' </dev/null", KVSTREAM_CLI, args,
+                                      out.string(), err.string());
+  const int status = std::system(cmd.c_str());
+  Result r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+std::string stories() {
+  return (runner::models_dir() / "stories260K.bin").string();
+}
+
+int lines(const std::string& s) {
+  return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
+}
+
+void expect_one_line_error(const Result& r, int code, const std::string& mention) {
+  EXPECT_EQ(r.exit_code, code) << r.err;
+  EXPECT_EQ(lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("error: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(mention), std::string::npos) << r.err;
+}
+
+TEST(Cli, HelpEverywhere) {
+  for (const char* args : {"--help", "model --help", "model generate --help", "model score --help",
+                           "model info --help", "demo --help"}) {
+    const Result r = run(args);
+    EXPECT_EQ(r.exit_code, 0) << args;
+    EXPECT_NE(r.out.find("usage:"), std::string::npos) << args;
+    EXPECT_TRUE(r.err.empty()) << args;
+  }
+}
+
+TEST(Cli, UsageErrorsAreOneLineExitTwo) {
+  expect_one_line_error(run("frobnicate"), 2, "unknown command 'frobnicate'");
+  expect_one_line_error(run("model fly"), 2, "unknown subcommand 'fly'");
+  expect_one_line_error(run("model generate --count 3"), 2, "missing required option --model");
+  expect_one_line_error(run("model generate --model x --count abc"), 2,
+                        "--count expects an integer");
+  expect_one_line_error(run("model generate --model x --count 0"), 2, "--count must be in");
+  expect_one_line_error(run("model generate --model x --bogus 1"), 2, "unknown option '--bogus'");
+  expect_one_line_error(run("model generate --model"), 2, "--model needs a value");
+  expect_one_line_error(run("model score --model x --tokens y --ctx 4 --kv-dtype int3"), 2,
+                        "unknown dtype 'int3'");
+  expect_one_line_error(run("model score --model x --tokens y --ctx 4 --json=1"), 2,
+                        "--json takes no value");
+  expect_one_line_error(run("demo --ctx 500 --length 501"), 2, "leaves nothing to score");
+  const Result bare = run("");
+  EXPECT_EQ(bare.exit_code, 2);
+  EXPECT_NE(bare.err.find("usage:"), std::string::npos);
+}
+
+TEST(Cli, BadFilesAreOneLineExitOne) {
+  expect_one_line_error(run("model info --model /nonexistent/m.bin"), 1, "/nonexistent/m.bin");
+  const auto junk = temp_dir() / "junk.bin";
+  std::ofstream(junk) << "not a checkpoint";
+  expect_one_line_error(run(fmt::format("model generate --model '{}'", junk.string())), 1,
+                        "shorter than the 28-byte header");
+  expect_one_line_error(run(fmt::format("model score --model '{}' --tokens /nonexistent/t.txt "
+                                        "--ctx 4",
+                                        stories())),
+                        1, "/nonexistent/t.txt");
+  expect_one_line_error(run(fmt::format("model generate --model '{}' --length 600", stories())), 1,
+                        "outside 1..512 (the model's seq_len)");
+}
+
+TEST(Cli, GenerateThenScore) {
+  const Result gen =
+      run(fmt::format("model generate --model '{}' --count 3 --length 40 --seed 5", stories()));
+  ASSERT_EQ(gen.exit_code, 0) << gen.err;
+  ASSERT_EQ(lines(gen.out), 3);
+  std::istringstream first(gen.out.substr(0, gen.out.find('\n')));
+  int token = 0, n = 0, bos = -1;
+  while (first >> token) {
+    if (n++ == 0) bos = token;
+  }
+  EXPECT_EQ(n, 40);
+  EXPECT_EQ(bos, 1);
+
+  // Same seed, different thread count: the same contexts.
+  const Result again = run(fmt::format(
+      "model generate --model '{}' --count 3 --length 40 --seed 5 --threads 1", stories()));
+  EXPECT_EQ(again.out, gen.out);
+
+  const auto tokens = temp_dir() / "ctx.txt";
+  std::ofstream(tokens) << gen.out;
+  const Result score = run(fmt::format("model score --model '{}' --tokens '{}' --ctx 30 --json",
+                                       stories(), tokens.string()));
+  ASSERT_EQ(score.exit_code, 0) << score.err;
+  EXPECT_NE(score.out.find("\"contexts\": 3"), std::string::npos) << score.out;
+  EXPECT_NE(score.out.find("\"tokens_scored\": 27"), std::string::npos) << score.out;
+  EXPECT_NE(score.out.find("\"ppl\": "), std::string::npos) << score.out;
+
+  const Result too_long_ctx = run(
+      fmt::format("model score --model '{}' --tokens '{}' --ctx 39", stories(), tokens.string()));
+  expect_one_line_error(too_long_ctx, 1, "context 0 has 40 tokens");
+}
+
+TEST(Cli, DemoRunsOnTheRealModel) {
+  const Result r = run("demo --contexts 2 --length 64 --ctx 48");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("fp16 paged"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ppl"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace kvstream

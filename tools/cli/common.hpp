@@ -1,0 +1,55 @@
+// Conventions every kvstream subcommand shares: exit codes, one-line errors, --help, progress.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "cli/args.hpp"
+#include "kvstream/status.hpp"
+
+namespace kvstream::cli {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the work failed (bad file, bad data, runtime error)
+inline constexpr int kExitUsage = 2;    // the command line was wrong
+
+// Parses `args`; returns an exit code when the command must stop here (help printed: 0,
+// bad arguments: one line on stderr, 2), nothing when it should run.
+std::optional<int> parse_or_exit(ArgParser& parser, std::span<const std::string_view> args);
+
+// Prints "<command>: error: <message>" on stderr and returns kExitFailure.
+int report_failure(std::string_view command, const Status& status);
+
+// `s` as a JSON string literal, quotes included.
+std::string json_string(std::string_view s);
+
+// Progress for long work, on stderr: silent for the first two seconds, then at most one line
+// a second. Safe to advance from several threads.
+class Progress {
+ public:
+  Progress(std::string label, std::size_t total);
+  void advance();
+  void finish();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  std::string label_;
+  std::size_t total_;
+  std::atomic<std::size_t> done_{0};
+  Clock::time_point start_ = Clock::now();
+  Clock::time_point last_print_ = start_;
+  bool printed_ = false;
+  std::mutex mu_;
+};
+
+// Subcommands, each taking the arguments after its name.
+int run_model(std::span<const std::string_view> args);
+int run_demo(std::span<const std::string_view> args);
+
+}  // namespace kvstream::cli
