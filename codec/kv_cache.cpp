@@ -5,7 +5,7 @@
 #include <cstring>
 #include <limits>
 
-#include "dtype.hpp"
+#include "kvstream/half.hpp"
 
 namespace kvstream {
 
@@ -169,7 +169,7 @@ float load_value(const std::byte* p, DType t) {
     case DType::bf16: {
       std::uint16_t h;
       std::memcpy(&h, p, sizeof h);
-      return t == DType::f16 ? codec::half_to_float(h) : codec::bf16_to_float(h);
+      return t == DType::f16 ? half_to_float(h) : bf16_to_float(h);
     }
   }
   return 0.0f;
@@ -182,7 +182,7 @@ void store_value(std::byte* p, DType t, float f) {
       return;
     case DType::f16:
     case DType::bf16: {
-      const std::uint16_t h = t == DType::f16 ? codec::float_to_half(f) : codec::float_to_bf16(f);
+      const std::uint16_t h = t == DType::f16 ? float_to_half(f) : float_to_bf16(f);
       std::memcpy(p, &h, sizeof h);
       return;
     }

@@ -14,7 +14,7 @@ fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
 
-packages=(build-essential cmake ninja-build pkg-config libfmt-dev python3)
+packages=(build-essential cmake ninja-build pkg-config libfmt-dev libzstd-dev python3)
 if [[ $mode == test ]]; then
   packages+=(libgtest-dev python3-numpy clang-format)
 fi

@@ -166,14 +166,17 @@ class [[nodiscard]] Expected {
 #define KVS_CONCAT_INNER(a, b) a##b
 #define KVS_CONCAT(a, b) KVS_CONCAT_INNER(a, b)
 
-#define KVS_RETURN_IF_ERROR(expr)                 \
-  do {                                            \
-    ::kvstream::Status kvs_status_ = (expr);      \
-    if (!kvs_status_.is_ok()) return kvs_status_; \
+// __COUNTER__ keeps the temporaries distinct when these nest (a lambda inside an argument).
+#define KVS_RETURN_IF_ERROR(expr) \
+  KVS_RETURN_IF_ERROR_IMPL(KVS_CONCAT(kvs_status_, __COUNTER__), expr)
+#define KVS_RETURN_IF_ERROR_IMPL(tmp, expr) \
+  do {                                      \
+    ::kvstream::Status tmp = (expr);        \
+    if (!tmp.is_ok()) return tmp;           \
   } while (0)
 
 #define KVS_ASSIGN_OR_RETURN(lhs, expr) \
-  KVS_ASSIGN_OR_RETURN_IMPL(KVS_CONCAT(kvs_expected_, __LINE__), lhs, expr)
+  KVS_ASSIGN_OR_RETURN_IMPL(KVS_CONCAT(kvs_expected_, __COUNTER__), lhs, expr)
 #define KVS_ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr) \
   auto tmp = (expr);                              \
   if (!tmp.has_value()) return tmp.error();       \

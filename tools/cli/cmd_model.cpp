@@ -98,10 +98,7 @@ int model_score(std::span<const std::string_view> args) {
   if (!model) return report_failure(p.command(), model.error());
   auto contexts = runner::read_token_file(tokens_path);
   if (!contexts) return report_failure(p.command(), contexts.error());
-  std::span<const std::vector<std::int32_t>> selected = *contexts;
-  if (limit > 0 && static_cast<std::size_t>(limit) < selected.size()) {
-    selected = selected.first(static_cast<std::size_t>(limit));
-  }
+  const auto selected = first_contexts(*contexts, limit);
 
   Progress progress("score", selected.size());
   const auto score =
@@ -126,21 +123,12 @@ int model_score(std::span<const std::string_view> args) {
 }  // namespace
 
 int run_model(std::span<const std::string_view> args) {
-  static constexpr std::string_view kUsage =
-      "usage: kvstream model <info|generate|score> [options]\n\n"
-      "  info      print a checkpoint's configuration\n"
-      "  generate  sample contexts from BOS\n"
-      "  score     continuation perplexity of contexts given their prefix KV cache\n";
-  if (args.empty() || args[0] == "--help" || args[0] == "-h") {
-    fmt::print(args.empty() ? stderr : stdout, "{}", kUsage);
-    return args.empty() ? kExitUsage : kExitOk;
-  }
-  const auto rest = args.subspan(1);
-  if (args[0] == "info") return model_info(rest);
-  if (args[0] == "generate") return model_generate(rest);
-  if (args[0] == "score") return model_score(rest);
-  fmt::print(stderr, "kvstream model: error: unknown subcommand '{}' (see --help)\n", args[0]);
-  return kExitUsage;
+  static constexpr Subcommand kSubcommands[] = {
+      {"info", "print a checkpoint's configuration", model_info},
+      {"generate", "sample contexts from BOS", model_generate},
+      {"score", "continuation perplexity of contexts given their prefix KV cache", model_score},
+  };
+  return dispatch("kvstream model", kSubcommands, args);
 }
 
 }  // namespace kvstream::cli

@@ -22,6 +22,38 @@ int report_failure(std::string_view command, const Status& status) {
   return kExitFailure;
 }
 
+int dispatch(std::string_view command, std::span<const Subcommand> subcommands,
+             std::span<const std::string_view> args) {
+  const auto usage = [&](std::FILE* to) {
+    fmt::print(to, "usage: {} <command> [options]\n\ncommands:\n", command);
+    for (const Subcommand& s : subcommands)
+      fmt::print(to, "  {:<10} {}\n", s.name, s.summary);
+    fmt::print(to, "\n'{} <command> --help' describes a command.\n", command);
+  };
+  if (args.empty()) {
+    usage(stderr);
+    return kExitUsage;
+  }
+  if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+    usage(stdout);
+    return kExitOk;
+  }
+  for (const Subcommand& s : subcommands) {
+    if (args[0] == s.name) return s.run(args.subspan(1));
+  }
+  fmt::print(stderr, "{}: error: unknown command '{}' (see {} --help)\n", command, args[0],
+             command);
+  return kExitUsage;
+}
+
+std::span<const std::vector<std::int32_t>> first_contexts(
+    const std::vector<std::vector<std::int32_t>>& contexts, std::int64_t limit) {
+  std::span<const std::vector<std::int32_t>> all = contexts;
+  return limit > 0 && static_cast<std::size_t>(limit) < all.size()
+             ? all.first(static_cast<std::size_t>(limit))
+             : all;
+}
+
 std::string json_string(std::string_view s) {
   std::string out = "\"";
   for (char ch : s) {

@@ -4,11 +4,13 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "cli/args.hpp"
 #include "kvstream/status.hpp"
@@ -48,8 +50,24 @@ class Progress {
   std::mutex mu_;
 };
 
+struct Subcommand {
+  std::string_view name;
+  std::string_view summary;
+  int (*run)(std::span<const std::string_view>);
+};
+
+// Runs the subcommand named by args[0] with the arguments after it; prints the list of
+// subcommands for --help (exit 0), for no arguments or an unknown name (one line, exit 2).
+int dispatch(std::string_view command, std::span<const Subcommand> subcommands,
+             std::span<const std::string_view> args);
+
+// The first `limit` contexts (all of them for 0).
+std::span<const std::vector<std::int32_t>> first_contexts(
+    const std::vector<std::vector<std::int32_t>>& contexts, std::int64_t limit);
+
 // Subcommands, each taking the arguments after its name.
 int run_model(std::span<const std::string_view> args);
 int run_demo(std::span<const std::string_view> args);
+int run_codec(std::span<const std::string_view> args);
 
 }  // namespace kvstream::cli

@@ -44,6 +44,46 @@ Expected<ContinuationScore> score_continuation(Runner& runner, const KvView& pre
   return s;
 }
 
+void LogitComparison::add(const LogitComparison& o) {
+  nll_sum += o.nll_sum;
+  ref_nll_sum += o.ref_nll_sum;
+  kl_sum += o.kl_sum;
+  top1_same += o.top1_same;
+  positions += o.positions;
+}
+
+LogitComparison compare_logits(std::span<const float> reference, std::span<const float> test,
+                               std::span<const std::int32_t> targets, std::size_t vocab) {
+  LogitComparison r;
+  std::vector<double> lp_ref(vocab), lp_test(vocab);
+  const auto log_softmax = [vocab](std::span<const float> z, std::vector<double>& out) {
+    const double mx = *std::max_element(z.begin(), z.end());
+    double sum = 0.0;
+    for (std::size_t k = 0; k < vocab; ++k)
+      sum += std::exp(double{z[k]} - mx);
+    const double lse = mx + std::log(sum);
+    for (std::size_t k = 0; k < vocab; ++k)
+      out[k] = double{z[k]} - lse;
+  };
+  for (std::size_t i = 0; i < targets.size(); ++i) {
+    const auto zr = reference.subspan(i * vocab, vocab);
+    const auto zt = test.subspan(i * vocab, vocab);
+    log_softmax(zr, lp_ref);
+    log_softmax(zt, lp_test);
+    const auto target = static_cast<std::size_t>(targets[i]);
+    r.nll_sum -= lp_test[target];
+    r.ref_nll_sum -= lp_ref[target];
+    double kl = 0.0;
+    for (std::size_t k = 0; k < vocab; ++k)
+      kl += std::exp(lp_ref[k]) * (lp_ref[k] - lp_test[k]);
+    r.kl_sum += kl;
+    r.top1_same += std::max_element(zr.begin(), zr.end()) - zr.begin() ==
+                   std::max_element(zt.begin(), zt.end()) - zt.begin();
+    ++r.positions;
+  }
+  return r;
+}
+
 double PooledScore::ppl() const {
   return predicted == 0 ? 0.0 : std::exp(nll_sum / static_cast<double>(predicted));
 }

@@ -29,6 +29,22 @@ Expected<ContinuationScore> score_continuation(Runner& runner, const KvView& pre
                                                std::span<const std::int32_t> context,
                                                std::uint32_t ctx);
 
+// How a continuation's predictions under a test KV cache compare with those under a reference
+// cache, position by position (DESIGN.md's quality measures).
+struct LogitComparison {
+  double nll_sum = 0.0;         // of the targets under the test logits
+  double ref_nll_sum = 0.0;     // of the targets under the reference logits
+  double kl_sum = 0.0;          // sum over positions of KL(reference || test), nats
+  std::uint64_t top1_same = 0;  // positions whose argmax agrees
+  std::uint64_t positions = 0;
+  void add(const LogitComparison& o);
+};
+
+// `reference` and `test` are [positions][vocab]; `targets[i]` is the token that position i
+// predicts.
+LogitComparison compare_logits(std::span<const float> reference, std::span<const float> test,
+                               std::span<const std::int32_t> targets, std::size_t vocab);
+
 // How the prefix KV is held while scored: its dtype, and contiguous (page_block 0) or paged
 // with blocks of `page_block` tokens placed in reverse order in the pools.
 struct KvFormat {

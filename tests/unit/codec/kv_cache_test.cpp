@@ -7,7 +7,7 @@
 #include <random>
 #include <vector>
 
-#include "dtype.hpp"
+#include "kvstream/half.hpp"
 
 namespace kvstream {
 namespace {
@@ -28,9 +28,9 @@ float as_dtype(float f, DType dt) {
     case DType::f32:
       return f;
     case DType::f16:
-      return codec::half_to_float(codec::float_to_half(f));
+      return half_to_float(float_to_half(f));
     case DType::bf16:
-      return codec::bf16_to_float(codec::float_to_bf16(f));
+      return bf16_to_float(float_to_bf16(f));
   }
   return f;
 }
@@ -46,8 +46,7 @@ void fill(const KvView& v) {
           if (l.dtype == DType::f32) {
             std::memcpy(row + 4 * i, &f, 4);
           } else {
-            const std::uint16_t h =
-                l.dtype == DType::f16 ? codec::float_to_half(f) : codec::float_to_bf16(f);
+            const std::uint16_t h = l.dtype == DType::f16 ? float_to_half(f) : float_to_bf16(f);
             std::memcpy(row + 2 * i, &h, 2);
           }
         }
@@ -65,7 +64,7 @@ float read(const KvView& v, std::uint32_t layer, KvPart part, std::uint32_t toke
   }
   std::uint16_t h;
   std::memcpy(&h, row + 2 * i, 2);
-  return v.layout().dtype == DType::f16 ? codec::half_to_float(h) : codec::bf16_to_float(h);
+  return v.layout().dtype == DType::f16 ? half_to_float(h) : bf16_to_float(h);
 }
 
 void expect_tagged(const KvView& v, std::uint32_t begin, std::uint32_t count,
@@ -228,7 +227,7 @@ TEST(KvCopy, ConvertsDtypesWithRounding) {
       std::uint16_t h;
       std::memcpy(&h, narrow->bytes().data() + 2 * i, 2);
       const std::uint16_t want =
-          dt == DType::f16 ? codec::float_to_half(values[i]) : codec::float_to_bf16(values[i]);
+          dt == DType::f16 ? float_to_half(values[i]) : float_to_bf16(values[i]);
       ASSERT_EQ(h, want) << dtype_name(dt) << " value " << i;
     }
     // Widening back is exact: narrowing again changes nothing.

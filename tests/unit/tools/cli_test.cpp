@@ -71,7 +71,7 @@ TEST(Cli, HelpEverywhere) {
 
 TEST(Cli, UsageErrorsAreOneLineExitTwo) {
   expect_one_line_error(run("frobnicate"), 2, "unknown command 'frobnicate'");
-  expect_one_line_error(run("model fly"), 2, "unknown subcommand 'fly'");
+  expect_one_line_error(run("model fly"), 2, "unknown command 'fly'");
   expect_one_line_error(run("model generate --count 3"), 2, "missing required option --model");
   expect_one_line_error(run("model generate --model x --count abc"), 2,
                         "--count expects an integer");

@@ -1,12 +1,13 @@
-// Scalar conversions between fp32 and the 16-bit KV dtypes. Round-to-nearest-even, NaN kept
-// NaN, overflow to infinity: the same results as CUDA's __float2half_rn / __float2bfloat16_rn,
-// so CPU and GPU paths agree bit for bit. constexpr-friendly, no tables, usable in kernels.
+// Scalar conversions between fp32 and the 16-bit KV dtypes (public: engines need them too).
+// Round-to-nearest-even, NaN kept NaN, overflow to infinity: the same results as CUDA's
+// __float2half_rn / __float2bfloat16_rn, so CPU and GPU paths agree bit for bit.
+// constexpr-friendly, no tables, usable in kernels.
 #pragma once
 
 #include <bit>
 #include <cstdint>
 
-namespace kvstream::codec {
+namespace kvstream {
 
 constexpr float half_to_float(std::uint16_t h) noexcept {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
@@ -58,4 +59,4 @@ constexpr std::uint16_t float_to_bf16(float f) noexcept {
   return static_cast<std::uint16_t>((x + 0x7FFFu + ((x >> 16) & 1u)) >> 16);
 }
 
-}  // namespace kvstream::codec
+}  // namespace kvstream

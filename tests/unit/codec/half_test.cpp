@@ -1,4 +1,4 @@
-#include "dtype.hpp"
+#include "kvstream/half.hpp"
 
 #include <gtest/gtest.h>
 
@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <limits>
 
-namespace kvstream::codec {
+namespace kvstream {
 namespace {
 
 TEST(Half, EveryHalfRoundTripsThroughFloat) {
@@ -72,4 +72,4 @@ TEST(Bf16, RoundTripAndRounding) {
 }
 
 }  // namespace
-}  // namespace kvstream::codec
+}  // namespace kvstream

@@ -1,0 +1,42 @@
+// Constants and field helpers of the chunk format (codec/FORMAT.md), shared by the encoder
+// and the decoder.
+#pragma once
+
+#include <cstdint>
+
+namespace kvstream::codec {
+
+inline constexpr char kMagic[4] = {'K', 'V', 'S', 'C'};
+inline constexpr std::uint16_t kVersion = 1;
+inline constexpr std::uint32_t kHeaderSize = 48;
+inline constexpr std::uint32_t kHeaderCrcOffset = 44;
+inline constexpr std::uint32_t kSegmentEntrySize = 12;
+inline constexpr std::uint32_t kSegmentFixedSize = 8;
+inline constexpr std::uint32_t kMaxChannels = 65536;
+inline constexpr std::uint32_t kMaxTokens = 65536;
+inline constexpr std::uint32_t kMaxLayers = 65535;
+
+enum class Coding : std::uint8_t { quantized = 0, split16 = 1, split32 = 2 };
+
+// Lossless codings entropy-code the exponent and top two mantissa bits (v = magnitude >> R) and
+// send the R low mantissa bits and the sign raw.
+constexpr std::uint32_t split_shift(std::uint8_t dtype) noexcept {
+  return dtype == 0 ? 21 : dtype == 1 ? 8 : 5;  // f32, f16, bf16
+}
+
+constexpr bool valid_lanes(std::uint32_t l) noexcept {
+  return l == 1 || l == 2 || l == 4 || l == 8 || l == 16 || l == 32;
+}
+
+// Step of a quantized channel: (8 + (s & 7)) * 2^((s >> 3) - 19), exact in fp32.
+constexpr float step_of_code(std::uint32_t s) noexcept {
+  float v = static_cast<float>(8 + (s & 7u));
+  int e = static_cast<int>(s >> 3) - 19;
+  for (; e > 0; --e)
+    v *= 2.0f;
+  for (; e < 0; ++e)
+    v *= 0.5f;
+  return v;
+}
+
+}  // namespace kvstream::codec

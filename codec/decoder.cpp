@@ -1,0 +1,323 @@
+// The CPU reference decoder of codec/FORMAT.md. It validates the whole chunk before writing
+// anything, and every read of the payload stays inside the substream it belongs to.
+#include <fmt/format.h>
+
+#include <cstring>
+
+#include "byte_io.hpp"
+#include "chunk_format.hpp"
+#include "crc32c.hpp"
+#include "kvstream/codec.hpp"
+#include "kvstream/half.hpp"
+#include "rans.hpp"
+#include "symbols.hpp"
+
+namespace kvstream {
+
+using namespace codec;
+
+namespace {
+
+Status corrupt(std::string what) {
+  return Status(Errc::corrupt_data, "chunk: " + std::move(what));
+}
+
+struct SegmentEntry {
+  std::uint32_t offset, size, crc;
+};
+
+struct ParsedChunk {
+  ChunkInfo info;
+  std::vector<SegmentEntry> segments;
+};
+
+Expected<ParsedChunk> parse_header(std::span<const std::byte> chunk) {
+  ByteReader r(chunk);
+  char magic[4];
+  std::uint16_t version = 0, header_size = 0, flags = 0;
+  std::uint8_t level = 0, dtype = 0;
+  std::uint32_t layers = 0, heads = 0, dim = 0, begin = 0, count = 0, segments = 0, total = 0;
+  std::uint32_t reserved = 0, header_crc = 0;
+  if (chunk.size() < kHeaderSize) {
+    return corrupt(
+        fmt::format("{} bytes, shorter than the {}-byte header", chunk.size(), kHeaderSize));
+  }
+  for (char& m : magic)
+    r.get(m);
+  if (std::memcmp(magic, kMagic, 4) != 0) return corrupt("bad magic (not a kvstream chunk)");
+  r.get(version);
+  if (version != kVersion) {
+    return Status(Errc::unsupported, fmt::format("chunk: format version {} (this decoder reads {})",
+                                                 version, kVersion));
+  }
+  r.get(header_size);
+  r.get(level);
+  r.get(dtype);
+  r.get(flags);
+  r.get(layers);
+  r.get(heads);
+  r.get(dim);
+  r.get(begin);
+  r.get(count);
+  r.get(segments);
+  r.get(total);
+  r.get(reserved);
+  r.get(header_crc);
+  if (header_size != kHeaderSize) return corrupt(fmt::format("header size {}", header_size));
+  if (level > kMaxLevel) return corrupt(fmt::format("level {}", level));
+  if (dtype > static_cast<std::uint8_t>(DType::bf16))
+    return corrupt(fmt::format("dtype {}", dtype));
+  if (flags != 0 || reserved != 0) return corrupt("reserved header bits set");
+  if (layers == 0 || layers > kMaxLayers || heads == 0 || dim == 0 ||
+      std::uint64_t{heads} * dim > kMaxChannels) {
+    return corrupt(fmt::format("shape {} layers x {} heads x {} dims", layers, heads, dim));
+  }
+  if (count == 0 || count > kMaxTokens || std::uint64_t{begin} + count > UINT32_MAX) {
+    return corrupt(fmt::format("token range {} + {}", begin, count));
+  }
+  if (segments != 2 * layers) {
+    return corrupt(fmt::format("{} segments for {} layers", segments, layers));
+  }
+  if (total != chunk.size()) {
+    return corrupt(fmt::format("header says {} bytes, chunk has {}", total, chunk.size()));
+  }
+  const std::size_t table_end = kHeaderSize + std::size_t{segments} * kSegmentEntrySize;
+  if (table_end > chunk.size()) return corrupt("segment table runs past the end");
+  std::uint32_t crc = crc32c(chunk.first(kHeaderCrcOffset));
+  crc = crc32c(chunk.subspan(kHeaderSize, table_end - kHeaderSize), crc);
+  if (crc != header_crc) return corrupt("header checksum mismatch");
+
+  ParsedChunk p;
+  p.info = ChunkInfo{level, static_cast<DType>(dtype), layers, heads, dim, begin, count, total};
+  p.segments.resize(segments);
+  std::size_t expected_offset = table_end;
+  for (std::uint32_t i = 0; i < segments; ++i) {
+    SegmentEntry& e = p.segments[i];
+    r.get(e.offset);
+    r.get(e.size);
+    r.get(e.crc);
+    if (e.offset != expected_offset || e.size < kSegmentFixedSize ||
+        std::size_t{e.offset} + e.size > chunk.size()) {
+      return corrupt(fmt::format("segment {} at [{}, +{}) is misplaced", i, e.offset, e.size));
+    }
+    expected_offset = std::size_t{e.offset} + e.size;
+  }
+  if (expected_offset != chunk.size()) return corrupt("bytes after the last segment");
+  return p;
+}
+
+// A segment's parsed side information; spans point into the chunk.
+struct SegmentView {
+  Coding coding;
+  std::uint32_t lanes, substreams;
+  std::span<const std::byte> step_codes, table_ids;
+  std::vector<std::int32_t> centers;
+  std::vector<std::uint32_t> stream_bytes;
+  std::span<const std::byte> states, words;
+};
+
+Status parse_segment(std::span<const std::byte> seg, std::uint32_t index, const ChunkInfo& info,
+                     SegmentView& s) {
+  const auto bad = [&](std::string what) {
+    return corrupt(fmt::format("segment {} (layer {} {}): {}", index, index / 2,
+                               index % 2 == 0 ? "K" : "V", what));
+  };
+  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
+  ByteReader r(seg);
+  std::uint8_t coding = 0, predictor = 0, lanes = 0, res8 = 0;
+  std::uint16_t substreams = 0, res16 = 0;
+  r.get(coding);
+  r.get(predictor);
+  r.get(lanes);
+  r.get(res8);
+  r.get(substreams);
+  r.get(res16);
+  const Coding want = info.level > 0             ? Coding::quantized
+                      : info.dtype == DType::f32 ? Coding::split32
+                                                 : Coding::split16;
+  if (coding != static_cast<std::uint8_t>(want)) {
+    return bad(fmt::format("coding {} where level {} of {} needs {}", coding, info.level,
+                           dtype_name(info.dtype), static_cast<int>(want)));
+  }
+  if (predictor != 0) return bad(fmt::format("unknown predictor {}", predictor));
+  if (!valid_lanes(lanes)) return bad(fmt::format("{} lanes", lanes));
+  if (res8 != 0 || res16 != 0) return bad("reserved bits set");
+  if (substreams == 0 || substreams > info.token_count) {
+    return bad(fmt::format("{} substreams for {} tokens", substreams, info.token_count));
+  }
+  const std::uint32_t per = (info.token_count + substreams - 1) / substreams;
+  if (std::uint64_t{substreams} * per - per >= info.token_count) {
+    return bad(fmt::format("{} substreams leave one empty", substreams));
+  }
+  s.coding = static_cast<Coding>(coding);
+  s.lanes = lanes;
+  s.substreams = substreams;
+  if (s.coding == Coding::quantized && !r.get_bytes(C, s.step_codes)) return bad("truncated steps");
+  if (!r.get_bytes(C, s.table_ids)) return bad("truncated table ids");
+  for (std::byte id : s.table_ids) {
+    if (static_cast<std::uint8_t>(id) >= kBankTables) {
+      return bad(fmt::format("table id {}", static_cast<int>(id)));
+    }
+  }
+  s.centers.resize(C);
+  for (std::size_t c = 0; c < C; ++c) {
+    if (!r.get_zigzag_varint(s.centers[c])) return bad(fmt::format("bad center of channel {}", c));
+  }
+  s.stream_bytes.resize(substreams);
+  std::uint64_t total_words = 0;
+  for (std::uint32_t k = 0; k < substreams; ++k) {
+    if (!r.get(s.stream_bytes[k])) return bad("truncated substream sizes");
+    if (s.stream_bytes[k] % 2 != 0) return bad(fmt::format("substream {} has odd size", k));
+    total_words += s.stream_bytes[k];
+  }
+  if (!r.get_bytes(std::size_t{4} * substreams * lanes, s.states)) return bad("truncated states");
+  for (std::size_t i = 0; i < s.states.size(); i += 4) {
+    std::uint32_t x;
+    std::memcpy(&x, s.states.data() + i, 4);
+    if (x < kRansLow) return bad(fmt::format("lane state {} below 2^16", i / 4));
+  }
+  if (total_words != r.remaining()) {
+    return bad(
+        fmt::format("substreams hold {} bytes, segment has {} left", total_words, r.remaining()));
+  }
+  r.get_bytes(r.remaining(), s.words);
+  return Status::ok();
+}
+
+// Writes one decoded value; `T` is the destination dtype's storage.
+inline void store(std::byte* row, std::size_t c, DType dt, float f) {
+  if (dt == DType::f32) {
+    std::memcpy(row + 4 * c, &f, 4);
+  } else {
+    const std::uint16_t h = dt == DType::f16 ? float_to_half(f) : float_to_bf16(f);
+    std::memcpy(row + 2 * c, &h, 2);
+  }
+}
+
+// Source bits (lossless codings) into the destination dtype: exact copy when they match.
+inline void store_bits(std::byte* row, std::size_t c, DType src, DType dst, std::uint32_t bits) {
+  if (src == dst) {
+    if (dst == DType::f32) {
+      std::memcpy(row + 4 * c, &bits, 4);
+    } else {
+      const auto h = static_cast<std::uint16_t>(bits);
+      std::memcpy(row + 2 * c, &h, 2);
+    }
+    return;
+  }
+  const float f = src == DType::f32   ? std::bit_cast<float>(bits)
+                  : src == DType::f16 ? half_to_float(static_cast<std::uint16_t>(bits))
+                                      : bf16_to_float(static_cast<std::uint16_t>(bits));
+  store(row, c, dst, f);
+}
+
+Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
+                      const KvView& dst, std::uint32_t index) {
+  const auto& bank = table_bank();
+  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
+  const DType out = dst.layout().dtype;
+  std::vector<const TokenTable*> tables(C);
+  std::vector<float> steps(s.coding == Coding::quantized ? C : 0);
+  for (std::size_t c = 0; c < C; ++c) {
+    tables[c] = &bank[static_cast<std::uint8_t>(s.table_ids[c])];
+    if (s.coding == Coding::quantized) {
+      steps[c] = step_of_code(static_cast<std::uint8_t>(s.step_codes[c]));
+    }
+  }
+  const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
+  const std::uint32_t L = s.lanes;
+  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
+  const std::uint32_t sign_shift = info.dtype == DType::f32 ? 31 : 15;
+  const std::int32_t v_limit = 1 << (sign_shift - R);
+  const std::uint32_t extra_bits = std::min(R + 1, 16u);
+  const std::uint32_t extra2_bits = R + 1 > 16 ? R + 1 - 16 : 0;
+  std::uint32_t x[32];
+  std::size_t word_offset = 0;
+  for (std::uint32_t k = 0; k < s.substreams; ++k) {
+    const auto fail = [&](const char* what) {
+      return corrupt(
+          fmt::format("segment {} (layer {} {}) substream {}: {}; tokens {}..{} of the "
+                      "destination are unspecified",
+                      index, layer, part == KvPart::key ? "K" : "V", k, what, info.token_begin,
+                      info.token_begin + info.token_count - 1));
+    };
+    std::memcpy(x, s.states.data() + std::size_t{4} * k * L, 4 * L);
+    WordReader words(s.words.data() + word_offset, s.stream_bytes[k] / 2);
+    word_offset += s.stream_bytes[k];
+    const std::uint32_t t_end = std::min(info.token_count, (k + 1) * per);
+    std::uint32_t lane = 0;
+    for (std::uint32_t t = k * per; t < t_end; ++t) {
+      std::byte* row = dst.row(layer, part, info.token_begin + t);
+      for (std::size_t c = 0; c < C; ++c) {
+        std::uint32_t& xl = x[lane];
+        lane = lane + 1 == L ? 0 : lane + 1;
+        std::uint32_t token = 0, raw = 0;
+        if (!rans_get_token(xl, *tables[c], words, token)) return fail("words run out");
+        const std::uint32_t nraw = raw_bits_of(token);
+        if (nraw != 0 && !rans_get_raw(xl, nraw, words, raw)) return fail("words run out");
+        const std::int32_t v = wrap16(unzigzag(value_of(token, raw)) + s.centers[c]);
+        switch (s.coding) {
+          case Coding::quantized:
+            store(row, c, out, static_cast<float>(v) * steps[c]);
+            break;
+          case Coding::split16:
+          case Coding::split32: {
+            if (v < 0 || v >= v_limit) return fail("lossless exponent field out of range");
+            std::uint32_t low = 0, high = 0;
+            if (!rans_get_raw(xl, extra_bits, words, low)) return fail("words run out");
+            if (extra2_bits != 0 && !rans_get_raw(xl, extra2_bits, words, high)) {
+              return fail("words run out");
+            }
+            const std::uint32_t e = low | (high << 16);  // ((m mod 2^R) << 1) | sign
+            const std::uint32_t bits =
+                ((e & 1u) << sign_shift) | (static_cast<std::uint32_t>(v) << R) | (e >> 1);
+            store_bits(row, c, info.dtype, out, bits);
+            break;
+          }
+        }
+      }
+    }
+    if (words.left() != 0) return fail("words left over");
+    for (std::uint32_t j = 0; j < L; ++j) {
+      if (x[j] != kRansLow) return fail("final lane state is not the initial one");
+    }
+  }
+  return Status::ok();
+}
+
+}  // namespace
+
+Expected<ChunkInfo> read_chunk_info(std::span<const std::byte> chunk) {
+  KVS_ASSIGN_OR_RETURN(ParsedChunk p, parse_header(chunk));
+  return p.info;
+}
+
+Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst) {
+  KVS_ASSIGN_OR_RETURN(ParsedChunk p, parse_header(chunk));
+  const ChunkInfo& info = p.info;
+  const KvLayout& dl = dst.layout();
+  if (dl.layers != info.layers || dl.kv_heads != info.kv_heads || dl.head_dim != info.head_dim) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("chunk of {}x{}x{} into a view of {}x{}x{} (layers x heads x dim)", info.layers,
+                    info.kv_heads, info.head_dim, dl.layers, dl.kv_heads, dl.head_dim));
+  }
+  KVS_RETURN_IF_ERROR(
+      dst.check_range(info.token_begin, info.token_count).with_context("decode_chunk"));
+  std::vector<SegmentView> views(p.segments.size());
+  for (std::uint32_t i = 0; i < p.segments.size(); ++i) {
+    const SegmentEntry& e = p.segments[i];
+    const auto seg = chunk.subspan(e.offset, e.size);
+    if (crc32c(seg) != e.crc) {
+      return corrupt(fmt::format("segment {} (layer {} {}) checksum mismatch", i, i / 2,
+                                 i % 2 == 0 ? "K" : "V"));
+    }
+    KVS_RETURN_IF_ERROR(parse_segment(seg, i, info, views[i]));
+  }
+  for (std::uint32_t i = 0; i < views.size(); ++i) {
+    KVS_RETURN_IF_ERROR(decode_segment(views[i], i / 2, static_cast<KvPart>(i % 2), info, dst, i));
+  }
+  return Status::ok();
+}
+
+}  // namespace kvstream

@@ -1,0 +1,354 @@
+// The CPU reference encoder of codec/FORMAT.md. Every choice it makes (steps, centers, tables)
+// is computed with integer or exactly specified float operations, so that another encoder (the
+// CUDA one) can produce the same bytes.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+#include "byte_io.hpp"
+#include "chunk_format.hpp"
+#include "crc32c.hpp"
+#include "kvstream/codec.hpp"
+#include "kvstream/half.hpp"
+#include "rans.hpp"
+#include "symbols.hpp"
+
+namespace kvstream {
+
+using namespace codec;
+
+namespace {
+
+constexpr double kFixedScale = 65536.0;              // channel statistics in 16.16 fixed point
+constexpr float kMaxLossyMagnitude = 1073741824.0f;  // 2^30: keeps fixed-point sums in int64
+// sigma = mean absolute deviation * sqrt(pi / 2) for a Gaussian.
+constexpr float kMadToSigma = 1.2533141f;
+constexpr std::size_t kValuesPerLane = 2048;
+
+const std::array<float, 256>& step_table() {
+  static const std::array<float, 256> steps = [] {
+    std::array<float, 256> s{};
+    for (std::uint32_t i = 0; i < 256; ++i)
+      s[i] = step_of_code(i);
+    return s;
+  }();
+  return steps;
+}
+
+std::uint16_t load_bits16(const std::byte* row, std::size_t c) {
+  std::uint16_t h;
+  std::memcpy(&h, row + 2 * c, 2);
+  return h;
+}
+
+std::uint32_t load_bits32(const std::byte* row, std::size_t c) {
+  std::uint32_t b;
+  std::memcpy(&b, row + 4 * c, 4);
+  return b;
+}
+
+float load_float(const std::byte* row, std::size_t c, DType dt) {
+  switch (dt) {
+    case DType::f32:
+      return std::bit_cast<float>(load_bits32(row, c));
+    case DType::f16:
+      return half_to_float(load_bits16(row, c));
+    case DType::bf16:
+      return bf16_to_float(load_bits16(row, c));
+  }
+  return 0.0f;
+}
+
+// The smallest-error step no larger than `target` that still keeps |x| / step within int16.
+std::uint8_t choose_step_code(float target, std::int64_t absmax_fixed) {
+  const auto& steps = step_table();
+  std::uint32_t s = 0;
+  for (std::uint32_t cand = 256; cand-- > 0;) {
+    if (steps[cand] <= target) {
+      s = cand;
+      break;
+    }
+  }
+  const float need = static_cast<float>(absmax_fixed + 1) / 65536.0f / 32767.0f;
+  while (s < 255 && steps[s] < need)
+    ++s;
+  return static_cast<std::uint8_t>(s);
+}
+
+struct SegmentScratch {
+  std::vector<float> x;
+  std::vector<std::int32_t> v;
+  std::vector<std::uint32_t> extra;  // lossless: the raw low mantissa bits and sign
+  std::vector<std::int64_t> sum, dev, absmax;
+  std::vector<std::uint8_t> step_code, table;
+  std::vector<std::int32_t> center;
+  std::vector<std::uint32_t> hist;
+  std::vector<RansValue> values;
+  std::vector<RansStream> streams;
+};
+
+Status quantize(const KvView& src, std::uint32_t layer, KvPart part, std::uint32_t begin,
+                std::uint32_t tokens, const CodecProfile& profile, std::uint8_t level,
+                SegmentScratch& s) {
+  const KvLayout& l = src.layout();
+  const std::size_t C = l.row_values();
+  s.x.resize(tokens * C);
+  s.sum.assign(C, 0);
+  s.dev.assign(C, 0);
+  s.absmax.assign(C, 0);
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    const std::byte* row = src.row(layer, part, begin + t);
+    for (std::size_t c = 0; c < C; ++c) {
+      const float x = load_float(row, c, l.dtype);
+      if (!std::isfinite(x) || std::fabs(x) > kMaxLossyMagnitude) {
+        return Status(std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
+                      fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
+                                  "levels need finite values within +-2^30",
+                                  layer, part == KvPart::key ? "K" : "V", begin + t, c,
+                                  c / l.head_dim, c % l.head_dim, x));
+      }
+      s.x[t * C + c] = x;
+      const auto xf = static_cast<std::int64_t>(static_cast<double>(x) * kFixedScale);
+      s.sum[c] += xf;
+      s.absmax[c] = std::max(s.absmax[c], xf < 0 ? -xf : xf);
+    }
+  }
+  for (std::size_t c = 0; c < C; ++c)
+    s.sum[c] /= tokens;  // now the mean
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    for (std::size_t c = 0; c < C; ++c) {
+      const auto xf = static_cast<std::int64_t>(static_cast<double>(s.x[t * C + c]) * kFixedScale);
+      s.dev[c] += xf > s.sum[c] ? xf - s.sum[c] : s.sum[c] - xf;
+    }
+  }
+  s.step_code.resize(C);
+  s.center.resize(C);
+  const auto& steps = step_table();
+  for (std::size_t c = 0; c < C; ++c) {
+    const float sigma = static_cast<float>(s.dev[c] / tokens) * (kMadToSigma / 65536.0f);
+    const float rel_step =
+        profile.relative_step(level, layer, part, static_cast<std::uint32_t>(c / l.head_dim));
+    s.step_code[c] = choose_step_code(sigma * rel_step, s.absmax[c]);
+    const float step = steps[s.step_code[c]];
+    const float mean = static_cast<float>(s.sum[c]) / 65536.0f;
+    s.center[c] =
+        static_cast<std::int32_t>(std::clamp(std::nearbyint(mean / step), -32768.0f, 32767.0f));
+  }
+  s.v.resize(tokens * C);
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    for (std::size_t c = 0; c < C; ++c) {
+      const float q = std::nearbyint(s.x[t * C + c] / steps[s.step_code[c]]);
+      s.v[t * C + c] = static_cast<std::int32_t>(std::clamp(q, -32767.0f, 32767.0f));
+    }
+  }
+  return Status::ok();
+}
+
+void gather_lossless(const KvView& src, std::uint32_t layer, KvPart part, std::uint32_t begin,
+                     std::uint32_t tokens, SegmentScratch& s) {
+  const KvLayout& l = src.layout();
+  const std::size_t C = l.row_values();
+  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(l.dtype));
+  s.v.resize(tokens * C);
+  s.extra.resize(tokens * C);
+  s.sum.assign(C, 0);
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    const std::byte* row = src.row(layer, part, begin + t);
+    for (std::size_t c = 0; c < C; ++c) {
+      const std::uint32_t bits =
+          l.dtype == DType::f32 ? load_bits32(row, c) : std::uint32_t{load_bits16(row, c)};
+      const std::uint32_t sign_shift = l.dtype == DType::f32 ? 31 : 15;
+      const std::uint32_t m = bits & ((1u << sign_shift) - 1u);
+      s.v[t * C + c] = static_cast<std::int32_t>(m >> R);
+      s.extra[t * C + c] = ((m & ((1u << R) - 1u)) << 1) | (bits >> sign_shift);
+      s.sum[c] += s.v[t * C + c];
+    }
+  }
+  s.center.resize(C);
+  for (std::size_t c = 0; c < C; ++c)
+    s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
+}
+
+// Tokens, raw bits and the cheapest bank table of every channel.
+void tokenize(std::uint32_t tokens, std::size_t C, Coding coding, DType dtype, SegmentScratch& s) {
+  const std::uint32_t extra_bits =
+      coding == Coding::quantized ? 0 : split_shift(static_cast<std::uint8_t>(dtype)) + 1;
+  s.values.resize(tokens * C);
+  s.hist.assign(C * kTokens, 0);
+  for (std::size_t i = 0; i < s.values.size(); ++i) {
+    const std::size_t c = i % C;
+    const TokenCode tc = token_of(zigzag(wrap16(s.v[i] - s.center[c])));
+    RansValue& rv = s.values[i];
+    rv.token = static_cast<std::uint8_t>(tc.token);
+    rv.raw_bits = static_cast<std::uint8_t>(tc.raw_bits);
+    rv.raw = static_cast<std::uint16_t>(tc.raw);
+    // A raw field is at most 16 bits: split32's 22 bits go as 16 + 6.
+    const std::uint32_t e = extra_bits != 0 ? s.extra[i] : 0;
+    rv.extra_bits = static_cast<std::uint8_t>(std::min(extra_bits, 16u));
+    rv.extra = static_cast<std::uint16_t>(e & 0xFFFF);
+    rv.extra2_bits = static_cast<std::uint8_t>(extra_bits > 16 ? extra_bits - 16 : 0);
+    rv.extra2 = static_cast<std::uint16_t>(e >> 16);
+    ++s.hist[c * kTokens + tc.token];
+  }
+  const auto& bank = table_bank();
+  s.table.resize(C);
+  for (std::size_t c = 0; c < C; ++c) {
+    const std::uint32_t* h = &s.hist[c * kTokens];
+    std::uint64_t best_cost = UINT64_MAX;
+    std::uint32_t best = 0;
+    for (std::uint32_t t = 0; t < kBankTables; ++t) {
+      std::uint64_t cost = 0;
+      for (std::uint32_t k = 0; k < kTokens; ++k) {
+        if (h[k] != 0) cost += std::uint64_t{h[k]} * bank[t].cost[k];
+      }
+      if (cost < best_cost) {
+        best_cost = cost;
+        best = t;
+      }
+    }
+    s.table[c] = static_cast<std::uint8_t>(best);
+  }
+  for (std::size_t i = 0; i < s.values.size(); ++i)
+    s.values[i].table = s.table[i % C];
+}
+
+void write_segment(Coding coding, std::uint32_t tokens, std::size_t C, const EncodeOptions& o,
+                   SegmentScratch& s, ByteWriter& w) {
+  // Token-aligned substreams of about o.substream_values values; none empty.
+  const std::size_t wanted = std::clamp<std::size_t>(
+      (std::size_t{tokens} * C + o.substream_values - 1) / o.substream_values, 1, tokens);
+  const std::uint32_t per = static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
+  const std::uint32_t S = (tokens + per - 1) / per;
+
+  // Each lane costs a 4-byte state: small substreams get fewer lanes (at least ~2048 values
+  // per lane keeps that under 1% of the payload). Decoders vectorise across substreams too.
+  std::uint32_t lanes = o.lanes;
+  while (lanes > 1 && std::size_t{per} * C < std::size_t{lanes} * kValuesPerLane)
+    lanes /= 2;
+
+  w.put(static_cast<std::uint8_t>(coding));
+  w.put(std::uint8_t{0});  // predictor: none
+  w.put(static_cast<std::uint8_t>(lanes));
+  w.put(std::uint8_t{0});
+  w.put(static_cast<std::uint16_t>(S));
+  w.put(std::uint16_t{0});
+  if (coding == Coding::quantized) {
+    w.put_bytes(std::as_bytes(std::span(s.step_code.data(), C)));
+  }
+  w.put_bytes(std::as_bytes(std::span(s.table.data(), C)));
+  for (std::size_t c = 0; c < C; ++c)
+    w.put_zigzag_varint(s.center[c]);
+
+  s.streams.resize(S);
+  for (std::uint32_t k = 0; k < S; ++k) {
+    const std::size_t first = std::size_t{k} * per * C;
+    const std::size_t last = std::min<std::size_t>(std::size_t{k + 1} * per, tokens) * C;
+    rans_encode(std::span(s.values).subspan(first, last - first), lanes, s.streams[k]);
+  }
+  for (const RansStream& st : s.streams)
+    w.put(static_cast<std::uint32_t>(2 * st.words.size()));
+  for (const RansStream& st : s.streams) {
+    for (std::uint32_t x : st.states)
+      w.put(x);
+  }
+  for (const RansStream& st : s.streams)
+    w.put_bytes(std::as_bytes(std::span(st.words)));
+}
+
+}  // namespace
+
+Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
+                    const EncodeOptions& o, std::vector<std::byte>& out) {
+  const KvLayout& l = src.layout();
+  KVS_RETURN_IF_ERROR(src.check_range(token_begin, token_count).with_context("encode_chunk"));
+  if (token_count == 0 || token_count > kMaxTokens) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("chunk of {} tokens (1..{})", token_count, kMaxTokens));
+  }
+  if (l.row_values() > kMaxChannels || l.layers > kMaxLayers) {
+    return Status(Errc::unsupported,
+                  fmt::format("{} layers x {} channels exceed the format's limits", l.layers,
+                              l.row_values()));
+  }
+  if (!valid_lanes(o.lanes) || o.substream_values == 0) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("lanes {} (1, 2, 4, 8, 16 or 32), substream_values {}", o.lanes,
+                              o.substream_values));
+  }
+  CodecProfile builtin;
+  const CodecProfile* profile = o.profile;
+  if (o.level > 0) {
+    if (profile == nullptr) {
+      builtin = CodecProfile::builtin(l.layers, l.kv_heads);
+      profile = &builtin;
+    }
+    if (profile->layers() != l.layers || profile->kv_heads() != l.kv_heads ||
+        o.level > profile->levels()) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("level {} with a profile of {} levels for {} layers x {} KV heads "
+                                "(the KV has {} x {})",
+                                o.level, profile->levels(), profile->layers(), profile->kv_heads(),
+                                l.layers, l.kv_heads));
+    }
+  }
+  const Coding coding = o.level > 0             ? Coding::quantized
+                        : l.dtype == DType::f32 ? Coding::split32
+                                                : Coding::split16;
+  const std::size_t C = l.row_values();
+  const std::uint32_t segments = 2 * l.layers;
+
+  out.clear();
+  ByteWriter w(out);
+  out.resize(kHeaderSize + std::size_t{segments} * kSegmentEntrySize);
+  std::vector<std::uint32_t> offsets(segments + 1);
+  SegmentScratch scratch;
+  for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
+    for (KvPart part : {KvPart::key, KvPart::value}) {
+      offsets[2 * layer + static_cast<std::uint32_t>(part)] = static_cast<std::uint32_t>(w.size());
+      if (coding == Coding::quantized) {
+        KVS_RETURN_IF_ERROR(
+            quantize(src, layer, part, token_begin, token_count, *profile, o.level, scratch));
+      } else {
+        gather_lossless(src, layer, part, token_begin, token_count, scratch);
+      }
+      tokenize(token_count, C, coding, l.dtype, scratch);
+      write_segment(coding, token_count, C, o, scratch, w);
+    }
+  }
+  if (w.size() > UINT32_MAX) {
+    return Status(Errc::unsupported, fmt::format("chunk of {} bytes exceeds 4 GiB", w.size()));
+  }
+  offsets[segments] = static_cast<std::uint32_t>(w.size());
+
+  std::memcpy(out.data(), kMagic, 4);
+  w.put_at<std::uint16_t>(4, kVersion);
+  w.put_at<std::uint16_t>(6, kHeaderSize);
+  w.put_at<std::uint8_t>(8, o.level);
+  w.put_at<std::uint8_t>(9, static_cast<std::uint8_t>(l.dtype));
+  w.put_at<std::uint16_t>(10, 0);
+  w.put_at<std::uint32_t>(12, l.layers);
+  w.put_at<std::uint32_t>(16, l.kv_heads);
+  w.put_at<std::uint32_t>(20, l.head_dim);
+  w.put_at<std::uint32_t>(24, token_begin);
+  w.put_at<std::uint32_t>(28, token_count);
+  w.put_at<std::uint32_t>(32, segments);
+  w.put_at<std::uint32_t>(36, offsets[segments]);
+  w.put_at<std::uint32_t>(40, 0);
+  for (std::uint32_t i = 0; i < segments; ++i) {
+    const std::size_t entry = kHeaderSize + std::size_t{i} * kSegmentEntrySize;
+    const std::uint32_t size = offsets[i + 1] - offsets[i];
+    w.put_at<std::uint32_t>(entry, offsets[i]);
+    w.put_at<std::uint32_t>(entry + 4, size);
+    w.put_at<std::uint32_t>(entry + 8, crc32c(std::span(out).subspan(offsets[i], size)));
+  }
+  std::uint32_t hcrc = crc32c(std::span(out).first(kHeaderCrcOffset));
+  hcrc =
+      crc32c(std::span(out).subspan(kHeaderSize, std::size_t{segments} * kSegmentEntrySize), hcrc);
+  w.put_at<std::uint32_t>(kHeaderCrcOffset, hcrc);
+  return Status::ok();
+}
+
+}  // namespace kvstream

@@ -1,0 +1,66 @@
+#include <fmt/format.h>
+
+#include <cmath>
+
+#include "kvstream/codec.hpp"
+
+namespace kvstream {
+
+namespace {
+// Relative steps of the built-in lossy levels at the least sensitive position (last layer, V).
+constexpr float kBuiltinBase[] = {0.15f, 0.3f, 0.6f, 1.1f, 2.0f};
+// Sensitivity ratios measured on stories260K (DESIGN.md): the first layer ~40x the last, K ~3x
+// V. For noise weighted by sensitivity, the best steps scale with 1/sqrt(sensitivity).
+constexpr float kFirstToLastSensitivity = 40.0f;
+constexpr float kKeyToValueSensitivity = 3.0f;
+}  // namespace
+
+CodecProfile CodecProfile::builtin(std::uint32_t layers, std::uint32_t kv_heads) {
+  CodecProfile p;
+  p.layers_ = layers;
+  p.kv_heads_ = kv_heads;
+  p.levels_ = static_cast<std::uint32_t>(std::size(kBuiltinBase));
+  p.steps_.resize(std::size_t{p.levels_} * layers * 2 * kv_heads);
+  for (std::uint32_t level = 1; level <= p.levels_; ++level) {
+    for (std::uint32_t l = 0; l < layers; ++l) {
+      const float depth =
+          layers > 1 ? static_cast<float>(l) / static_cast<float>(layers - 1) : 1.0f;
+      const float layer_scale = std::pow(kFirstToLastSensitivity, 0.5f * (depth - 1.0f));
+      for (std::uint32_t part = 0; part < 2; ++part) {
+        const float part_scale = part == 0 ? 1.0f / std::sqrt(kKeyToValueSensitivity) : 1.0f;
+        for (std::uint32_t h = 0; h < kv_heads; ++h) {
+          p.steps_[p.index(level, l, static_cast<KvPart>(part), h)] =
+              kBuiltinBase[level - 1] * layer_scale * part_scale;
+        }
+      }
+    }
+  }
+  return p;
+}
+
+Expected<CodecProfile> CodecProfile::from_steps(std::uint32_t layers, std::uint32_t kv_heads,
+                                                std::uint32_t levels, std::vector<float> steps) {
+  if (layers == 0 || kv_heads == 0 || levels == 0 || levels > kMaxLevel) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("profile with {} layers, {} KV heads and {} levels (1..{})", layers,
+                              kv_heads, levels, kMaxLevel));
+  }
+  const std::size_t want = std::size_t{levels} * layers * 2 * kv_heads;
+  if (steps.size() != want) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("profile needs {} steps, got {}", want, steps.size()));
+  }
+  for (float s : steps) {
+    if (!(s > 0.0f) || !std::isfinite(s)) {
+      return Status(Errc::invalid_argument, fmt::format("profile step {} is not positive", s));
+    }
+  }
+  CodecProfile p;
+  p.layers_ = layers;
+  p.kv_heads_ = kv_heads;
+  p.levels_ = levels;
+  p.steps_ = std::move(steps);
+  return p;
+}
+
+}  // namespace kvstream

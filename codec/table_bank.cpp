@@ -1,0 +1,40 @@
+#include "table_bank.hpp"
+
+#include <cmath>
+
+namespace kvstream::codec {
+
+namespace {
+
+constexpr std::uint16_t kFreq[kBankTables][kTokens] = {
+#include "table_bank.inc"
+};
+
+std::array<TokenTable, kBankTables> build() {
+  std::array<TokenTable, kBankTables> bank{};
+  for (std::uint32_t t = 0; t < kBankTables; ++t) {
+    TokenTable& tt = bank[t];
+    std::uint32_t cum = 0;
+    for (std::uint32_t k = 0; k < kTokens; ++k) {
+      tt.freq[k] = kFreq[t][k];
+      tt.cum[k] = static_cast<std::uint16_t>(cum);
+      for (std::uint32_t s = 0; s < kFreq[t][k]; ++s)
+        tt.token_of_slot[cum + s] = static_cast<std::uint8_t>(k);
+      cum += kFreq[t][k];
+      // The cost only steers the encoder's table choice; any rounding is fine as long as it
+      // is computed the same way everywhere, and these are exact double ops on small ints.
+      tt.cost[k] = static_cast<std::uint32_t>(
+          std::lround(65536.0 * (kProbBits - std::log2(static_cast<double>(kFreq[t][k])))));
+    }
+  }
+  return bank;
+}
+
+}  // namespace
+
+const std::array<TokenTable, kBankTables>& table_bank() {
+  static const std::array<TokenTable, kBankTables> bank = build();
+  return bank;
+}
+
+}  // namespace kvstream::codec

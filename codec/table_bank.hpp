@@ -1,0 +1,28 @@
+// The format's fixed bank of token tables (FORMAT.md), with what encoders and decoders derive
+// from it: cumulative frequencies, a slot -> token lookup, and integer code lengths.
+#pragma once
+
+#include <array>
+#include <cstdint>
+
+#include "symbols.hpp"
+
+namespace kvstream::codec {
+
+inline constexpr std::uint32_t kBankTables = 80;
+inline constexpr std::uint32_t kProbBits = 12;
+inline constexpr std::uint32_t kProbScale = 1u << kProbBits;
+
+struct TokenTable {
+  std::array<std::uint16_t, kTokens> freq;
+  std::array<std::uint16_t, kTokens> cum;              // prefix sums of freq
+  std::array<std::uint8_t, kProbScale> token_of_slot;  // decoder lookup: slot -> token
+  // Code length of each token in 1/65536 bit (encoder-side table choice; integer, so every
+  // encoder makes the same choice).
+  std::array<std::uint32_t, kTokens> cost;
+};
+
+// The bank, built once from codec/table_bank.inc on first use (thread-safe).
+const std::array<TokenTable, kBankTables>& table_bank();
+
+}  // namespace kvstream::codec

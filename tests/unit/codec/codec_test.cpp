@@ -1,0 +1,305 @@
+#include "kvstream/codec.hpp"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "byte_io.hpp"
+#include "chunk_format.hpp"
+#include "crc32c.hpp"
+#include "kv_test_data.hpp"
+#include "kvstream/half.hpp"
+
+namespace kvstream {
+namespace {
+
+using testing_data::fill_synthetic;
+using testing_data::float_at;
+
+KvLayout layout(DType dt, std::uint32_t tokens = 100) {
+  return KvLayout{3, 2, 16, dt, tokens};
+}
+
+std::vector<std::byte> encode(const KvView& v, std::uint32_t begin, std::uint32_t count,
+                              std::uint8_t level) {
+  std::vector<std::byte> out;
+  EncodeOptions o;
+  o.level = level;
+  const Status s = encode_chunk(v, begin, count, o, out);
+  EXPECT_TRUE(s.is_ok()) << s.to_string();
+  return out;
+}
+
+TEST(Crc32c, KnownVectors) {
+  const char* text = "123456789";
+  EXPECT_EQ(codec::crc32c(std::as_bytes(std::span(text, 9))), 0xE3069283u);
+  std::vector<std::byte> zeros(32, std::byte{0});
+  EXPECT_EQ(codec::crc32c(zeros), 0x8A9136AAu);  // RFC 3720 B.4
+  // Chaining equals one pass.
+  EXPECT_EQ(codec::crc32c(std::as_bytes(std::span(text + 4, 5)),
+                          codec::crc32c(std::as_bytes(std::span(text, 4)))),
+            0xE3069283u);
+}
+
+TEST(Codec, LevelZeroIsBitExactForEveryDtypeAndLayout) {
+  for (DType dt : {DType::f16, DType::bf16, DType::f32}) {
+    auto src = KvBuffer::create(layout(dt));
+    ASSERT_TRUE(src);
+    fill_synthetic(src->view(), 7, /*specials=*/true);
+    const auto chunk = encode(src->view(), 20, 50, 0);
+    auto info = read_chunk_info(chunk);
+    ASSERT_TRUE(info);
+    EXPECT_EQ(info->level, 0);
+    EXPECT_EQ(info->token_begin, 20u);
+    EXPECT_EQ(info->token_count, 50u);
+    EXPECT_EQ(info->dtype, dt);
+
+    std::vector<std::uint32_t> table(13);
+    for (std::uint32_t i = 0; i < 13; ++i)
+      table[i] = 12 - i;
+    auto paged = PagedKvBuffer::create(layout(dt), 8, 13, table);
+    ASSERT_TRUE(paged);
+    ASSERT_TRUE(decode_chunk(chunk, paged->view()).is_ok());
+    auto back = KvBuffer::create(layout(dt));
+    ASSERT_TRUE(copy_tokens(paged->view(), 20, back->view(), 20, 50).is_ok());
+    const std::size_t row = layout(dt).row_bytes();
+    for (std::uint32_t l = 0; l < 3; ++l) {
+      for (KvPart p : {KvPart::key, KvPart::value}) {
+        for (std::uint32_t t = 20; t < 70; ++t) {
+          ASSERT_EQ(std::memcmp(back->view().row(l, p, t), src->view().row(l, p, t), row), 0)
+              << dtype_name(dt) << " layer " << l << " token " << t;
+        }
+      }
+    }
+  }
+}
+
+TEST(Codec, LossyErrorIsWithinHalfAStep) {
+  // Into an f32 destination, the error of each value is at most half its channel's step, and
+  // the step is at most the level's relative step times the channel's spread.
+  auto src = KvBuffer::create(layout(DType::f32, 64));
+  fill_synthetic(src->view(), 3, false);
+  const CodecProfile profile = CodecProfile::builtin(3, 2);
+  for (std::uint8_t level = 1; level <= profile.levels(); ++level) {
+    const auto chunk = encode(src->view(), 0, 64, level);
+    auto dst = KvBuffer::create(layout(DType::f32, 64));
+    ASSERT_TRUE(decode_chunk(chunk, dst->view()).is_ok());
+    for (std::uint32_t l = 0; l < 3; ++l) {
+      for (KvPart p : {KvPart::key, KvPart::value}) {
+        for (std::uint32_t c = 0; c < 32; ++c) {
+          double mean = 0, mad = 0;
+          for (std::uint32_t t = 0; t < 64; ++t)
+            mean += float_at(src->view(), l, p, t, c);
+          mean /= 64;
+          for (std::uint32_t t = 0; t < 64; ++t) {
+            mad += std::abs(float_at(src->view(), l, p, t, c) - mean);
+          }
+          const double bound =
+              0.5 * profile.relative_step(level, l, p, c / 16) * (mad / 64) * 1.2533 * 1.001 + 1e-6;
+          for (std::uint32_t t = 0; t < 64; ++t) {
+            const double err =
+                std::abs(float_at(dst->view(), l, p, t, c) - float_at(src->view(), l, p, t, c));
+            ASSERT_LE(err, bound) << "level " << int(level) << " layer " << l << " channel " << c;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Codec, HigherLevelsAreSmaller) {
+  auto src = KvBuffer::create(layout(DType::f16, 128));
+  fill_synthetic(src->view(), 5, false);
+  std::size_t previous = SIZE_MAX;
+  for (std::uint8_t level = 0; level <= CodecProfile::builtin(3, 2).levels(); ++level) {
+    const std::size_t size = encode(src->view(), 0, 128, level).size();
+    EXPECT_LT(size, previous) << "level " << int(level);
+    previous = size;
+  }
+}
+
+TEST(Codec, AllZeroChannelsDecodeToZero) {
+  auto src = KvBuffer::create(layout(DType::bf16, 512));  // zero-initialised
+  for (std::uint8_t level : {0, 1, 5}) {
+    const auto chunk = encode(src->view(), 0, 512, level);
+    auto dst = KvBuffer::create(layout(DType::bf16, 512));
+    std::memset(dst->bytes().data(), 0x55, dst->bytes().size());
+    ASSERT_TRUE(decode_chunk(chunk, dst->view()).is_ok());
+    EXPECT_EQ(std::memcmp(dst->bytes().data(), src->bytes().data(), src->bytes().size()), 0);
+    // Lossy levels send nearly nothing: the zero token's cost (0.02 bits) plus side
+    // information. (Level 0 still sends the raw sign and low mantissa bits.)
+    if (level > 0) {
+      EXPECT_LT(chunk.size() * 8.0 / layout(DType::bf16, 512).total_values(), 0.15);
+    }
+  }
+}
+
+TEST(Codec, NonFiniteInputAtLossyLevelNamesLayerTokenChannel) {
+  auto src = KvBuffer::create(layout(DType::f16, 30));
+  fill_synthetic(src->view(), 1, false);
+  const std::uint16_t inf = 0x7C00;
+  std::memcpy(src->view().row(2, KvPart::value, 17) + 2 * 21, &inf, 2);
+  std::vector<std::byte> out;
+  EncodeOptions o;
+  o.level = 2;
+  const Status s = encode_chunk(src->view(), 0, 30, o, out);
+  EXPECT_EQ(s.code(), Errc::invalid_argument);
+  EXPECT_NE(s.message().find("layer 2 V token 17 channel 21 (head 1, dim 5)"), std::string::npos)
+      << s.message();
+  o.level = 0;
+  EXPECT_TRUE(encode_chunk(src->view(), 0, 30, o, out).is_ok());  // lossless keeps it
+}
+
+TEST(Codec, RejectsBadArguments) {
+  auto src = KvBuffer::create(layout(DType::f16, 30));
+  std::vector<std::byte> out;
+  EncodeOptions o;
+  EXPECT_EQ(encode_chunk(src->view(), 10, 21, o, out).code(), Errc::out_of_range);
+  EXPECT_EQ(encode_chunk(src->view(), 0, 0, o, out).code(), Errc::invalid_argument);
+  o.lanes = 3;
+  EXPECT_EQ(encode_chunk(src->view(), 0, 10, o, out).code(), Errc::invalid_argument);
+  o.lanes = 8;
+  o.level = 9;
+  EXPECT_EQ(encode_chunk(src->view(), 0, 10, o, out).code(), Errc::invalid_argument);
+
+  o.level = 0;
+  ASSERT_TRUE(encode_chunk(src->view(), 10, 20, o, out).is_ok());
+  auto small = KvBuffer::create(layout(DType::f16, 25));
+  EXPECT_EQ(decode_chunk(out, small->view()).code(), Errc::out_of_range);
+  auto other = KvBuffer::create(KvLayout{3, 1, 32, DType::f16, 30});
+  EXPECT_EQ(decode_chunk(out, other->view()).code(), Errc::invalid_argument);
+}
+
+TEST(Codec, SubstreamsAndLanesRoundTrip) {
+  auto src = KvBuffer::create(layout(DType::f16, 97));
+  fill_synthetic(src->view(), 11, false);
+  auto reference = KvBuffer::create(layout(DType::f16, 97));
+  for (std::uint32_t lanes : {1u, 2u, 32u}) {
+    for (std::uint32_t per : {1u, 100u, 1000u, 1u << 20}) {
+      std::vector<std::byte> out;
+      EncodeOptions o;
+      o.level = 3;
+      o.lanes = lanes;
+      o.substream_values = per;
+      ASSERT_TRUE(encode_chunk(src->view(), 0, 97, o, out).is_ok());
+      auto dst = KvBuffer::create(layout(DType::f16, 97));
+      ASSERT_TRUE(decode_chunk(out, dst->view()).is_ok()) << lanes << " " << per;
+      if (lanes == 1 && per == 1) {
+        ASSERT_TRUE(copy_kv(dst->view(), reference->view()).is_ok());
+      } else {
+        // Lanes and substreams change the bytes, never the decoded values.
+        EXPECT_EQ(std::memcmp(dst->bytes().data(), reference->bytes().data(), dst->bytes().size()),
+                  0);
+      }
+    }
+  }
+}
+
+// Recomputes the header and segment checksums so that a deliberately broken field reaches the
+// decoder's structural checks instead of stopping at a checksum.
+void refresh_checksums(std::vector<std::byte>& chunk) {
+  std::uint32_t segments;
+  std::memcpy(&segments, chunk.data() + 32, 4);
+  for (std::uint32_t i = 0; i < segments; ++i) {
+    std::uint32_t off, size;
+    std::memcpy(&off, chunk.data() + 48 + 12 * i, 4);
+    std::memcpy(&size, chunk.data() + 52 + 12 * i, 4);
+    if (std::size_t{off} + size > chunk.size()) continue;
+    const std::uint32_t crc = codec::crc32c(std::span(chunk).subspan(off, size));
+    std::memcpy(chunk.data() + 56 + 12 * i, &crc, 4);
+  }
+  std::uint32_t crc = codec::crc32c(std::span(chunk).first(44));
+  crc = codec::crc32c(std::span(chunk).subspan(48, 12 * std::size_t{segments}), crc);
+  std::memcpy(chunk.data() + 44, &crc, 4);
+}
+
+class CorruptChunk : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    src_ = std::make_unique<KvBuffer>(*KvBuffer::create(layout(DType::f16, 60)));
+    fill_synthetic(src_->view(), 2, false);
+    chunk_ = encode(src_->view(), 0, 60, 2);
+  }
+  Status decode(const std::vector<std::byte>& c) {
+    auto dst = KvBuffer::create(layout(DType::f16, 60));
+    return decode_chunk(c, dst->view());
+  }
+  std::uint32_t segment_offset(std::uint32_t i) const {
+    std::uint32_t off;
+    std::memcpy(&off, chunk_.data() + 48 + 12 * i, 4);
+    return off;
+  }
+  std::unique_ptr<KvBuffer> src_;
+  std::vector<std::byte> chunk_;
+};
+
+TEST_F(CorruptChunk, EveryTruncationIsAnError) {
+  for (std::size_t n = 0; n < chunk_.size(); ++n) {
+    const std::vector<std::byte> cut(chunk_.begin(), chunk_.begin() + static_cast<long>(n));
+    ASSERT_EQ(decode(cut).code(), Errc::corrupt_data) << "length " << n;
+  }
+}
+
+TEST_F(CorruptChunk, EveryBitFlipIsDetected) {
+  for (std::size_t i = 0; i < chunk_.size(); ++i) {
+    for (int bit = 0; bit < 8; bit += 3) {
+      auto c = chunk_;
+      c[i] ^= std::byte{static_cast<unsigned char>(1u << bit)};
+      const Status s = decode(c);
+      ASSERT_FALSE(s.is_ok()) << "byte " << i << " bit " << bit;
+    }
+  }
+}
+
+TEST_F(CorruptChunk, HostileFieldsWithValidChecksumsAreRejected) {
+  const std::uint32_t seg = segment_offset(3);
+  struct Case {
+    std::size_t at;
+    std::uint8_t value;
+    const char* mention;
+  };
+  const Case cases[] = {
+      {seg + 0, 1, "coding"},
+      {seg + 1, 4, "predictor"},
+      {seg + 2, 3, "lanes"},
+      {seg + 4, 0, "substreams"},
+      {seg + 4, 61, "substreams"},
+      {seg + 8 + 32, 80, "table id"},
+      {9, 7, "dtype"},
+      {8, 16, "level"},
+      {12, 0, "shape"},
+  };
+  for (const Case& c : cases) {
+    auto bad = chunk_;
+    bad[c.at] = std::byte{c.value};
+    refresh_checksums(bad);
+    const Status s = decode(bad);
+    EXPECT_EQ(s.code(), Errc::corrupt_data) << c.mention;
+    EXPECT_NE(s.message().find(c.mention), std::string::npos) << s.message();
+  }
+  // Payload words changed with checksums intact: decoding fails cleanly (states or cursor).
+  for (std::size_t back = 1; back < 40; ++back) {
+    auto bad = chunk_;
+    const std::uint32_t end = segment_offset(4);
+    bad[end - back] ^= std::byte{0x5A};
+    refresh_checksums(bad);
+    EXPECT_EQ(decode(bad).code(), Errc::corrupt_data) << back;
+  }
+}
+
+TEST_F(CorruptChunk, WrongVersionIsUnsupported) {
+  auto bad = chunk_;
+  bad[4] = std::byte{2};
+  refresh_checksums(bad);
+  EXPECT_EQ(decode(bad).code(), Errc::unsupported);
+  auto magic = chunk_;
+  magic[0] = std::byte{'X'};
+  EXPECT_EQ(decode(magic).code(), Errc::corrupt_data);
+}
+
+}  // namespace
+}  // namespace kvstream
