@@ -12,4 +12,8 @@ function(kvstream_target_defaults target)
                                              -fno-sanitize-recover=all -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)
   endif()
+  if(KVSTREAM_BUILD_FUZZERS)
+    # Coverage feedback from every library, not only from the fuzz target itself.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link)
+  endif()
 endfunction()

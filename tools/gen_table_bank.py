@@ -48,8 +48,10 @@ def main():
         for laplace in (False, True):
             f = table(sigma, laplace)
             out.append(f"// table {2 * j + laplace}: {'laplace' if laplace else 'gauss'} sigma {sigma:.4g}")
+            out.append("{")
             for k in range(0, TOKENS, 16):
                 out.append("    " + ", ".join(f"{v:4d}" for v in f[k:k + 16]) + ",")
+            out.append("},")
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -278,6 +278,9 @@ int run_codec(std::span<const std::string_view> args) {
       {"eval", "size, quality and speed of every level and baseline on real KV caches", codec_eval},
       {"calibrate", "measure per-head sensitivity and write a profile of level step sizes",
        codec_calibrate},
+      {"encode", "write a context archive: a context's KV cache at every level", codec_encode},
+      {"decode", "decode a context archive at one level into a raw KV file", codec_decode},
+      {"inspect", "describe a context archive", codec_inspect},
   };
   return dispatch("kvstream codec", kSubcommands, args);
 }
