@@ -211,26 +211,86 @@ inline void store_bits(std::byte* row, std::size_t c, DType src, DType dst, std:
   store(row, c, dst, f);
 }
 
-Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
-                      const KvView& dst, std::uint32_t index) {
-  const auto& bank = table_bank();
-  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
-  const DType out = dst.layout().dtype;
-  std::vector<const TokenTable*> tables(C);
-  std::vector<float> steps(s.coding == Coding::quantized ? C : 0);
-  for (std::size_t c = 0; c < C; ++c) {
-    tables[c] = &bank[static_cast<std::uint8_t>(s.table_ids[c])];
-    if (s.coding == Coding::quantized) {
-      steps[c] = step_of_code(static_cast<std::uint8_t>(s.step_codes[c]));
+// Branch-free renormalisation: mispredicted refills would cost more than the decode itself.
+// A refill past the end of the substream's words reads a zero and raises `overrun` instead.
+struct Words {
+  const std::byte* p;
+  const std::byte* end;
+  bool overrun = false;
+  [[gnu::always_inline]] void refill(std::uint32_t& x) noexcept {
+    const bool need = x < kRansLow;
+    const bool have = p < end;
+    static constexpr std::byte kZero[2] = {};
+    const std::byte* src = have ? p : kZero;
+    const std::uint32_t w = static_cast<std::uint32_t>(static_cast<unsigned char>(src[0])) |
+                            static_cast<std::uint32_t>(static_cast<unsigned char>(src[1])) << 8;
+    x = need ? (x << 16) | w : x;
+    p += need && have ? 2 : 0;
+    overrun |= need && !have;
+  }
+};
+
+// Per-channel decoding state, gathered once per segment.
+struct Channel {
+  const std::uint32_t* decode;  // the bank table's packed slot lookup
+  float step;
+  std::int32_t center;
+};
+
+// The output of one value, by coding and destination dtype; returns false for a value the
+// coding cannot produce (a corrupt lossless exponent field).
+template <Coding kCoding, DType kOut>
+struct Sink {
+  DType src;
+  std::uint32_t R, sign_shift, extra_bits, extra2_bits;
+  std::int32_t v_limit;
+
+  bool put(std::byte* row, std::size_t c, std::int32_t v, const Channel& ch, std::uint32_t& x,
+           Words& words) const noexcept {
+    if constexpr (kCoding == Coding::quantized) {
+      store(row, c, kOut, static_cast<float>(v) * ch.step);
+      return true;
+    } else {
+      const std::uint32_t low = x & ((1u << extra_bits) - 1u);
+      x >>= extra_bits;
+      words.refill(x);
+      std::uint32_t high = 0;
+      if (kCoding == Coding::split32) {
+        high = x & ((1u << extra2_bits) - 1u);
+        x >>= extra2_bits;
+        words.refill(x);
+      }
+      const std::uint32_t e = low | (high << 16);  // ((m mod 2^R) << 1) | sign
+      store_bits(row, c, src, kOut,
+                 ((e & 1u) << sign_shift) | (static_cast<std::uint32_t>(v) << R) | (e >> 1));
+      return v >= 0 && v < v_limit;
     }
   }
+};
+
+template <Coding kCoding, DType kOut>
+Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
+                         const ChunkInfo& info, const KvView& dst, std::uint32_t index) {
+  const auto& bank = table_bank();
+  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
+  std::vector<Channel> channels(C);
+  for (std::size_t c = 0; c < C; ++c) {
+    channels[c].decode = bank[static_cast<std::uint8_t>(s.table_ids[c])].decode.data();
+    channels[c].step = kCoding == Coding::quantized
+                           ? step_of_code(static_cast<std::uint8_t>(s.step_codes[c]))
+                           : 0.0f;
+    channels[c].center = s.centers[c];
+  }
+  Sink<kCoding, kOut> sink{};
+  sink.src = info.dtype;
+  sink.R = split_shift(static_cast<std::uint8_t>(info.dtype));
+  sink.sign_shift = info.dtype == DType::f32 ? 31 : 15;
+  sink.v_limit = 1 << (sink.sign_shift - sink.R);
+  sink.extra_bits = std::min(sink.R + 1, 16u);
+  sink.extra2_bits = sink.R + 1 > 16 ? sink.R + 1 - 16 : 0;
+
   const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
   const std::uint32_t L = s.lanes;
-  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
-  const std::uint32_t sign_shift = info.dtype == DType::f32 ? 31 : 15;
-  const std::int32_t v_limit = 1 << (sign_shift - R);
-  const std::uint32_t extra_bits = std::min(R + 1, 16u);
-  const std::uint32_t extra2_bits = R + 1 > 16 ? R + 1 - 16 : 0;
   std::uint32_t x[32];
   std::size_t word_offset = 0;
   for (std::uint32_t k = 0; k < s.substreams; ++k) {
@@ -242,47 +302,67 @@ Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, co
                       info.token_begin + info.token_count - 1));
     };
     std::memcpy(x, s.states.data() + std::size_t{4} * k * L, 4 * L);
-    WordReader words(s.words.data() + word_offset, s.stream_bytes[k] / 2);
+    Words words{s.words.data() + word_offset, s.words.data() + word_offset + s.stream_bytes[k]};
     word_offset += s.stream_bytes[k];
     const std::uint32_t t_end = std::min(info.token_count, (k + 1) * per);
     std::uint32_t lane = 0;
+    bool values_ok = true;
     for (std::uint32_t t = k * per; t < t_end; ++t) {
       std::byte* row = dst.row(layer, part, info.token_begin + t);
       for (std::size_t c = 0; c < C; ++c) {
         std::uint32_t& xl = x[lane];
         lane = lane + 1 == L ? 0 : lane + 1;
-        std::uint32_t token = 0, raw = 0;
-        if (!rans_get_token(xl, *tables[c], words, token)) return fail("words run out");
-        const std::uint32_t nraw = raw_bits_of(token);
-        if (nraw != 0 && !rans_get_raw(xl, nraw, words, raw)) return fail("words run out");
-        const std::int32_t v = wrap16(unzigzag(value_of(token, raw)) + s.centers[c]);
-        switch (s.coding) {
-          case Coding::quantized:
-            store(row, c, out, static_cast<float>(v) * steps[c]);
-            break;
-          case Coding::split16:
-          case Coding::split32: {
-            if (v < 0 || v >= v_limit) return fail("lossless exponent field out of range");
-            std::uint32_t low = 0, high = 0;
-            if (!rans_get_raw(xl, extra_bits, words, low)) return fail("words run out");
-            if (extra2_bits != 0 && !rans_get_raw(xl, extra2_bits, words, high)) {
-              return fail("words run out");
-            }
-            const std::uint32_t e = low | (high << 16);  // ((m mod 2^R) << 1) | sign
-            const std::uint32_t bits =
-                ((e & 1u) << sign_shift) | (static_cast<std::uint32_t>(v) << R) | (e >> 1);
-            store_bits(row, c, info.dtype, out, bits);
-            break;
-          }
+        const Channel& ch = channels[c];
+        const std::uint32_t e = ch.decode[xl & (kProbScale - 1)];
+        xl = (e & 0x1FFFu) * (xl >> kProbBits) + ((e >> 13) & 0xFFFu);
+        words.refill(xl);
+        const std::uint32_t token = e >> 25;
+        std::uint32_t u = token;
+        if (token >= 16) {
+          const std::uint32_t nraw = raw_bits_of(token);
+          const std::uint32_t raw = xl & ((1u << nraw) - 1u);
+          xl >>= nraw;
+          words.refill(xl);
+          u = value_of(token, raw);
         }
+        values_ok &= sink.put(row, c, wrap16(unzigzag(u) + ch.center), ch, xl, words);
       }
     }
-    if (words.left() != 0) return fail("words left over");
+    if (words.overrun) return fail("words run out");
+    if (!values_ok) return fail("lossless exponent field out of range");
+    if (words.p != words.end) return fail("words left over");
     for (std::uint32_t j = 0; j < L; ++j) {
       if (x[j] != kRansLow) return fail("final lane state is not the initial one");
     }
   }
   return Status::ok();
+}
+
+template <Coding kCoding>
+Status decode_segment_to(const SegmentView& s, std::uint32_t layer, KvPart part,
+                         const ChunkInfo& info, const KvView& dst, std::uint32_t index) {
+  switch (dst.layout().dtype) {
+    case DType::f32:
+      return decode_segment_as<kCoding, DType::f32>(s, layer, part, info, dst, index);
+    case DType::f16:
+      return decode_segment_as<kCoding, DType::f16>(s, layer, part, info, dst, index);
+    case DType::bf16:
+      return decode_segment_as<kCoding, DType::bf16>(s, layer, part, info, dst, index);
+  }
+  return Status(Errc::internal, "unknown destination dtype");
+}
+
+Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
+                      const KvView& dst, std::uint32_t index) {
+  switch (s.coding) {
+    case Coding::quantized:
+      return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index);
+    case Coding::split16:
+      return decode_segment_to<Coding::split16>(s, layer, part, info, dst, index);
+    case Coding::split32:
+      return decode_segment_to<Coding::split32>(s, layer, part, info, dst, index);
+  }
+  return Status(Errc::internal, "unknown coding");
 }
 
 }  // namespace

@@ -129,8 +129,8 @@ Status quantize(const KvView& src, std::uint32_t layer, KvPart part, std::uint32
   const auto& steps = step_table();
   for (std::size_t c = 0; c < C; ++c) {
     const float sigma = static_cast<float>(s.dev[c] / tokens) * (kMadToSigma / 65536.0f);
-    const float rel_step =
-        profile.relative_step(level, layer, part, static_cast<std::uint32_t>(c / l.head_dim));
+    const float rel_step = profile.relative_step(
+        level, layer, part, static_cast<std::uint32_t>(c * profile.groups() / C));
     s.step_code[c] = choose_step_code(sigma * rel_step, s.absmax[c]);
     const float step = steps[s.step_code[c]];
     const float mean = static_cast<float>(s.sum[c]) / 65536.0f;
@@ -196,13 +196,19 @@ void tokenize(std::uint32_t tokens, std::size_t C, Coding coding, DType dtype, S
   const auto& bank = table_bank();
   s.table.resize(C);
   for (std::size_t c = 0; c < C; ++c) {
+    // Only the tokens that occur matter; there are rarely more than a dozen.
     const std::uint32_t* h = &s.hist[c * kTokens];
+    std::uint32_t used[kTokens];
+    std::uint32_t n_used = 0;
+    for (std::uint32_t k = 0; k < kTokens; ++k) {
+      if (h[k] != 0) used[n_used++] = k;
+    }
     std::uint64_t best_cost = UINT64_MAX;
     std::uint32_t best = 0;
     for (std::uint32_t t = 0; t < kBankTables; ++t) {
       std::uint64_t cost = 0;
-      for (std::uint32_t k = 0; k < kTokens; ++k) {
-        if (h[k] != 0) cost += std::uint64_t{h[k]} * bank[t].cost[k];
+      for (std::uint32_t j = 0; j < n_used; ++j) {
+        cost += std::uint64_t{h[used[j]]} * bank[t].cost[used[j]];
       }
       if (cost < best_cost) {
         best_cost = cost;
@@ -282,16 +288,16 @@ Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t 
   const CodecProfile* profile = o.profile;
   if (o.level > 0) {
     if (profile == nullptr) {
-      builtin = CodecProfile::builtin(l.layers, l.kv_heads);
+      builtin = CodecProfile::builtin(l.layers, 1);
       profile = &builtin;
     }
-    if (profile->layers() != l.layers || profile->kv_heads() != l.kv_heads ||
+    if (profile->layers() != l.layers || l.row_values() % profile->groups() != 0 ||
         o.level > profile->levels()) {
       return Status(Errc::invalid_argument,
-                    fmt::format("level {} with a profile of {} levels for {} layers x {} KV heads "
-                                "(the KV has {} x {})",
-                                o.level, profile->levels(), profile->layers(), profile->kv_heads(),
-                                l.layers, l.kv_heads));
+                    fmt::format("level {} with a profile of {} levels for {} layers x {} channel "
+                                "groups (the KV has {} layers x {} channels)",
+                                o.level, profile->levels(), profile->layers(), profile->groups(),
+                                l.layers, l.row_values()));
     }
   }
   const Coding coding = o.level > 0             ? Coding::quantized

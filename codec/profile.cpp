@@ -15,12 +15,12 @@ constexpr float kFirstToLastSensitivity = 40.0f;
 constexpr float kKeyToValueSensitivity = 3.0f;
 }  // namespace
 
-CodecProfile CodecProfile::builtin(std::uint32_t layers, std::uint32_t kv_heads) {
+CodecProfile CodecProfile::builtin(std::uint32_t layers, std::uint32_t groups) {
   CodecProfile p;
   p.layers_ = layers;
-  p.kv_heads_ = kv_heads;
+  p.groups_ = groups;
   p.levels_ = static_cast<std::uint32_t>(std::size(kBuiltinBase));
-  p.steps_.resize(std::size_t{p.levels_} * layers * 2 * kv_heads);
+  p.steps_.resize(std::size_t{p.levels_} * layers * 2 * groups);
   for (std::uint32_t level = 1; level <= p.levels_; ++level) {
     for (std::uint32_t l = 0; l < layers; ++l) {
       const float depth =
@@ -28,7 +28,7 @@ CodecProfile CodecProfile::builtin(std::uint32_t layers, std::uint32_t kv_heads)
       const float layer_scale = std::pow(kFirstToLastSensitivity, 0.5f * (depth - 1.0f));
       for (std::uint32_t part = 0; part < 2; ++part) {
         const float part_scale = part == 0 ? 1.0f / std::sqrt(kKeyToValueSensitivity) : 1.0f;
-        for (std::uint32_t h = 0; h < kv_heads; ++h) {
+        for (std::uint32_t h = 0; h < groups; ++h) {
           p.steps_[p.index(level, l, static_cast<KvPart>(part), h)] =
               kBuiltinBase[level - 1] * layer_scale * part_scale;
         }
@@ -38,14 +38,14 @@ CodecProfile CodecProfile::builtin(std::uint32_t layers, std::uint32_t kv_heads)
   return p;
 }
 
-Expected<CodecProfile> CodecProfile::from_steps(std::uint32_t layers, std::uint32_t kv_heads,
+Expected<CodecProfile> CodecProfile::from_steps(std::uint32_t layers, std::uint32_t groups,
                                                 std::uint32_t levels, std::vector<float> steps) {
-  if (layers == 0 || kv_heads == 0 || levels == 0 || levels > kMaxLevel) {
+  if (layers == 0 || groups == 0 || levels == 0 || levels > kMaxLevel) {
     return Status(Errc::invalid_argument,
-                  fmt::format("profile with {} layers, {} KV heads and {} levels (1..{})", layers,
-                              kv_heads, levels, kMaxLevel));
+                  fmt::format("profile with {} layers, {} channel groups and {} levels (1..{})",
+                              layers, groups, levels, kMaxLevel));
   }
-  const std::size_t want = std::size_t{levels} * layers * 2 * kv_heads;
+  const std::size_t want = std::size_t{levels} * layers * 2 * groups;
   if (steps.size() != want) {
     return Status(Errc::invalid_argument,
                   fmt::format("profile needs {} steps, got {}", want, steps.size()));
@@ -57,7 +57,7 @@ Expected<CodecProfile> CodecProfile::from_steps(std::uint32_t layers, std::uint3
   }
   CodecProfile p;
   p.layers_ = layers;
-  p.kv_heads_ = kv_heads;
+  p.groups_ = groups;
   p.levels_ = levels;
   p.steps_ = std::move(steps);
   return p;

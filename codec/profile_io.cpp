@@ -22,8 +22,8 @@ Expected<CodecProfile> CodecProfile::load(const std::string& path) {
   std::string line;
   std::size_t lineno = 0;
   std::uint32_t layers = 0, heads = 0, levels = 0, next_level = 1;
-  int stage = 0;  // 0 magic, 1 layers, 2 kv_heads, 3 levels, 4 level lines
-  static constexpr const char* kKeys[] = {"", "layers", "kv_heads", "levels"};
+  int stage = 0;  // 0 magic, 1 layers, 2 groups, 3 levels, 4 level lines
+  static constexpr const char* kKeys[] = {"", "layers", "groups", "levels"};
   std::vector<float> steps;
   std::vector<double> targets;
   while (std::getline(in, line)) {
@@ -74,12 +74,12 @@ Expected<CodecProfile> CodecProfile::load(const std::string& path) {
 }
 
 Status CodecProfile::save(const std::string& path) const {
-  std::string text = fmt::format("kvstream-profile 1\nlayers {}\nkv_heads {}\nlevels {}\n", layers_,
-                                 kv_heads_, levels_);
+  std::string text = fmt::format("kvstream-profile 1\nlayers {}\ngroups {}\nlevels {}\n", layers_,
+                                 groups_, levels_);
   for (std::uint32_t level = 1; level <= levels_; ++level) {
     text +=
         fmt::format("level {} {:.6g}", level, level <= targets_.size() ? targets_[level - 1] : 0.0);
-    const std::size_t per_level = std::size_t{2} * layers_ * kv_heads_;
+    const std::size_t per_level = std::size_t{2} * layers_ * groups_;
     for (std::size_t i = 0; i < per_level; ++i) {
       text += fmt::format(" {:.6g}", steps_[(level - 1) * per_level + i]);
     }

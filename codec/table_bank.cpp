@@ -18,8 +18,10 @@ std::array<TokenTable, kBankTables> build() {
     for (std::uint32_t k = 0; k < kTokens; ++k) {
       tt.freq[k] = kFreq[t][k];
       tt.cum[k] = static_cast<std::uint16_t>(cum);
-      for (std::uint32_t s = 0; s < kFreq[t][k]; ++s)
+      for (std::uint32_t s = 0; s < kFreq[t][k]; ++s) {
         tt.token_of_slot[cum + s] = static_cast<std::uint8_t>(k);
+        tt.decode[cum + s] = kFreq[t][k] | (s << 13) | (k << 25);
+      }
       cum += kFreq[t][k];
       // The cost only steers the encoder's table choice; any rounding is fine as long as it
       // is computed the same way everywhere, and these are exact double ops on small ints.

@@ -17,6 +17,9 @@ struct TokenTable {
   std::array<std::uint16_t, kTokens> freq;
   std::array<std::uint16_t, kTokens> cum;              // prefix sums of freq
   std::array<std::uint8_t, kProbScale> token_of_slot;  // decoder lookup: slot -> token
+  // The decoder's one load per symbol: freq in bits 0..12, slot - cum in bits 13..24, the
+  // token in bits 25..30.
+  std::array<std::uint32_t, kProbScale> decode;
   // Code length of each token in 1/65536 bit (encoder-side table choice; integer, so every
   // encoder makes the same choice).
   std::array<std::uint32_t, kTokens> cost;

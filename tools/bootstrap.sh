@@ -16,7 +16,7 @@ jobs=$(nproc)
 
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev libzstd-dev python3)
 if [[ $mode == test ]]; then
-  packages+=(libgtest-dev python3-numpy clang-format)
+  packages+=(libgtest-dev libbenchmark-dev python3-numpy clang-format)
 fi
 
 missing=()

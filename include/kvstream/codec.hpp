@@ -15,21 +15,23 @@ namespace kvstream {
 
 inline constexpr std::uint8_t kMaxLevel = 15;
 
-// How an encoder quantizes each lossy level: the quantization step of every (layer, K|V, KV
-// head) as a multiple of its channels' spread (a relative step). Decoders never need it.
+// How an encoder quantizes each lossy level: the quantization step of every (layer, K|V,
+// channel group) as a multiple of its channels' spread (a relative step). A segment's C
+// channels form `groups` equal groups: channel c is in group c * groups / C (one group per KV
+// head is the default calibration). Decoders never need it.
 class CodecProfile {
  public:
   // The rule used when no calibrated profile is given: steps grow with depth (shallow layers
   // are more sensitive) and K gets finer steps than V.
-  static CodecProfile builtin(std::uint32_t layers, std::uint32_t kv_heads);
-  // Explicit relative steps, indexed by index(level, layer, part, head).
-  static Expected<CodecProfile> from_steps(std::uint32_t layers, std::uint32_t kv_heads,
+  static CodecProfile builtin(std::uint32_t layers, std::uint32_t groups);
+  // Explicit relative steps, indexed by index(level, layer, part, group).
+  static Expected<CodecProfile> from_steps(std::uint32_t layers, std::uint32_t groups,
                                            std::uint32_t levels, std::vector<float> steps);
   std::size_t index(std::uint32_t level, std::uint32_t layer, KvPart part,
-                    std::uint32_t head) const noexcept {
+                    std::uint32_t group) const noexcept {
     return ((std::size_t{level - 1} * layers_ + layer) * 2 + static_cast<std::uint32_t>(part)) *
-               kv_heads_ +
-           head;
+               groups_ +
+           group;
   }
 
   // A profile file (text, see codec/FORMAT.md's "Profiles"); errors name the line.
@@ -38,11 +40,11 @@ class CodecProfile {
   Status save(const std::string& path) const;
 
   std::uint32_t layers() const noexcept { return layers_; }
-  std::uint32_t kv_heads() const noexcept { return kv_heads_; }
+  std::uint32_t groups() const noexcept { return groups_; }
   std::uint32_t levels() const noexcept { return levels_; }  // lossy levels: 1..levels()
   float relative_step(std::uint32_t level, std::uint32_t layer, KvPart part,
-                      std::uint32_t head) const noexcept {
-    return steps_[index(level, layer, part, head)];
+                      std::uint32_t group) const noexcept {
+    return steps_[index(level, layer, part, group)];
   }
   const std::vector<float>& steps() const noexcept { return steps_; }
   // The quality each level was calibrated for (mean KL, nats); empty for the built-in rule.
@@ -51,7 +53,7 @@ class CodecProfile {
 
  private:
   std::uint32_t layers_ = 0;
-  std::uint32_t kv_heads_ = 0;
+  std::uint32_t groups_ = 0;
   std::uint32_t levels_ = 0;
   std::vector<float> steps_;
   std::vector<double> targets_;

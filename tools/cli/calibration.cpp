@@ -83,20 +83,20 @@ constexpr float kNearLossless = 1e-3f;
 constexpr float kMaxRelativeStep = 16.0f;
 }  // namespace
 
-Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t kv_heads,
+Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t groups,
                                  const CalibrationOptions& o,
                                  const std::function<void(const std::string&)>& log) {
-  // One unit per (layer, K|V, KV head), in the profile's step order.
-  const std::uint32_t segments = 2 * layers * kv_heads;
+  // One unit per (layer, K|V, channel group), in the profile's step order.
+  const std::uint32_t segments = 2 * layers * groups;
   std::vector<double> sensitivity(segments);
   for (std::uint32_t i = 0; i < segments; ++i) {
     std::vector<float> steps(segments, kNearLossless);
     steps[i] = o.probe_step;
-    KVS_ASSIGN_OR_RETURN(CodecProfile probe, CodecProfile::from_steps(layers, kv_heads, 1, steps));
+    KVS_ASSIGN_OR_RETURN(CodecProfile probe, CodecProfile::from_steps(layers, groups, 1, steps));
     KVS_ASSIGN_OR_RETURN(double kl, meter.measure(probe, 1));
     sensitivity[i] = std::max(kl, 1e-12) / (double{o.probe_step} * o.probe_step);
-    log(fmt::format("sensitivity layer {} {} head {}: KL {:.3e} at relative step {} -> {:.3e}",
-                    i / (2 * kv_heads), (i / kv_heads) % 2 == 0 ? "K" : "V", i % kv_heads, kl,
+    log(fmt::format("sensitivity layer {} {} group {}: KL {:.3e} at relative step {} -> {:.3e}",
+                    i / (2 * groups), (i / groups) % 2 == 0 ? "K" : "V", i % groups, kl,
                     o.probe_step, sensitivity[i]));
   }
 
@@ -117,7 +117,7 @@ Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint
     double best_k = 0.0;
     for (int it = 0; it < o.iterations; ++it) {
       KVS_ASSIGN_OR_RETURN(CodecProfile p,
-                           CodecProfile::from_steps(layers, kv_heads, 1, steps_for(k)));
+                           CodecProfile::from_steps(layers, groups, 1, steps_for(k)));
       KVS_ASSIGN_OR_RETURN(double kl, meter.measure(p, 1));
       log(fmt::format("level {} target KL {:.3e}: scale {:.4g} -> KL {:.3e}", level + 1, target, k,
                       kl));
@@ -131,9 +131,9 @@ Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint
     const auto steps = steps_for(best_k);
     all.insert(all.end(), steps.begin(), steps.end());
   }
-  KVS_ASSIGN_OR_RETURN(CodecProfile profile,
-                       CodecProfile::from_steps(layers, kv_heads,
-                                                static_cast<std::uint32_t>(o.targets.size()), all));
+  KVS_ASSIGN_OR_RETURN(
+      CodecProfile profile,
+      CodecProfile::from_steps(layers, groups, static_cast<std::uint32_t>(o.targets.size()), all));
   profile.set_targets(o.targets);
   return profile;
 }

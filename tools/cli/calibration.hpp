@@ -46,11 +46,11 @@ struct CalibrationOptions {
   int iterations = 6;       // step-scale refinements per level
 };
 
-// Measures each (layer, K|V, KV head)'s sensitivity alone, then for each target sets relative steps
-// proportional to 1/sqrt(sensitivity) (the allocation that minimises size for an additive
+// Measures each (layer, K|V, channel group)'s sensitivity alone, then for each target sets relative
+// steps proportional to 1/sqrt(sensitivity) (the allocation that minimises size for an additive
 // quality loss) and scales them until the measured KL meets the target. `log` receives one
 // line per measurement.
-Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t kv_heads,
+Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t groups,
                                  const CalibrationOptions& options,
                                  const std::function<void(const std::string&)>& log);
 

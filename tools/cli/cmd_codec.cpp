@@ -147,15 +147,19 @@ int codec_eval(std::span<const std::string_view> args) {
   const EvalSetup setup{&*model, static_cast<std::uint32_t>(ctx),
                         static_cast<std::uint32_t>(chunk)};
   const runner::ModelConfig& mc = model->config();
-  CodecProfile profile = CodecProfile::builtin(mc.layers, mc.kv_heads);
+  CodecProfile profile = CodecProfile::builtin(mc.layers, 1);
   if (!profile_path.empty()) {
     auto loaded = CodecProfile::load(profile_path);
     if (!loaded) return report_failure(p.command(), loaded.error());
-    if (loaded->layers() != model->config().layers) {
+    const std::uint32_t channels = mc.kv_heads * mc.head_dim();
+    if (loaded->layers() != mc.layers || channels % loaded->groups() != 0) {
       return report_failure(
-          p.command(), Status(Errc::invalid_argument,
-                              fmt::format("profile '{}' is for {} layers, the model has {}",
-                                          profile_path, loaded->layers(), model->config().layers)));
+          p.command(),
+          Status(
+              Errc::invalid_argument,
+              fmt::format("profile '{}' is for {} layers in {} channel groups; the model has {} "
+                          "layers of {} channels",
+                          profile_path, loaded->layers(), loaded->groups(), mc.layers, channels)));
     }
     profile = std::move(*loaded);
   }
@@ -237,7 +241,7 @@ int codec_eval(std::span<const std::string_view> args) {
 
 int codec_calibrate(std::span<const std::string_view> args) {
   std::string model_path, tokens_path, out_path;
-  std::int64_t ctx = 384, chunk = 128, limit = 16, threads = runner::default_threads();
+  std::int64_t ctx = 384, chunk = 128, limit = 16, groups = 0, threads = runner::default_threads();
   ArgParser p("kvstream codec calibrate",
               "Measures how much each layer's K and V cost in quality when quantized (KL of the\n"
               "continuation's predictions against the fp16 cache), then chooses every lossy\n"
@@ -250,6 +254,10 @@ int codec_calibrate(std::span<const std::string_view> args) {
       .option("--ctx", "C", "prefix whose KV cache is coded", &ctx, 1, 65536)
       .option("--chunk", "T", "tokens per chunk", &chunk, 1, 65536)
       .option("--limit", "N", "calibrate on the first N contexts (0: all)", &limit, 0, INT64_MAX)
+      .option("--groups", "G",
+              "channel groups per layer's K or V, each with its own steps (0: one "
+              "per KV head)",
+              &groups, 0, 65536)
       .option("--threads", "N", "worker threads", &threads, 1, 256);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto model = runner::Model::load(model_path);
@@ -257,11 +265,20 @@ int codec_calibrate(std::span<const std::string_view> args) {
   auto contexts = runner::read_token_file(tokens_path);
   if (!contexts) return report_failure(p.command(), contexts.error());
   const auto selected = first_contexts(*contexts, limit);
+  const std::uint32_t channels = model->config().kv_heads * model->config().head_dim();
+  if (groups > 0 && channels % static_cast<std::uint32_t>(groups) != 0) {
+    return report_failure(
+        p.command(),
+        Status(Errc::invalid_argument,
+               fmt::format("--groups {} does not divide the {} channels", groups, channels)));
+  }
   auto meter = KlMeter::create(*model, selected, static_cast<std::uint32_t>(ctx),
                                static_cast<std::uint32_t>(chunk), static_cast<unsigned>(threads));
   if (!meter) return report_failure(p.command(), meter.error());
   auto profile =
-      calibrate(**meter, model->config().layers, model->config().kv_heads, CalibrationOptions{},
+      calibrate(**meter, model->config().layers,
+                groups > 0 ? static_cast<std::uint32_t>(groups) : model->config().kv_heads,
+                CalibrationOptions{},
                 [](const std::string& line) { fmt::print(stderr, "calibrate: {}\n", line); });
   if (!profile) return report_failure(p.command(), profile.error());
   const Status saved = profile->save(out_path);
