@@ -8,7 +8,7 @@ namespace kvstream {
 
 namespace {
 // Relative steps of the built-in lossy levels at the least sensitive position (last layer, V).
-constexpr float kBuiltinBase[] = {0.15f, 0.3f, 0.6f, 1.1f, 2.0f};
+constexpr float kBuiltinBase[] = {0.08f, 0.14f, 0.25f, 0.45f, 0.8f};
 // Sensitivity ratios measured on stories260K (DESIGN.md): the first layer ~40x the last, K ~3x
 // V. For noise weighted by sensitivity, the best steps scale with 1/sqrt(sensitivity).
 constexpr float kFirstToLastSensitivity = 40.0f;

@@ -281,14 +281,21 @@ TEST_F(CorruptChunk, HostileFieldsWithValidChecksumsAreRejected) {
     EXPECT_EQ(s.code(), Errc::corrupt_data) << c.mention;
     EXPECT_NE(s.message().find(c.mention), std::string::npos) << s.message();
   }
-  // Payload words changed with checksums intact: decoding fails cleanly (states or cursor).
+  // Payload words changed behind recomputed checksums. A word spent entirely on raw bits can
+  // become another valid stream (raw bits carry no redundancy: only the checksum sees that),
+  // so the decoder may succeed; otherwise the lane-state and cursor checks must catch it, and
+  // either way nothing but ok or corrupt_data comes back.
+  int detected = 0;
   for (std::size_t back = 1; back < 40; ++back) {
     auto bad = chunk_;
     const std::uint32_t end = segment_offset(4);
     bad[end - back] ^= std::byte{0x5A};
     refresh_checksums(bad);
-    EXPECT_EQ(decode(bad).code(), Errc::corrupt_data) << back;
+    const Errc code = decode(bad).code();
+    EXPECT_TRUE(code == Errc::ok || code == Errc::corrupt_data) << back;
+    detected += code == Errc::corrupt_data;
   }
+  EXPECT_GE(detected, 30);
 }
 
 TEST_F(CorruptChunk, WrongVersionIsUnsupported) {
