@@ -237,36 +237,14 @@ struct Channel {
   std::int32_t center;
 };
 
-// The output of one value, by coding and destination dtype; returns false for a value the
-// coding cannot produce (a corrupt lossless exponent field).
-template <Coding kCoding, DType kOut>
-struct Sink {
-  DType src;
-  std::uint32_t R, sign_shift, extra_bits, extra2_bits;
-  std::int32_t v_limit;
-
-  bool put(std::byte* row, std::size_t c, std::int32_t v, const Channel& ch, std::uint32_t& x,
-           Words& words) const noexcept {
-    if constexpr (kCoding == Coding::quantized) {
-      store(row, c, kOut, static_cast<float>(v) * ch.step);
-      return true;
-    } else {
-      const std::uint32_t low = x & ((1u << extra_bits) - 1u);
-      x >>= extra_bits;
-      words.refill(x);
-      std::uint32_t high = 0;
-      if (kCoding == Coding::split32) {
-        high = x & ((1u << extra2_bits) - 1u);
-        x >>= extra2_bits;
-        words.refill(x);
-      }
-      const std::uint32_t e = low | (high << 16);  // ((m mod 2^R) << 1) | sign
-      store_bits(row, c, src, kOut,
-                 ((e & 1u) << sign_shift) | (static_cast<std::uint32_t>(v) << R) | (e >> 1));
-      return v >= 0 && v < v_limit;
-    }
-  }
-};
+// Reads a raw field of `bits` bits from a lane state (FORMAT.md).
+[[gnu::always_inline]] inline std::uint32_t get_raw(std::uint32_t& x, std::uint32_t bits,
+                                                    Words& words) noexcept {
+  const std::uint32_t v = x & ((1u << bits) - 1u);
+  x >>= bits;
+  words.refill(x);
+  return v;
+}
 
 template <Coding kCoding, DType kOut>
 Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
@@ -281,17 +259,20 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
                            : 0.0f;
     channels[c].center = s.centers[c];
   }
-  Sink<kCoding, kOut> sink{};
-  sink.src = info.dtype;
-  sink.R = split_shift(static_cast<std::uint8_t>(info.dtype));
-  sink.sign_shift = info.dtype == DType::f32 ? 31 : 15;
-  sink.v_limit = 1 << (sink.sign_shift - sink.R);
-  sink.extra_bits = std::min(sink.R + 1, 16u);
-  sink.extra2_bits = sink.R + 1 > 16 ? sink.R + 1 - 16 : 0;
+  // Lossless codings: v is the exponent field, R low mantissa bits and the sign travel raw.
+  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
+  const std::uint32_t sign_shift = info.dtype == DType::f32 ? 31 : 15;
+  const std::int32_t v_limit = 1 << (sign_shift - R);
+  const std::uint32_t extra_bits = std::min(R + 1, 16u);
+  const std::uint32_t extra2_bits = R + 1 > 16 ? R + 1 - 16 : 0;
 
   const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
   const std::uint32_t L = s.lanes;
   std::uint32_t x[32];
+  // One group of L values (one per lane) at a time, step by step across the lanes.
+  std::byte* rows[32];
+  std::uint32_t cols[32], tokens[32], extra[32];
+  std::int32_t vals[32];
   std::size_t word_offset = 0;
   for (std::uint32_t k = 0; k < s.substreams; ++k) {
     const auto fail = [&](const char* what) {
@@ -305,27 +286,49 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     Words words{s.words.data() + word_offset, s.words.data() + word_offset + s.stream_bytes[k]};
     word_offset += s.stream_bytes[k];
     const std::uint32_t t_end = std::min(info.token_count, (k + 1) * per);
-    std::uint32_t lane = 0;
+    std::uint32_t t = k * per;
+    std::uint32_t c = 0;
+    std::byte* row = dst.row(layer, part, info.token_begin + t);
+    std::size_t left = std::size_t{t_end - t} * C;
     bool values_ok = true;
-    for (std::uint32_t t = k * per; t < t_end; ++t) {
-      std::byte* row = dst.row(layer, part, info.token_begin + t);
-      for (std::size_t c = 0; c < C; ++c) {
-        std::uint32_t& xl = x[lane];
-        lane = lane + 1 == L ? 0 : lane + 1;
-        const Channel& ch = channels[c];
-        const std::uint32_t e = ch.decode[xl & (kProbScale - 1)];
-        xl = (e & 0x1FFFu) * (xl >> kProbBits) + ((e >> 13) & 0xFFFu);
-        words.refill(xl);
-        const std::uint32_t token = e >> 25;
-        std::uint32_t u = token;
-        if (token >= 16) {
-          const std::uint32_t nraw = raw_bits_of(token);
-          const std::uint32_t raw = xl & ((1u << nraw) - 1u);
-          xl >>= nraw;
-          words.refill(xl);
-          u = value_of(token, raw);
+    while (left > 0) {
+      const std::uint32_t g = static_cast<std::uint32_t>(std::min<std::size_t>(L, left));
+      left -= g;
+      for (std::uint32_t j = 0; j < g; ++j) {  // step 1: tokens
+        rows[j] = row;
+        cols[j] = c;
+        if (++c == C) {
+          c = 0;
+          if (++t < t_end) row = dst.row(layer, part, info.token_begin + t);
         }
-        values_ok &= sink.put(row, c, wrap16(unzigzag(u) + ch.center), ch, xl, words);
+        const std::uint32_t e = channels[cols[j]].decode[x[j] & (kProbScale - 1)];
+        x[j] = (e & 0x1FFFu) * (x[j] >> kProbBits) + ((e >> 13) & 0xFFFu);
+        words.refill(x[j]);
+        tokens[j] = e >> 25;
+      }
+      for (std::uint32_t j = 0; j < g; ++j) {  // step 2: the tokens' raw bits
+        std::uint32_t u = tokens[j];
+        if (u >= 16) u = value_of(u, get_raw(x[j], raw_bits_of(u), words));
+        vals[j] = wrap16(unzigzag(u) + channels[cols[j]].center);
+      }
+      if constexpr (kCoding == Coding::quantized) {
+        for (std::uint32_t j = 0; j < g; ++j) {
+          store(rows[j], cols[j], kOut, static_cast<float>(vals[j]) * channels[cols[j]].step);
+        }
+      } else {
+        for (std::uint32_t j = 0; j < g; ++j)
+          extra[j] = get_raw(x[j], extra_bits, words);
+        if constexpr (kCoding == Coding::split32) {  // step 4: split32's high raw field
+          for (std::uint32_t j = 0; j < g; ++j)
+            extra[j] |= get_raw(x[j], extra2_bits, words) << 16;
+        }
+        for (std::uint32_t j = 0; j < g; ++j) {
+          const std::uint32_t e = extra[j];  // ((m mod 2^R) << 1) | sign
+          values_ok &= vals[j] >= 0 && vals[j] < v_limit;
+          store_bits(
+              rows[j], cols[j], info.dtype, kOut,
+              ((e & 1u) << sign_shift) | (static_cast<std::uint32_t>(vals[j]) << R) | (e >> 1));
+        }
       }
     }
     if (words.overrun) return fail("words run out");

@@ -32,15 +32,31 @@ void rans_encode(std::span<const RansValue> values, std::uint32_t lanes, RansStr
   const auto& bank = table_bank();
   out.words.clear();
   out.states.assign(lanes, kRansLow);
-  // rANS is last-in first-out: encode in reverse so the decoder reads forward.
-  for (std::size_t i = values.size(); i-- > 0;) {
-    const RansValue& v = values[i];
-    std::uint32_t& x = out.states[i % lanes];
-    if (v.extra2_bits != 0) put_raw(x, v.extra2, v.extra2_bits, out.words);
-    if (v.extra_bits != 0) put_raw(x, v.extra, v.extra_bits, out.words);
-    if (v.raw_bits != 0) put_raw(x, v.raw, v.raw_bits, out.words);
-    const TokenTable& t = bank[v.table];
-    put_token(x, t.freq[v.token], t.cum[v.token], out.words);
+  // rANS is last-in first-out: encode in reverse so the decoder reads forward. The decoder
+  // works group by group (one value per lane), step by step across the group's lanes
+  // (FORMAT.md), so the encoder undoes exactly that: last group first, last step first, last
+  // lane first.
+  const std::size_t n = values.size();
+  for (std::size_t g = (n + lanes - 1) / lanes; g-- > 0;) {
+    const std::size_t first = g * lanes;
+    const std::size_t count = std::min<std::size_t>(lanes, n - first);
+    for (std::size_t j = count; j-- > 0;) {
+      const RansValue& v = values[first + j];
+      if (v.extra2_bits != 0) put_raw(out.states[j], v.extra2, v.extra2_bits, out.words);
+    }
+    for (std::size_t j = count; j-- > 0;) {
+      const RansValue& v = values[first + j];
+      if (v.extra_bits != 0) put_raw(out.states[j], v.extra, v.extra_bits, out.words);
+    }
+    for (std::size_t j = count; j-- > 0;) {
+      const RansValue& v = values[first + j];
+      if (v.raw_bits != 0) put_raw(out.states[j], v.raw, v.raw_bits, out.words);
+    }
+    for (std::size_t j = count; j-- > 0;) {
+      const RansValue& v = values[first + j];
+      const TokenTable& t = bank[v.table];
+      put_token(out.states[j], t.freq[v.token], t.cum[v.token], out.words);
+    }
   }
   std::reverse(out.words.begin(), out.words.end());
 }

@@ -29,7 +29,8 @@ struct RansStream {
   std::vector<std::uint32_t> states;  // initial decoder state per lane
 };
 
-// Encodes `values` (value i in lane i % lanes) into `out`, reusing its storage.
+// Encodes `values` (value i in lane i % lanes, decoded group by group and step by step as
+// FORMAT.md says) into `out`, reusing its storage.
 void rans_encode(std::span<const RansValue> values, std::uint32_t lanes, RansStream& out);
 
 // Decoder-side reader of one substream's words; reports running past the end instead of

@@ -30,12 +30,17 @@ struct GoldenCase {
 const GoldenCase kCases[] = {
     {"f16-level0", {3, 2, 16, DType::f16, 192}, 128, 64, 0, 8, 16384, true},
     {"f16-level2", {3, 2, 16, DType::f16, 192}, 128, 64, 2, 8, 16384, false},
-    {"f16-level3-lanes", {3, 2, 16, DType::f16, 96}, 0, 96, 3, 32, 700, false},
+    {"f16-level3-substreams", {3, 2, 16, DType::f16, 96}, 0, 96, 3, 32, 700, false},
     {"bf16-level5", {2, 1, 8, DType::bf16, 40}, 7, 33, 5, 8, 16384, false},
     {"f32-level0", {2, 2, 8, DType::f32, 50}, 10, 40, 0, 2, 256, true},
     {"f32-level1", {2, 2, 8, DType::f32, 50}, 0, 50, 1, 4, 100, false},
     {"tiny-f16-level0", {1, 1, 4, DType::f16, 3}, 0, 3, 0, 1, 16384, false},
     {"tiny-f16-level4", {1, 1, 4, DType::f16, 5}, 0, 5, 4, 2, 8, false},
+    // Large enough for several lanes per substream (the encoder gives a lane ~2048 values):
+    // these pin the group-by-group, step-by-step order of FORMAT.md.
+    {"f16-level2-4lanes", {2, 2, 16, DType::f16, 256}, 0, 256, 2, 8, 1 << 20, false},
+    {"f32-level0-4lanes", {1, 2, 16, DType::f32, 300}, 20, 256, 0, 4, 1 << 20, true},
+    {"bf16-level0-2lanes", {1, 1, 32, DType::bf16, 128}, 0, 128, 0, 2, 1 << 20, true},
 };
 
 const std::filesystem::path kDir = KVSTREAM_GOLDEN_DIR;
