@@ -7,6 +7,7 @@
 #include "byte_io.hpp"
 #include "chunk_format.hpp"
 #include "crc32c.hpp"
+#include "decoder_avx2.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/half.hpp"
 #include "rans.hpp"
@@ -268,6 +269,20 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
 
   const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
   const std::uint32_t L = s.lanes;
+  // The vector path, where it applies, decodes most groups; the loop below finishes them.
+  constexpr bool kSimdCase = kCoding == Coding::quantized && kOut == DType::f16;
+  const bool simd = kSimdCase && L == 8 && C % 8 == 0 && simd_decode_available();
+  std::vector<std::int32_t> simd_lut, simd_center;
+  std::vector<float> simd_step;
+  if (simd) {
+    for (std::size_t c = 0; c < C; ++c) {
+      simd_lut.push_back(
+          static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale));
+      simd_step.push_back(channels[c].step);
+      simd_center.push_back(channels[c].center);
+    }
+  }
+  const SimdChannels simd_channels{simd_lut.data(), simd_step.data(), simd_center.data(), C};
   std::uint32_t x[32];
   // One group of L values (one per lane) at a time, step by step across the lanes.
   std::byte* rows[32];
@@ -291,6 +306,15 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     std::byte* row = dst.row(layer, part, info.token_begin + t);
     std::size_t left = std::size_t{t_end - t} * C;
     bool values_ok = true;
+    if (simd) {
+      SimdCursor cur{x, words.p, words.end, t, t_end, c, left, row};
+      decode_groups_quantized_f16_avx2(cur, simd_channels, dst, layer, part, info.token_begin);
+      words.p = cur.p;
+      t = cur.t;
+      c = cur.c;
+      left = cur.left;
+      row = cur.row;
+    }
     while (left > 0) {
       const std::uint32_t g = static_cast<std::uint32_t>(std::min<std::size_t>(L, left));
       left -= g;

@@ -1,6 +1,8 @@
 #include "table_bank.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 namespace kvstream::codec {
 
@@ -37,6 +39,18 @@ std::array<TokenTable, kBankTables> build() {
 const std::array<TokenTable, kBankTables>& table_bank() {
   static const std::array<TokenTable, kBankTables> bank = build();
   return bank;
+}
+
+const std::uint32_t* table_bank_luts() {
+  static const std::vector<std::uint32_t> luts = [] {
+    std::vector<std::uint32_t> all(std::size_t{kBankTables} * kProbScale);
+    for (std::uint32_t t = 0; t < kBankTables; ++t) {
+      std::copy(table_bank()[t].decode.begin(), table_bank()[t].decode.end(),
+                all.begin() + std::size_t{t} * kProbScale);
+    }
+    return all;
+  }();
+  return luts.data();
 }
 
 }  // namespace kvstream::codec

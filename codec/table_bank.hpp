@@ -28,4 +28,8 @@ struct TokenTable {
 // The bank, built once from codec/table_bank.inc on first use (thread-safe).
 const std::array<TokenTable, kBankTables>& table_bank();
 
+// Every table's `decode` lookup, back to back (table t at t * kProbScale): one base pointer
+// for gathers across tables.
+const std::uint32_t* table_bank_luts();
+
 }  // namespace kvstream::codec
