@@ -26,7 +26,7 @@ constexpr double kFixedScale = 65536.0;              // channel statistics in 16
 constexpr float kMaxLossyMagnitude = 1073741824.0f;  // 2^30: keeps fixed-point sums in int64
 // sigma = mean absolute deviation * sqrt(pi / 2) for a Gaussian.
 constexpr float kMadToSigma = 1.2533141f;
-constexpr std::size_t kValuesPerLane = 2048;
+constexpr std::size_t kValuesPerLane = 512;
 
 const std::array<float, 256>& step_table() {
   static const std::array<float, 256> steps = [] {
@@ -229,8 +229,9 @@ void write_segment(Coding coding, std::uint32_t tokens, std::size_t C, const Enc
   const std::uint32_t per = static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
   const std::uint32_t S = (tokens + per - 1) / per;
 
-  // Each lane costs a 4-byte state: small substreams get fewer lanes (at least ~2048 values
-  // per lane keeps that under 1% of the payload). Decoders vectorise across substreams too.
+  // Each lane costs a 4-byte state, about 1% of a 512-value lane's payload at 6 bits per
+  // value; smaller substreams get fewer lanes. 512 lets a 4096-value segment (a stories260K
+  // chunk's) have the 8 lanes that the vector decoder needs.
   std::uint32_t lanes = o.lanes;
   while (lanes > 1 && std::size_t{per} * C < std::size_t{lanes} * kValuesPerLane)
     lanes /= 2;
