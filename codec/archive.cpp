@@ -104,6 +104,7 @@ Status write_archive(const std::string& path, const KvView& kv,
   ByteWriter iw(index);
   std::uint64_t offset = head.size();
   std::vector<std::byte> chunk;
+  ChunkEncoder encoder;
   EncodeOptions eo;
   eo.profile = o.profile;
   for (std::uint32_t i = 0; i < chunks; ++i) {
@@ -111,7 +112,7 @@ Status write_archive(const std::string& path, const KvView& kv,
     const std::uint32_t count = std::min(o.chunk_tokens, l.tokens - begin);
     for (std::uint32_t level = 0; level < levels; ++level) {
       eo.level = static_cast<std::uint8_t>(level);
-      if (Status s = encode_chunk(kv, begin, count, eo, chunk); !s.is_ok()) {
+      if (Status s = encoder.encode(kv, begin, count, eo, chunk); !s.is_ok()) {
         return fail(s.with_context(fmt::format("chunk {} level {}", i, level)));
       }
       if (Status s = write_all(fd.fd, chunk, tmp); !s.is_ok()) return fail(s);

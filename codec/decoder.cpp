@@ -27,12 +27,9 @@ struct SegmentEntry {
   std::uint32_t offset, size, crc;
 };
 
-struct ParsedChunk {
-  ChunkInfo info;
-  std::vector<SegmentEntry> segments;
-};
-
-Expected<ParsedChunk> parse_header(std::span<const std::byte> chunk) {
+// Validates the header and the segment table; fills `segments` (reusing its storage).
+Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
+                                 std::vector<SegmentEntry>& segments_out) {
   ByteReader r(chunk);
   char magic[4];
   std::uint16_t version = 0, header_size = 0, flags = 0;
@@ -88,12 +85,11 @@ Expected<ParsedChunk> parse_header(std::span<const std::byte> chunk) {
   crc = crc32c(chunk.subspan(kHeaderSize, table_end - kHeaderSize), crc);
   if (crc != header_crc) return corrupt("header checksum mismatch");
 
-  ParsedChunk p;
-  p.info = ChunkInfo{level, static_cast<DType>(dtype), layers, heads, dim, begin, count, total};
-  p.segments.resize(segments);
+  const ChunkInfo info{level, static_cast<DType>(dtype), layers, heads, dim, begin, count, total};
+  segments_out.resize(segments);
   std::size_t expected_offset = table_end;
   for (std::uint32_t i = 0; i < segments; ++i) {
-    SegmentEntry& e = p.segments[i];
+    SegmentEntry& e = segments_out[i];
     r.get(e.offset);
     r.get(e.size);
     r.get(e.crc);
@@ -104,7 +100,7 @@ Expected<ParsedChunk> parse_header(std::span<const std::byte> chunk) {
     expected_offset = std::size_t{e.offset} + e.size;
   }
   if (expected_offset != chunk.size()) return corrupt("bytes after the last segment");
-  return p;
+  return info;
 }
 
 // A segment's parsed side information; spans point into the chunk.
@@ -116,6 +112,21 @@ struct SegmentView {
   std::vector<std::uint32_t> stream_bytes;
   std::span<const std::byte> states, words;
 };
+
+struct Channel;
+
+}  // namespace
+
+// Everything decoding allocates, kept between chunks by a ChunkDecoder.
+struct ChunkDecoder::Scratch {
+  std::vector<SegmentEntry> segments;
+  std::vector<SegmentView> views;
+  std::vector<Channel> channels;
+  std::vector<std::int32_t> simd_lut, simd_center;
+  std::vector<float> simd_step;
+};
+
+namespace {
 
 Status parse_segment(std::span<const std::byte> seg, std::uint32_t index, const ChunkInfo& info,
                      SegmentView& s) {
@@ -249,10 +260,12 @@ struct Channel {
 
 template <Coding kCoding, DType kOut>
 Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
-                         const ChunkInfo& info, const KvView& dst, std::uint32_t index) {
+                         const ChunkInfo& info, const KvView& dst, std::uint32_t index,
+                         ChunkDecoder::Scratch& scratch) {
   const auto& bank = table_bank();
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
-  std::vector<Channel> channels(C);
+  std::vector<Channel>& channels = scratch.channels;
+  channels.resize(C);
   for (std::size_t c = 0; c < C; ++c) {
     channels[c].decode = bank[static_cast<std::uint8_t>(s.table_ids[c])].decode.data();
     channels[c].step = kCoding == Coding::quantized
@@ -272,17 +285,19 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
   // The vector path, where it applies, decodes most groups; the loop below finishes them.
   constexpr bool kSimdCase = kCoding == Coding::quantized && kOut == DType::f16;
   const bool simd = kSimdCase && L == 8 && C % 8 == 0 && simd_decode_available();
-  std::vector<std::int32_t> simd_lut, simd_center;
-  std::vector<float> simd_step;
   if (simd) {
+    scratch.simd_lut.resize(C);
+    scratch.simd_step.resize(C);
+    scratch.simd_center.resize(C);
     for (std::size_t c = 0; c < C; ++c) {
-      simd_lut.push_back(
-          static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale));
-      simd_step.push_back(channels[c].step);
-      simd_center.push_back(channels[c].center);
+      scratch.simd_lut[c] =
+          static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale);
+      scratch.simd_step[c] = channels[c].step;
+      scratch.simd_center[c] = channels[c].center;
     }
   }
-  const SimdChannels simd_channels{simd_lut.data(), simd_step.data(), simd_center.data(), C};
+  const SimdChannels simd_channels{scratch.simd_lut.data(), scratch.simd_step.data(),
+                                   scratch.simd_center.data(), C};
   std::uint32_t x[32];
   // One group of L values (one per lane) at a time, step by step across the lanes.
   std::byte* rows[32];
@@ -367,27 +382,28 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
 
 template <Coding kCoding>
 Status decode_segment_to(const SegmentView& s, std::uint32_t layer, KvPart part,
-                         const ChunkInfo& info, const KvView& dst, std::uint32_t index) {
+                         const ChunkInfo& info, const KvView& dst, std::uint32_t index,
+                         ChunkDecoder::Scratch& scratch) {
   switch (dst.layout().dtype) {
     case DType::f32:
-      return decode_segment_as<kCoding, DType::f32>(s, layer, part, info, dst, index);
+      return decode_segment_as<kCoding, DType::f32>(s, layer, part, info, dst, index, scratch);
     case DType::f16:
-      return decode_segment_as<kCoding, DType::f16>(s, layer, part, info, dst, index);
+      return decode_segment_as<kCoding, DType::f16>(s, layer, part, info, dst, index, scratch);
     case DType::bf16:
-      return decode_segment_as<kCoding, DType::bf16>(s, layer, part, info, dst, index);
+      return decode_segment_as<kCoding, DType::bf16>(s, layer, part, info, dst, index, scratch);
   }
   return Status(Errc::internal, "unknown destination dtype");
 }
 
 Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
-                      const KvView& dst, std::uint32_t index) {
+                      const KvView& dst, std::uint32_t index, ChunkDecoder::Scratch& scratch) {
   switch (s.coding) {
     case Coding::quantized:
-      return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index);
+      return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index, scratch);
     case Coding::split16:
-      return decode_segment_to<Coding::split16>(s, layer, part, info, dst, index);
+      return decode_segment_to<Coding::split16>(s, layer, part, info, dst, index, scratch);
     case Coding::split32:
-      return decode_segment_to<Coding::split32>(s, layer, part, info, dst, index);
+      return decode_segment_to<Coding::split32>(s, layer, part, info, dst, index, scratch);
   }
   return Status(Errc::internal, "unknown coding");
 }
@@ -395,13 +411,18 @@ Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, co
 }  // namespace
 
 Expected<ChunkInfo> read_chunk_info(std::span<const std::byte> chunk) {
-  KVS_ASSIGN_OR_RETURN(ParsedChunk p, parse_header(chunk));
-  return p.info;
+  std::vector<SegmentEntry> segments;
+  return parse_header(chunk, segments);
 }
 
-Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst) {
-  KVS_ASSIGN_OR_RETURN(ParsedChunk p, parse_header(chunk));
-  const ChunkInfo& info = p.info;
+ChunkDecoder::ChunkDecoder() : scratch_(std::make_unique<Scratch>()) {}
+ChunkDecoder::~ChunkDecoder() = default;
+ChunkDecoder::ChunkDecoder(ChunkDecoder&&) noexcept = default;
+ChunkDecoder& ChunkDecoder::operator=(ChunkDecoder&&) noexcept = default;
+
+Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst) {
+  Scratch& sc = *scratch_;
+  KVS_ASSIGN_OR_RETURN(const ChunkInfo info, parse_header(chunk, sc.segments));
   const KvLayout& dl = dst.layout();
   if (dl.layers != info.layers || dl.kv_heads != info.kv_heads || dl.head_dim != info.head_dim) {
     return Status(
@@ -411,20 +432,26 @@ Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst) {
   }
   KVS_RETURN_IF_ERROR(
       dst.check_range(info.token_begin, info.token_count).with_context("decode_chunk"));
-  std::vector<SegmentView> views(p.segments.size());
-  for (std::uint32_t i = 0; i < p.segments.size(); ++i) {
-    const SegmentEntry& e = p.segments[i];
+  sc.views.resize(sc.segments.size());
+  for (std::uint32_t i = 0; i < sc.segments.size(); ++i) {
+    const SegmentEntry& e = sc.segments[i];
     const auto seg = chunk.subspan(e.offset, e.size);
     if (crc32c(seg) != e.crc) {
       return corrupt(fmt::format("segment {} (layer {} {}) checksum mismatch", i, i / 2,
                                  i % 2 == 0 ? "K" : "V"));
     }
-    KVS_RETURN_IF_ERROR(parse_segment(seg, i, info, views[i]));
+    KVS_RETURN_IF_ERROR(parse_segment(seg, i, info, sc.views[i]));
   }
-  for (std::uint32_t i = 0; i < views.size(); ++i) {
-    KVS_RETURN_IF_ERROR(decode_segment(views[i], i / 2, static_cast<KvPart>(i % 2), info, dst, i));
+  for (std::uint32_t i = 0; i < sc.views.size(); ++i) {
+    KVS_RETURN_IF_ERROR(
+        decode_segment(sc.views[i], i / 2, static_cast<KvPart>(i % 2), info, dst, i, sc));
   }
   return Status::ok();
+}
+
+Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst) {
+  ChunkDecoder decoder;
+  return decoder.decode(chunk, dst);
 }
 
 }  // namespace kvstream

@@ -78,7 +78,10 @@ std::uint8_t choose_step_code(float target, std::int64_t absmax_fixed) {
   return static_cast<std::uint8_t>(s);
 }
 
-struct SegmentScratch {
+}  // namespace
+
+// Everything encoding allocates, kept between chunks by a ChunkEncoder.
+struct ChunkEncoder::Scratch {
   std::vector<float> x;
   std::vector<std::int32_t> v;
   std::vector<std::uint32_t> extra;  // lossless: the raw low mantissa bits and sign
@@ -88,7 +91,12 @@ struct SegmentScratch {
   std::vector<std::uint32_t> hist;
   std::vector<RansValue> values;
   std::vector<RansStream> streams;
+  std::vector<std::uint32_t> offsets;
 };
+
+namespace {
+
+using SegmentScratch = ChunkEncoder::Scratch;
 
 Status quantize(const KvView& src, std::uint32_t layer, KvPart part, std::uint32_t begin,
                 std::uint32_t tokens, const CodecProfile& profile, std::uint8_t level,
@@ -267,8 +275,19 @@ void write_segment(Coding coding, std::uint32_t tokens, std::size_t C, const Enc
 
 }  // namespace
 
+ChunkEncoder::ChunkEncoder() : scratch_(std::make_unique<Scratch>()) {}
+ChunkEncoder::~ChunkEncoder() = default;
+ChunkEncoder::ChunkEncoder(ChunkEncoder&&) noexcept = default;
+ChunkEncoder& ChunkEncoder::operator=(ChunkEncoder&&) noexcept = default;
+
 Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
-                    const EncodeOptions& o, std::vector<std::byte>& out) {
+                    const EncodeOptions& options, std::vector<std::byte>& out) {
+  ChunkEncoder encoder;
+  return encoder.encode(src, token_begin, token_count, options, out);
+}
+
+Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
+                            const EncodeOptions& o, std::vector<std::byte>& out) {
   const KvLayout& l = src.layout();
   KVS_RETURN_IF_ERROR(src.check_range(token_begin, token_count).with_context("encode_chunk"));
   if (token_count == 0 || token_count > kMaxTokens) {
@@ -310,8 +329,9 @@ Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t 
   out.clear();
   ByteWriter w(out);
   out.resize(kHeaderSize + std::size_t{segments} * kSegmentEntrySize);
-  std::vector<std::uint32_t> offsets(segments + 1);
-  SegmentScratch scratch;
+  Scratch& scratch = *scratch_;
+  std::vector<std::uint32_t>& offsets = scratch.offsets;
+  offsets.assign(segments + 1, 0);
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
     for (KvPart part : {KvPart::key, KvPart::value}) {
       offsets[2 * layer + static_cast<std::uint32_t>(part)] = static_cast<std::uint32_t>(w.size());

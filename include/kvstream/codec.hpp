@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -72,6 +73,26 @@ struct EncodeOptions {
 Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
                     const EncodeOptions& options, std::vector<std::byte>& out);
 
+// Encodes chunks with reusable scratch memory (see ChunkDecoder). Not thread-safe.
+class ChunkEncoder {
+ public:
+  ChunkEncoder();
+  ~ChunkEncoder();
+  ChunkEncoder(ChunkEncoder&&) noexcept;
+  ChunkEncoder& operator=(ChunkEncoder&&) noexcept;
+  ChunkEncoder(const ChunkEncoder&) = delete;
+  ChunkEncoder& operator=(const ChunkEncoder&) = delete;
+
+  // As encode_chunk above.
+  Status encode(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
+                const EncodeOptions& options, std::vector<std::byte>& out);
+
+  struct Scratch;
+
+ private:
+  std::unique_ptr<Scratch> scratch_;
+};
+
 struct ChunkInfo {
   std::uint8_t level = 0;
   DType dtype = DType::f16;  // the source's dtype
@@ -82,6 +103,26 @@ struct ChunkInfo {
 
 // Validates the header and segment table (not the segments) and describes the chunk.
 Expected<ChunkInfo> read_chunk_info(std::span<const std::byte> chunk);
+
+// Decodes chunks with reusable scratch memory: once it has seen a chunk of a given shape, it
+// decodes further ones without allocating. Not thread-safe: one per thread.
+class ChunkDecoder {
+ public:
+  ChunkDecoder();
+  ~ChunkDecoder();
+  ChunkDecoder(ChunkDecoder&&) noexcept;
+  ChunkDecoder& operator=(ChunkDecoder&&) noexcept;
+  ChunkDecoder(const ChunkDecoder&) = delete;
+  ChunkDecoder& operator=(const ChunkDecoder&) = delete;
+
+  // As decode_chunk below.
+  Status decode(std::span<const std::byte> chunk, const KvView& dst);
+
+  struct Scratch;
+
+ private:
+  std::unique_ptr<Scratch> scratch_;
+};
 
 // Validates the whole chunk, then decodes it into tokens [token_begin, token_begin + count) of
 // `dst` (any dtype and layout of the same shape). Nothing is written when validation fails; a

@@ -59,8 +59,8 @@ Expected<double> KlMeter::measure(const CodecProfile& profile, std::uint8_t leve
         }
         for (std::uint32_t s = 0; s < ctx_; s += chunk_) {
           KVS_RETURN_IF_ERROR(
-              encode_chunk(refs_[i].view(), s, std::min(chunk_, ctx_ - s), options, wk.chunk));
-          KVS_RETURN_IF_ERROR(decode_chunk(wk.chunk, wk.decoded->view()));
+              wk.encoder.encode(refs_[i].view(), s, std::min(chunk_, ctx_ - s), options, wk.chunk));
+          KVS_RETURN_IF_ERROR(wk.decoder.decode(wk.chunk, wk.decoded->view()));
         }
         const std::span<const std::int32_t> tokens = contexts_[i];
         KVS_ASSIGN_OR_RETURN(std::vector<float> logits,

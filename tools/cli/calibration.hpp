@@ -30,6 +30,8 @@ class KlMeter {
     std::unique_ptr<runner::Runner> runner;
     std::unique_ptr<KvBuffer> decoded;
     std::vector<std::byte> chunk;
+    ChunkEncoder encoder;
+    ChunkDecoder decoder;
   };
   const runner::Model* model_ = nullptr;
   std::span<const std::vector<std::int32_t>> contexts_;

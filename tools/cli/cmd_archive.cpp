@@ -137,9 +137,10 @@ int codec_decode(std::span<const std::string_view> args) {
   auto kv = KvBuffer::create(layout);
   if (!kv) return report_failure(p.command(), kv.error());
   std::vector<std::byte> chunk;
+  ChunkDecoder decoder;
   for (std::uint32_t i = 0; i < r->info().chunk_count; ++i) {
     Status s = r->read_chunk(i, static_cast<std::uint32_t>(level), chunk);
-    if (s.is_ok()) s = decode_chunk(chunk, kv->view());
+    if (s.is_ok()) s = decoder.decode(chunk, kv->view());
     if (!s.is_ok()) return report_failure(p.command(), s);
   }
   const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());

@@ -228,17 +228,19 @@ class Level final : public EvalMethod {
   }
   const std::string& name() const override { return name_; }
   Status encode(const KvView& kv, std::uint32_t b, std::uint32_t n, Encoded& out) override {
-    KVS_RETURN_IF_ERROR(encode_chunk(kv, b, n, options_, out.data));
+    KVS_RETURN_IF_ERROR(encoder_.encode(kv, b, n, options_, out.data));
     out.wire_bits = 8.0 * static_cast<double>(out.data.size());
     return Status::ok();
   }
   Status decode(const Encoded& in, const KvView& kv, std::uint32_t, std::uint32_t) override {
-    return decode_chunk(in.data, kv);
+    return decoder_.decode(in.data, kv);
   }
 
  private:
   std::string name_;
   EncodeOptions options_;
+  ChunkEncoder encoder_;
+  ChunkDecoder decoder_;
 };
 
 }  // namespace
