@@ -73,6 +73,30 @@ ArgParser& ArgParser::option(std::string name, std::string metavar, std::string 
   return *this;
 }
 
+ArgParser& ArgParser::option(std::string name, std::string metavar, std::string help, DType* out) {
+  Opt& o = add(std::move(name), std::move(metavar), std::move(help), false);
+  o.default_text = std::string(dtype_name(*out));
+  o.set = [out, n = o.name](std::string_view v) {
+    auto d = parse_dtype(v);
+    if (!d) return d.error().with_context(n);
+    *out = *d;
+    return Status::ok();
+  };
+  return *this;
+}
+
+ArgParser& ArgParser::option(std::string name, std::string metavar, std::string help,
+                             std::optional<DType>* out) {
+  Opt& o = add(std::move(name), std::move(metavar), std::move(help), false);
+  o.set = [out, n = o.name](std::string_view v) {
+    auto d = parse_dtype(v);
+    if (!d) return d.error().with_context(n);
+    *out = *d;
+    return Status::ok();
+  };
+  return *this;
+}
+
 ArgParser& ArgParser::flag(std::string name, std::string help, bool* out) {
   Opt& o = add(std::move(name), "", std::move(help), false);
   o.is_flag = true;

@@ -5,11 +5,13 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "kvstream/kv_cache.hpp"
 #include "kvstream/status.hpp"
 
 namespace kvstream::cli {
@@ -24,6 +26,10 @@ class ArgParser {
                     std::int64_t min, std::int64_t max, bool required = false);
   ArgParser& option(std::string name, std::string metavar, std::string help, double* out,
                     double min, double max, bool required = false);
+  // A KV dtype (f32, f16, bf16); an optional one stays empty unless given.
+  ArgParser& option(std::string name, std::string metavar, std::string help, DType* out);
+  ArgParser& option(std::string name, std::string metavar, std::string help,
+                    std::optional<DType>* out);
   ArgParser& flag(std::string name, std::string help, bool* out);
 
   // Parses every argument; unknown options, missing values, out-of-range numbers and missing

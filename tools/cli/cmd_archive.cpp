@@ -4,6 +4,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <optional>
 
 #include "cli/common.hpp"
 #include "kvstream/archive.hpp"
@@ -14,7 +15,8 @@
 namespace kvstream::cli {
 
 int codec_encode(std::span<const std::string_view> args) {
-  std::string model_path, tokens_path, out_path, profile_path, dtype_name_arg = "f16";
+  std::string model_path, tokens_path, out_path, profile_path;
+  DType dtype = DType::f16;
   std::int64_t index = 0, length = 0, chunk = 256, max_level = 5;
   ArgParser p("kvstream codec encode",
               "Builds the KV cache of one context with the reference model and writes a context\n"
@@ -27,14 +29,8 @@ int codec_encode(std::span<const std::string_view> args) {
       .option("--chunk", "T", "tokens per chunk", &chunk, 1, 65536)
       .option("--max-level", "L", "highest level stored", &max_level, 0, kMaxLevel)
       .option("--profile", "FILE", "codec profile (default: built-in rule)", &profile_path)
-      .option("--dtype", "T", "dtype of the KV cache: f32, f16 or bf16", &dtype_name_arg);
+      .option("--dtype", "T", "dtype of the KV cache: f32, f16 or bf16", &dtype);
   if (auto rc = parse_or_exit(p, args)) return *rc;
-  const auto dtype = parse_dtype(dtype_name_arg);
-  if (!dtype) {
-    fmt::print(stderr, "{}: error: --dtype: {} (see --help)\n", p.command(),
-               dtype.error().message());
-    return kExitUsage;
-  }
   auto model = runner::Model::load(model_path);
   if (!model) return report_failure(p.command(), model.error());
   auto contexts = runner::read_token_file(tokens_path);
@@ -54,7 +50,7 @@ int codec_encode(std::span<const std::string_view> args) {
     if (!loaded) return report_failure(p.command(), loaded.error());
     profile = std::move(*loaded);
   }
-  auto kv = KvBuffer::create(model->kv_layout(static_cast<std::uint32_t>(tokens.size()), *dtype));
+  auto kv = KvBuffer::create(model->kv_layout(static_cast<std::uint32_t>(tokens.size()), dtype));
   if (!kv) return report_failure(p.command(), kv.error());
   runner::Runner runner(*model);
   if (Status s = runner::capture_kv(runner, tokens, kv->view()); !s.is_ok()) {
@@ -112,7 +108,8 @@ int codec_inspect(std::span<const std::string_view> args) {
 }
 
 int codec_decode(std::span<const std::string_view> args) {
-  std::string archive_path, out_path, dtype_arg;
+  std::string archive_path, out_path;
+  std::optional<DType> dtype;
   std::int64_t level = 0;
   ArgParser p("kvstream codec decode",
               "Decodes every chunk of a context archive at one level and writes the KV cache as\n"
@@ -120,20 +117,12 @@ int codec_decode(std::span<const std::string_view> args) {
   p.option("--archive", "FILE", "context archive", &archive_path, true)
       .option("--out", "FILE", "raw KV file to write", &out_path, true)
       .option("--level", "L", "level to decode", &level, 0, kMaxLevel)
-      .option("--dtype", "T", "dtype written (default: the archive's)", &dtype_arg);
+      .option("--dtype", "T", "dtype written (default: the archive's)", &dtype);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto r = ArchiveReader::open(archive_path);
   if (!r) return report_failure(p.command(), r.error());
   KvLayout layout = r->info().layout;
-  if (!dtype_arg.empty()) {
-    const auto dtype = parse_dtype(dtype_arg);
-    if (!dtype) {
-      fmt::print(stderr, "{}: error: --dtype: {} (see --help)\n", p.command(),
-                 dtype.error().message());
-      return kExitUsage;
-    }
-    layout.dtype = *dtype;
-  }
+  if (dtype) layout.dtype = *dtype;
   auto kv = KvBuffer::create(layout);
   if (!kv) return report_failure(p.command(), kv.error());
   std::vector<std::byte> chunk;

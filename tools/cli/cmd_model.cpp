@@ -70,7 +70,8 @@ int model_generate(std::span<const std::string_view> args) {
 }
 
 int model_score(std::span<const std::string_view> args) {
-  std::string model_path, tokens_path, kv_dtype = "f32";
+  std::string model_path, tokens_path;
+  DType kv_dtype = DType::f32;
   std::int64_t ctx = 0, limit = 0, page_block = 0, threads = runner::default_threads();
   bool json = false;
   ArgParser p("kvstream model score",
@@ -88,12 +89,6 @@ int model_score(std::span<const std::string_view> args) {
       .option("--threads", "N", "worker threads", &threads, 1, kMaxThreads)
       .flag("--json", "print one JSON object", &json);
   if (auto rc = parse_or_exit(p, args)) return *rc;
-  const auto dtype = parse_dtype(kv_dtype);
-  if (!dtype) {
-    fmt::print(stderr, "{}: error: --kv-dtype: {} (see --help)\n", p.command(),
-               dtype.error().message());
-    return kExitUsage;
-  }
   auto model = runner::Model::load(model_path);
   if (!model) return report_failure(p.command(), model.error());
   auto contexts = runner::read_token_file(tokens_path);
@@ -103,7 +98,7 @@ int model_score(std::span<const std::string_view> args) {
   Progress progress("score", selected.size());
   const auto score =
       runner::score_contexts(*model, selected, static_cast<std::uint32_t>(ctx),
-                             runner::KvFormat{*dtype, static_cast<std::uint32_t>(page_block)},
+                             runner::KvFormat{kv_dtype, static_cast<std::uint32_t>(page_block)},
                              static_cast<unsigned>(threads), [&] { progress.advance(); });
   progress.finish();
   if (!score) return report_failure(p.command(), score.error());
@@ -111,11 +106,11 @@ int model_score(std::span<const std::string_view> args) {
     fmt::print(
         "{{\"model\": {}, \"contexts\": {}, \"ctx\": {}, \"kv_dtype\": \"{}\", "
         "\"tokens_scored\": {}, \"nll_sum\": {:.9g}, \"ppl\": {:.9g}}}\n",
-        json_string(model_path), score->contexts, ctx, dtype_name(*dtype), score->predicted,
+        json_string(model_path), score->contexts, ctx, dtype_name(kv_dtype), score->predicted,
         score->nll_sum, score->ppl());
   } else {
     fmt::print("contexts {}  ctx {}  kv {}  tokens scored {}  ppl {:.6f}\n", score->contexts, ctx,
-               dtype_name(*dtype), score->predicted, score->ppl());
+               dtype_name(kv_dtype), score->predicted, score->ppl());
   }
   return kExitOk;
 }
