@@ -283,8 +283,10 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
   const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
   const std::uint32_t L = s.lanes;
   // The vector path, where it applies, decodes most groups; the loop below finishes them.
-  constexpr bool kSimdCase = kCoding == Coding::quantized && kOut == DType::f16;
-  const bool simd = kSimdCase && L == 8 && C % 8 == 0 && simd_decode_available();
+  // Lossy into fp16, or lossless 16-bit into its own dtype (a bit copy).
+  const bool simd_case = (kCoding == Coding::quantized && kOut == DType::f16) ||
+                         (kCoding == Coding::split16 && kOut != DType::f32 && info.dtype == kOut);
+  const bool simd = simd_case && L == 8 && C % 8 == 0 && simd_decode_available();
   if (simd) {
     scratch.simd_lut.resize(C);
     scratch.simd_step.resize(C);
@@ -323,7 +325,12 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     bool values_ok = true;
     if (simd) {
       SimdCursor cur{x, words.p, words.end, t, t_end, c, left, row};
-      decode_groups_quantized_f16_avx2(cur, simd_channels, dst, layer, part, info.token_begin);
+      if constexpr (kCoding == Coding::quantized) {
+        decode_groups_quantized_f16_avx2(cur, simd_channels, dst, layer, part, info.token_begin);
+      } else {
+        values_ok &= decode_groups_split16_avx2(cur, simd_channels, R, v_limit, dst, layer, part,
+                                                info.token_begin);
+      }
       words.p = cur.p;
       t = cur.t;
       c = cur.c;

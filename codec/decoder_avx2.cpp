@@ -40,14 +40,46 @@ __attribute__((target("avx2,f16c,popcnt"))) inline __m256i refill(
   return _mm256_blendv_epi8(x, _mm256_or_si256(_mm256_slli_epi32(x, 16), w), need);
 }
 
-}  // namespace
-
-namespace {
 std::atomic<bool> g_simd_enabled{true};
+
+// Steps 1 and 2 of a group (FORMAT.md): tokens, then their raw bits; returns each lane's
+// value v = wrap16(unzigzag(u) + center).
+__attribute__((target("avx2,f16c,popcnt"))) inline __m256i decode_values(
+    __m256i& x, const std::byte*& p, const SimdChannels& ch, std::size_t c, const int* lut,
+    const std::array<std::int32_t, 8>* permutations) {
+  const __m256i low12 = _mm256_set1_epi32(0xFFF);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i offs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch.lut_offset + c));
+  const __m256i e =
+      _mm256_i32gather_epi32(lut, _mm256_add_epi32(offs, _mm256_and_si256(x, low12)), 4);
+  x = _mm256_add_epi32(
+      _mm256_mullo_epi32(_mm256_and_si256(e, _mm256_set1_epi32(0x1FFF)), _mm256_srli_epi32(x, 12)),
+      _mm256_and_si256(_mm256_srli_epi32(e, 13), low12));
+  x = refill(x, p, permutations);
+  const __m256i token = _mm256_srli_epi32(e, 25);
+  // Raw bits of tokens >= 16 (none, so no refill, for the others).
+  const __m256i big = _mm256_cmpgt_epi32(token, _mm256_set1_epi32(15));
+  const __m256i nraw = _mm256_and_si256(
+      big, _mm256_add_epi32(_mm256_srli_epi32(_mm256_sub_epi32(token, _mm256_set1_epi32(16)), 2),
+                            _mm256_set1_epi32(2)));
+  const __m256i raw = _mm256_and_si256(x, _mm256_sub_epi32(_mm256_sllv_epi32(one, nraw), one));
+  x = _mm256_srlv_epi32(x, nraw);
+  x = refill(x, p, permutations);
+  const __m256i head =
+      _mm256_or_si256(_mm256_set1_epi32(4), _mm256_and_si256(token, _mm256_set1_epi32(3)));
+  const __m256i u =
+      _mm256_blendv_epi8(token, _mm256_or_si256(_mm256_sllv_epi32(head, nraw), raw), big);
+  const __m256i d = _mm256_xor_si256(
+      _mm256_srli_epi32(u, 1), _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_and_si256(u, one)));
+  const __m256i v =
+      _mm256_add_epi32(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch.center + c)));
+  return _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 16);
+}
+
 }  // namespace
 
 // CPUID directly: not every compiler's __builtin_cpu_supports knows "f16c".
-bool cpu_has_avx2_f16c() noexcept {
+static bool cpu_has_avx2_f16c() noexcept {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
   const bool popcnt = (c >> 23) & 1u, osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u;
@@ -75,40 +107,9 @@ __attribute__((target("avx2,f16c,popcnt"))) void decode_groups_quantized_f16_avx
   const std::array<std::int32_t, 8>* permutations = refill_permutations().data();
   const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
   __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cur.x));
-  const __m256i low12 = _mm256_set1_epi32(0xFFF);
-  const __m256i low13 = _mm256_set1_epi32(0x1FFF);
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i fifteen = _mm256_set1_epi32(15);
-  const __m256i sixteen = _mm256_set1_epi32(16);
   while (cur.left >= 8 && cur.end - cur.p >= 32) {
     const std::size_t c = cur.c;
-    // Step 1: tokens.
-    const __m256i offs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch.lut_offset + c));
-    const __m256i e =
-        _mm256_i32gather_epi32(lut, _mm256_add_epi32(offs, _mm256_and_si256(x, low12)), 4);
-    x = _mm256_add_epi32(_mm256_mullo_epi32(_mm256_and_si256(e, low13), _mm256_srli_epi32(x, 12)),
-                         _mm256_and_si256(_mm256_srli_epi32(e, 13), low12));
-    x = refill(x, cur.p, permutations);
-    const __m256i token = _mm256_srli_epi32(e, 25);
-    // Step 2: raw bits of tokens >= 16 (none, so no refill, for the others).
-    const __m256i big = _mm256_cmpgt_epi32(token, fifteen);
-    const __m256i nraw = _mm256_and_si256(
-        big, _mm256_add_epi32(_mm256_srli_epi32(_mm256_sub_epi32(token, sixteen), 2),
-                              _mm256_set1_epi32(2)));
-    const __m256i raw = _mm256_and_si256(x, _mm256_sub_epi32(_mm256_sllv_epi32(one, nraw), one));
-    x = _mm256_srlv_epi32(x, nraw);
-    x = refill(x, cur.p, permutations);
-    const __m256i head =
-        _mm256_or_si256(_mm256_set1_epi32(4), _mm256_and_si256(token, _mm256_set1_epi32(3)));
-    const __m256i u_big = _mm256_or_si256(_mm256_sllv_epi32(head, nraw), raw);
-    const __m256i u = _mm256_blendv_epi8(token, u_big, big);
-    // unzigzag, add the center, wrap to 16 bits, dequantize, round to fp16.
-    const __m256i d =
-        _mm256_xor_si256(_mm256_srli_epi32(u, 1),
-                         _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_and_si256(u, one)));
-    __m256i v =
-        _mm256_add_epi32(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ch.center + c)));
-    v = _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 16);
+    const __m256i v = decode_values(x, cur.p, ch, c, lut, permutations);
     const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ch.step + c));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(cur.row + 2 * c),
                      _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -120,6 +121,45 @@ __attribute__((target("avx2,f16c,popcnt"))) void decode_groups_quantized_f16_avx
     }
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(cur.x), x);
+}
+
+__attribute__((target("avx2,f16c,popcnt"))) bool decode_groups_split16_avx2(
+    SimdCursor& cur, const SimdChannels& ch, std::uint32_t shift, std::int32_t v_limit,
+    const KvView& dst, std::uint32_t layer, KvPart part, std::uint32_t token_begin) noexcept {
+  const std::array<std::int32_t, 8>* permutations = refill_permutations().data();
+  const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
+  __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cur.x));
+  const __m256i field_mask = _mm256_set1_epi32(static_cast<int>((2u << shift) - 1u));
+  const __m128i shift_count = _mm_cvtsi32_si128(static_cast<int>(shift));
+  const __m128i field_count = _mm_cvtsi32_si128(static_cast<int>(shift + 1));
+  __m256i bad = _mm256_setzero_si256();
+  // A group reads at most 24 words here (tokens, their raw bits, the coding's field).
+  while (cur.left >= 8 && cur.end - cur.p >= 48) {
+    const std::size_t c = cur.c;
+    const __m256i v = decode_values(x, cur.p, ch, c, lut, permutations);
+    // Step 3: ((m mod 2^R) << 1) | sign, R + 1 bits.
+    const __m256i e = _mm256_and_si256(x, field_mask);
+    x = _mm256_srl_epi32(x, field_count);
+    x = refill(x, cur.p, permutations);
+    bad = _mm256_or_si256(bad,
+                          _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), v),
+                                          _mm256_cmpgt_epi32(v, _mm256_set1_epi32(v_limit - 1))));
+    const __m256i bits = _mm256_or_si256(
+        _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(e, _mm256_set1_epi32(1)), 15),
+                        _mm256_sll_epi32(v, shift_count)),
+        _mm256_srli_epi32(e, 1));
+    // 8 x 32-bit -> 8 x 16-bit (values fit: bit 15 at most).
+    const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(cur.row + 2 * c), _mm256_castsi256_si128(packed));
+    cur.left -= 8;
+    cur.c += 8;
+    if (cur.c == ch.count) {
+      cur.c = 0;
+      if (++cur.t < cur.t_end) cur.row = dst.row(layer, part, token_begin + cur.t);
+    }
+  }
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(cur.x), x);
+  return _mm256_testz_si256(bad, bad) != 0;
 }
 
 }  // namespace kvstream::codec

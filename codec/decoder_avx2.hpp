@@ -37,4 +37,11 @@ void decode_groups_quantized_f16_avx2(SimdCursor& cur, const SimdChannels& ch, c
                                       std::uint32_t layer, KvPart part,
                                       std::uint32_t token_begin) noexcept;
 
+// The same for lossless split16 segments decoded into their own 16-bit dtype (a bit copy):
+// `shift` is the coding's R, `v_limit` 2^(15 - R). Returns false if some exponent field was
+// out of range (the chunk is corrupt).
+bool decode_groups_split16_avx2(SimdCursor& cur, const SimdChannels& ch, std::uint32_t shift,
+                                std::int32_t v_limit, const KvView& dst, std::uint32_t layer,
+                                KvPart part, std::uint32_t token_begin) noexcept;
+
 }  // namespace kvstream::codec

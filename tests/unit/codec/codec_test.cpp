@@ -218,12 +218,11 @@ TEST(Codec, VectorDecoderMatchesScalarBitForBit) {
     ASSERT_TRUE(src);
     testing_data::fill_synthetic(src->view(), 17, false);
     KvLayout out_layout = k.layout;
-    out_layout.dtype = DType::f16;
     const std::uint32_t blocks = (k.layout.tokens + 15) / 16;
     std::vector<std::uint32_t> table(blocks);
     for (std::uint32_t i = 0; i < blocks; ++i)
       table[i] = blocks - 1 - i;
-    for (std::uint8_t level = 1; level <= 5; ++level) {
+    for (std::uint8_t level = 0; level <= 5; ++level) {
       std::vector<std::byte> chunk;
       EncodeOptions o;
       o.level = level;
@@ -232,6 +231,8 @@ TEST(Codec, VectorDecoderMatchesScalarBitForBit) {
       std::uint32_t seg0;
       std::memcpy(&seg0, chunk.data() + 48, 4);
       ASSERT_EQ(static_cast<int>(chunk[seg0 + 2]), 8) << "the vector path needs 8 lanes";
+      // Lossy levels take the vector path into fp16, lossless ones into their own dtype.
+      out_layout.dtype = level == 0 ? k.layout.dtype : DType::f16;
       auto vec = KvBuffer::create(out_layout);
       auto paged = PagedKvBuffer::create(out_layout, 16, blocks, table);
       auto scalar = KvBuffer::create(out_layout);

@@ -42,6 +42,7 @@ const GoldenCase kCases[] = {
     {"f32-level0-4lanes", {1, 2, 16, DType::f32, 300}, 20, 256, 0, 4, 1 << 20, true},
     {"bf16-level0-2lanes", {1, 1, 32, DType::bf16, 128}, 0, 128, 0, 2, 1 << 20, true},
     {"f16-level3-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 3, 8, 1 << 20, false},
+    {"f16-level0-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 0, 8, 1 << 20, true},
 };
 
 const std::filesystem::path kDir = KVSTREAM_GOLDEN_DIR;
