@@ -21,7 +21,6 @@ std::array<TokenTable, kBankTables> build() {
       tt.freq[k] = kFreq[t][k];
       tt.cum[k] = static_cast<std::uint16_t>(cum);
       for (std::uint32_t s = 0; s < kFreq[t][k]; ++s) {
-        tt.token_of_slot[cum + s] = static_cast<std::uint8_t>(k);
         tt.decode[cum + s] = kFreq[t][k] | (s << 13) | (k << 25);
       }
       cum += kFreq[t][k];

@@ -15,8 +15,7 @@ inline constexpr std::uint32_t kProbScale = 1u << kProbBits;
 
 struct TokenTable {
   std::array<std::uint16_t, kTokens> freq;
-  std::array<std::uint16_t, kTokens> cum;              // prefix sums of freq
-  std::array<std::uint8_t, kProbScale> token_of_slot;  // decoder lookup: slot -> token
+  std::array<std::uint16_t, kTokens> cum;  // prefix sums of freq
   // The decoder's one load per symbol: freq in bits 0..12, slot - cum in bits 13..24, the
   // token in bits 25..30.
   std::array<std::uint32_t, kProbScale> decode;
