@@ -113,12 +113,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void decode_groups_quantized_f16_avx
     const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ch.step + c));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(cur.row + 2 * c),
                      _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    cur.left -= 8;
-    cur.c += 8;
-    if (cur.c == ch.count) {
-      cur.c = 0;
-      if (++cur.t < cur.t_end) cur.row = dst.row(layer, part, token_begin + cur.t);
-    }
+    cur.next_group(ch.count, dst, layer, part, token_begin);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(cur.x), x);
 }
@@ -151,12 +146,7 @@ __attribute__((target("avx2,f16c,popcnt"))) bool decode_groups_split16_avx2(
     // 8 x 32-bit -> 8 x 16-bit (values fit: bit 15 at most).
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0x08);
     _mm_storeu_si128(reinterpret_cast<__m128i*>(cur.row + 2 * c), _mm256_castsi256_si128(packed));
-    cur.left -= 8;
-    cur.c += 8;
-    if (cur.c == ch.count) {
-      cur.c = 0;
-      if (++cur.t < cur.t_end) cur.row = dst.row(layer, part, token_begin + cur.t);
-    }
+    cur.next_group(ch.count, dst, layer, part, token_begin);
   }
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(cur.x), x);
   return _mm256_testz_si256(bad, bad) != 0;

@@ -18,6 +18,17 @@ struct SimdCursor {
   std::uint32_t c;
   std::size_t left;  // values left in the substream
   std::byte* row;
+
+  // Moves past a group of 8 values of a row of `channels` (a multiple of 8).
+  void next_group(std::size_t channels, const KvView& dst, std::uint32_t layer, KvPart part,
+                  std::uint32_t token_begin) noexcept {
+    left -= 8;
+    c += 8;
+    if (c == channels) {
+      c = 0;
+      if (++t < t_end) row = dst.row(layer, part, token_begin + t);
+    }
+  }
 };
 
 struct SimdChannels {
