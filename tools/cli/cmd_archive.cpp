@@ -31,16 +31,16 @@ int codec_encode(std::span<const std::string_view> args) {
       .option("--profile", "FILE", "codec profile (default: built-in rule)", &profile_path)
       .option("--dtype", "T", "dtype of the KV cache: f32, f16 or bf16", &dtype);
   if (auto rc = parse_or_exit(p, args)) return *rc;
-  auto model = runner::Model::load(model_path);
-  if (!model) return report_failure(p.command(), model.error());
-  auto contexts = runner::read_token_file(tokens_path);
-  if (!contexts) return report_failure(p.command(), contexts.error());
-  if (static_cast<std::size_t>(index) >= contexts->size()) {
+  auto inputs = load_model_and_contexts(model_path, tokens_path);
+  if (!inputs) return report_failure(p.command(), inputs.error());
+  const runner::Model& model = inputs->model;
+  const auto& contexts = inputs->contexts;
+  if (static_cast<std::size_t>(index) >= contexts.size()) {
     return report_failure(
         p.command(), Status(Errc::out_of_range, fmt::format("--context {}: '{}' holds {}", index,
-                                                            tokens_path, contexts->size())));
+                                                            tokens_path, contexts.size())));
   }
-  std::span<const std::int32_t> tokens = (*contexts)[static_cast<std::size_t>(index)];
+  std::span<const std::int32_t> tokens = contexts[static_cast<std::size_t>(index)];
   if (length > 0 && static_cast<std::size_t>(length) < tokens.size()) {
     tokens = tokens.first(static_cast<std::size_t>(length));
   }
@@ -50,9 +50,9 @@ int codec_encode(std::span<const std::string_view> args) {
     if (!loaded) return report_failure(p.command(), loaded.error());
     profile = std::move(*loaded);
   }
-  auto kv = KvBuffer::create(model->kv_layout(static_cast<std::uint32_t>(tokens.size()), dtype));
+  auto kv = KvBuffer::create(model.kv_layout(static_cast<std::uint32_t>(tokens.size()), dtype));
   if (!kv) return report_failure(p.command(), kv.error());
-  runner::Runner runner(*model);
+  runner::Runner runner(model);
   if (Status s = runner::capture_kv(runner, tokens, kv->view()); !s.is_ok()) {
     return report_failure(p.command(), s);
   }

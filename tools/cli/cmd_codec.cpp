@@ -139,14 +139,13 @@ int codec_eval(std::span<const std::string_view> args) {
       .option("--threads", "N", "worker threads for scoring", &threads, 1, 256)
       .flag("--json", "print one JSON object with a `rows` array", &json);
   if (auto rc = parse_or_exit(p, args)) return *rc;
-  auto model = runner::Model::load(model_path);
-  if (!model) return report_failure(p.command(), model.error());
-  auto contexts = runner::read_token_file(tokens_path);
-  if (!contexts) return report_failure(p.command(), contexts.error());
-  const auto selected = first_contexts(*contexts, limit);
-  const EvalSetup setup{&*model, static_cast<std::uint32_t>(ctx),
-                        static_cast<std::uint32_t>(chunk)};
-  const runner::ModelConfig& mc = model->config();
+  auto inputs = load_model_and_contexts(model_path, tokens_path);
+  if (!inputs) return report_failure(p.command(), inputs.error());
+  const runner::Model& model = inputs->model;
+  const auto& contexts = inputs->contexts;
+  const auto selected = first_contexts(contexts, limit);
+  const EvalSetup setup{&model, static_cast<std::uint32_t>(ctx), static_cast<std::uint32_t>(chunk)};
+  const runner::ModelConfig& mc = model.config();
   CodecProfile profile = CodecProfile::builtin(mc.layers, 1);
   if (!profile_path.empty()) {
     auto loaded = CodecProfile::load(profile_path);
@@ -174,7 +173,7 @@ int codec_eval(std::span<const std::string_view> args) {
   Progress progress("eval", selected.size());
   const Status s = runner::parallel_for(selected.size(), workers, [&](unsigned w, std::size_t i) {
     if (!runners[w]) {
-      runners[w] = std::make_unique<runner::Runner>(*model);
+      runners[w] = std::make_unique<runner::Runner>(model);
       methods[w] = make_eval_methods(profile);
     }
     const Status st = eval_context(setup, *runners[w], methods[w], selected[i], per_context[i]);
@@ -260,24 +259,24 @@ int codec_calibrate(std::span<const std::string_view> args) {
               &groups, 0, 65536)
       .option("--threads", "N", "worker threads", &threads, 1, 256);
   if (auto rc = parse_or_exit(p, args)) return *rc;
-  auto model = runner::Model::load(model_path);
-  if (!model) return report_failure(p.command(), model.error());
-  auto contexts = runner::read_token_file(tokens_path);
-  if (!contexts) return report_failure(p.command(), contexts.error());
-  const auto selected = first_contexts(*contexts, limit);
-  const std::uint32_t channels = model->config().kv_heads * model->config().head_dim();
+  auto inputs = load_model_and_contexts(model_path, tokens_path);
+  if (!inputs) return report_failure(p.command(), inputs.error());
+  const runner::Model& model = inputs->model;
+  const auto& contexts = inputs->contexts;
+  const auto selected = first_contexts(contexts, limit);
+  const std::uint32_t channels = model.config().kv_heads * model.config().head_dim();
   if (groups > 0 && channels % static_cast<std::uint32_t>(groups) != 0) {
     return report_failure(
         p.command(),
         Status(Errc::invalid_argument,
                fmt::format("--groups {} does not divide the {} channels", groups, channels)));
   }
-  auto meter = KlMeter::create(*model, selected, static_cast<std::uint32_t>(ctx),
+  auto meter = KlMeter::create(model, selected, static_cast<std::uint32_t>(ctx),
                                static_cast<std::uint32_t>(chunk), static_cast<unsigned>(threads));
   if (!meter) return report_failure(p.command(), meter.error());
   auto profile =
-      calibrate(**meter, model->config().layers,
-                groups > 0 ? static_cast<std::uint32_t>(groups) : model->config().kv_heads,
+      calibrate(**meter, model.config().layers,
+                groups > 0 ? static_cast<std::uint32_t>(groups) : model.config().kv_heads,
                 CalibrationOptions{},
                 [](const std::string& line) { fmt::print(stderr, "calibrate: {}\n", line); });
   if (!profile) return report_failure(p.command(), profile.error());

@@ -89,15 +89,15 @@ int model_score(std::span<const std::string_view> args) {
       .option("--threads", "N", "worker threads", &threads, 1, kMaxThreads)
       .flag("--json", "print one JSON object", &json);
   if (auto rc = parse_or_exit(p, args)) return *rc;
-  auto model = runner::Model::load(model_path);
-  if (!model) return report_failure(p.command(), model.error());
-  auto contexts = runner::read_token_file(tokens_path);
-  if (!contexts) return report_failure(p.command(), contexts.error());
-  const auto selected = first_contexts(*contexts, limit);
+  auto inputs = load_model_and_contexts(model_path, tokens_path);
+  if (!inputs) return report_failure(p.command(), inputs.error());
+  const runner::Model& model = inputs->model;
+  const auto& contexts = inputs->contexts;
+  const auto selected = first_contexts(contexts, limit);
 
   Progress progress("score", selected.size());
   const auto score =
-      runner::score_contexts(*model, selected, static_cast<std::uint32_t>(ctx),
+      runner::score_contexts(model, selected, static_cast<std::uint32_t>(ctx),
                              runner::KvFormat{kv_dtype, static_cast<std::uint32_t>(page_block)},
                              static_cast<unsigned>(threads), [&] { progress.advance(); });
   progress.finish();

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "runner/scoring.hpp"
+
 namespace kvstream::cli {
 
 std::optional<int> parse_or_exit(ArgParser& parser, std::span<const std::string_view> args) {
@@ -44,6 +46,13 @@ int dispatch(std::string_view command, std::span<const Subcommand> subcommands,
   fmt::print(stderr, "{}: error: unknown command '{}' (see {} --help)\n", command, args[0],
              command);
   return kExitUsage;
+}
+
+Expected<ModelAndContexts> load_model_and_contexts(const std::string& model_path,
+                                                   const std::string& tokens_path) {
+  KVS_ASSIGN_OR_RETURN(runner::Model model, runner::Model::load(model_path));
+  KVS_ASSIGN_OR_RETURN(auto contexts, runner::read_token_file(tokens_path));
+  return ModelAndContexts{std::move(model), std::move(contexts)};
 }
 
 std::span<const std::vector<std::int32_t>> first_contexts(

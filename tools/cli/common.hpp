@@ -14,6 +14,7 @@
 
 #include "cli/args.hpp"
 #include "kvstream/status.hpp"
+#include "runner/model.hpp"
 
 namespace kvstream::cli {
 
@@ -60,6 +61,15 @@ struct Subcommand {
 // subcommands for --help (exit 0), for no arguments or an unknown name (one line, exit 2).
 int dispatch(std::string_view command, std::span<const Subcommand> subcommands,
              std::span<const std::string_view> args);
+
+// A checkpoint and a token file, the inputs of most model-driven commands; errors name the
+// file that was wrong.
+struct ModelAndContexts {
+  runner::Model model;
+  std::vector<std::vector<std::int32_t>> contexts;
+};
+Expected<ModelAndContexts> load_model_and_contexts(const std::string& model_path,
+                                                   const std::string& tokens_path);
 
 // The first `limit` contexts (all of them for 0).
 std::span<const std::vector<std::int32_t>> first_contexts(
