@@ -1,5 +1,8 @@
 #include "crc32c.hpp"
 
+#include <cpuid.h>
+#include <nmmintrin.h>
+
 #include <array>
 #include <cstring>
 
@@ -26,9 +29,37 @@ constexpr std::array<std::array<std::uint32_t, 256>, 8> make_tables() {
 
 constexpr auto kTables = make_tables();
 
+// SSE4.2's crc32 instruction computes this very CRC, 8 bytes per instruction: several times the
+// speed of the tables, which matters because the decoder checks every byte of every chunk.
+bool cpu_has_sse42() noexcept {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
+  return (c >> 20) & 1u;
+}
+
+__attribute__((target("sse4.2"))) std::uint32_t crc32c_sse42(const unsigned char* p, std::size_t n,
+                                                             std::uint32_t crc) noexcept {
+  std::uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    c = _mm_crc32_u64(c, w);
+  }
+  auto c32 = static_cast<std::uint32_t>(c);
+  for (; n > 0; --n)
+    c32 = _mm_crc32_u8(c32, *p++);
+  return c32;
+}
+
 }  // namespace
 
 std::uint32_t crc32c(std::span<const std::byte> data, std::uint32_t crc) noexcept {
+  static const bool hardware = cpu_has_sse42();
+  if (!hardware) return crc32c_portable(data, crc);
+  return ~crc32c_sse42(reinterpret_cast<const unsigned char*>(data.data()), data.size(), ~crc);
+}
+
+std::uint32_t crc32c_portable(std::span<const std::byte> data, std::uint32_t crc) noexcept {
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   std::size_t n = data.size();
   crc = ~crc;

@@ -122,8 +122,12 @@ struct ChunkDecoder::Scratch {
   std::vector<SegmentEntry> segments;
   std::vector<SegmentView> views;
   std::vector<Channel> channels;
+  // The vector path: per segment channel arrays (C entries each), and one job per substream.
   std::vector<std::int32_t> simd_lut, simd_center;
   std::vector<float> simd_step;
+  std::vector<SimdChannels> simd_channels;
+  std::vector<SimdJob> jobs;
+  std::vector<std::size_t> first_job;  // per segment: its first job, or kNoJobs
 };
 
 namespace {
@@ -258,10 +262,14 @@ struct Channel {
   return v;
 }
 
+constexpr std::size_t kNoJobs = SIZE_MAX;
+
+// Decodes a segment; `resume`, when not null, holds where the vector path left each of its
+// substreams, and the scalar loop finishes them.
 template <Coding kCoding, DType kOut>
 Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
                          const ChunkInfo& info, const KvView& dst, std::uint32_t index,
-                         ChunkDecoder::Scratch& scratch) {
+                         const SimdJob* resume, ChunkDecoder::Scratch& scratch) {
   const auto& bank = table_bank();
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   std::vector<Channel>& channels = scratch.channels;
@@ -282,28 +290,10 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
 
   const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
   const std::uint32_t L = s.lanes;
-  // The vector path, where it applies, decodes most groups; the loop below finishes them.
-  // Lossy into fp16, or lossless 16-bit into its own dtype (a bit copy).
-  const bool simd_case = (kCoding == Coding::quantized && kOut == DType::f16) ||
-                         (kCoding == Coding::split16 && kOut != DType::f32 && info.dtype == kOut);
-  const bool simd = simd_case && L == 8 && C % 8 == 0 && simd_decode_available();
-  if (simd) {
-    scratch.simd_lut.resize(C);
-    scratch.simd_step.resize(C);
-    scratch.simd_center.resize(C);
-    for (std::size_t c = 0; c < C; ++c) {
-      scratch.simd_lut[c] =
-          static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale);
-      scratch.simd_step[c] = channels[c].step;
-      scratch.simd_center[c] = channels[c].center;
-    }
-  }
-  const SimdChannels simd_channels{scratch.simd_lut.data(), scratch.simd_step.data(),
-                                   scratch.simd_center.data(), C};
   std::uint32_t x[32];
   // One group of L values (one per lane) at a time, step by step across the lanes.
   std::byte* rows[32];
-  std::uint32_t cols[32], tokens[32], extra[32];
+  std::uint32_t cols[32], entries[32], extra[32];
   std::int32_t vals[32];
   std::size_t word_offset = 0;
   for (std::uint32_t k = 0; k < s.substreams; ++k) {
@@ -323,19 +313,15 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     std::byte* row = dst.row(layer, part, info.token_begin + t);
     std::size_t left = std::size_t{t_end - t} * C;
     bool values_ok = true;
-    if (simd) {
-      SimdCursor cur{x, words.p, words.end, t, t_end, c, left, row};
-      if constexpr (kCoding == Coding::quantized) {
-        decode_groups_quantized_f16_avx2(cur, simd_channels, dst, layer, part, info.token_begin);
-      } else {
-        values_ok &= decode_groups_split16_avx2(cur, simd_channels, R, v_limit, dst, layer, part,
-                                                info.token_begin);
-      }
-      words.p = cur.p;
-      t = cur.t;
-      c = cur.c;
-      left = cur.left;
-      row = cur.row;
+    if (resume != nullptr) {
+      const SimdJob& job = resume[k];
+      std::memcpy(x, job.x, sizeof job.x);
+      words.p = job.p;
+      t = job.t;
+      c = job.c;
+      left = job.left;
+      row = job.row;
+      values_ok = job.values_ok;
     }
     while (left > 0) {
       const std::uint32_t g = static_cast<std::uint32_t>(std::min<std::size_t>(L, left));
@@ -348,13 +334,13 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
           if (++t < t_end) row = dst.row(layer, part, info.token_begin + t);
         }
         const std::uint32_t e = channels[cols[j]].decode[x[j] & (kProbScale - 1)];
-        x[j] = (e & 0x1FFFu) * (x[j] >> kProbBits) + ((e >> 13) & 0xFFFu);
+        x[j] = (e & 0xFFFu) * (x[j] >> kProbBits) + ((e >> 12) & 0xFFFu);
         words.refill(x[j]);
-        tokens[j] = e >> 25;
+        entries[j] = e;
       }
-      for (std::uint32_t j = 0; j < g; ++j) {  // step 2: the tokens' raw bits
-        std::uint32_t u = tokens[j];
-        if (u >= 16) u = value_of(u, get_raw(x[j], raw_bits_of(u), words));
+      for (std::uint32_t j = 0; j < g; ++j) {  // step 2: the tokens' raw bits (maybe none)
+        const std::uint32_t n = (entries[j] >> 24) & 0xFu;
+        const std::uint32_t u = ((entries[j] >> 28) << n) | get_raw(x[j], n, words);
         vals[j] = wrap16(unzigzag(u) + channels[cols[j]].center);
       }
       if constexpr (kCoding == Coding::quantized) {
@@ -390,29 +376,102 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
 template <Coding kCoding>
 Status decode_segment_to(const SegmentView& s, std::uint32_t layer, KvPart part,
                          const ChunkInfo& info, const KvView& dst, std::uint32_t index,
-                         ChunkDecoder::Scratch& scratch) {
+                         const SimdJob* resume, ChunkDecoder::Scratch& scratch) {
   switch (dst.layout().dtype) {
     case DType::f32:
-      return decode_segment_as<kCoding, DType::f32>(s, layer, part, info, dst, index, scratch);
+      return decode_segment_as<kCoding, DType::f32>(s, layer, part, info, dst, index, resume,
+                                                    scratch);
     case DType::f16:
-      return decode_segment_as<kCoding, DType::f16>(s, layer, part, info, dst, index, scratch);
+      return decode_segment_as<kCoding, DType::f16>(s, layer, part, info, dst, index, resume,
+                                                    scratch);
     case DType::bf16:
-      return decode_segment_as<kCoding, DType::bf16>(s, layer, part, info, dst, index, scratch);
+      return decode_segment_as<kCoding, DType::bf16>(s, layer, part, info, dst, index, resume,
+                                                     scratch);
   }
   return Status(Errc::internal, "unknown destination dtype");
 }
 
 Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
-                      const KvView& dst, std::uint32_t index, ChunkDecoder::Scratch& scratch) {
+                      const KvView& dst, std::uint32_t index, const SimdJob* resume,
+                      ChunkDecoder::Scratch& scratch) {
   switch (s.coding) {
     case Coding::quantized:
-      return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index, scratch);
+      return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index, resume,
+                                                  scratch);
     case Coding::split16:
-      return decode_segment_to<Coding::split16>(s, layer, part, info, dst, index, scratch);
+      return decode_segment_to<Coding::split16>(s, layer, part, info, dst, index, resume, scratch);
     case Coding::split32:
-      return decode_segment_to<Coding::split32>(s, layer, part, info, dst, index, scratch);
+      return decode_segment_to<Coding::split32>(s, layer, part, info, dst, index, resume, scratch);
   }
   return Status(Errc::internal, "unknown coding");
+}
+
+enum class SimdPath { none, quantized_f16, split16 };
+
+// The vector path that applies to this chunk decoded into this destination, if any.
+SimdPath simd_path(const ChunkInfo& info, const KvView& dst) {
+  const DType out = dst.layout().dtype;
+  if ((std::size_t{info.kv_heads} * info.head_dim) % 8 != 0 || !simd_decode_available()) {
+    return SimdPath::none;
+  }
+  if (info.level > 0) return out == DType::f16 ? SimdPath::quantized_f16 : SimdPath::none;
+  return info.dtype != DType::f32 && info.dtype == out ? SimdPath::split16 : SimdPath::none;
+}
+
+// Runs the vector path over every 8-lane substream of the chunk, all segments together, and
+// records in `first_job` where each segment's substreams were left.
+void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
+                 ChunkDecoder::Scratch& sc) {
+  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
+  const std::size_t segments = sc.views.size();
+  sc.simd_lut.resize(segments * C);
+  sc.simd_step.resize(segments * C);
+  sc.simd_center.resize(segments * C);
+  sc.simd_channels.resize(segments);
+  sc.first_job.assign(segments, kNoJobs);
+  sc.jobs.clear();
+  for (std::size_t i = 0; i < segments; ++i) {
+    const SegmentView& s = sc.views[i];
+    if (s.lanes != 8) continue;
+    for (std::size_t c = 0; c < C; ++c) {
+      sc.simd_lut[i * C + c] =
+          static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale);
+      sc.simd_step[i * C + c] = s.coding == Coding::quantized
+                                    ? step_of_code(static_cast<std::uint8_t>(s.step_codes[c]))
+                                    : 0.0f;
+      sc.simd_center[i * C + c] = s.centers[c];
+    }
+    sc.simd_channels[i] = {&sc.simd_lut[i * C], &sc.simd_step[i * C], &sc.simd_center[i * C], C};
+    sc.first_job[i] = sc.jobs.size();
+    const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
+    const auto layer = static_cast<std::uint32_t>(i / 2);
+    const auto part = static_cast<KvPart>(i % 2);
+    std::size_t word_offset = 0;
+    for (std::uint32_t k = 0; k < s.substreams; ++k) {
+      SimdJob& job = sc.jobs.emplace_back();
+      std::memcpy(job.x, s.states.data() + std::size_t{32} * k, sizeof job.x);
+      job.p = s.words.data() + word_offset;
+      word_offset += s.stream_bytes[k];
+      job.end = s.words.data() + word_offset;
+      job.t = k * per;
+      job.t_end = std::min(info.token_count, (k + 1) * per);
+      job.c = 0;
+      job.left = std::size_t{job.t_end - job.t} * C;
+      job.row = dst.row(layer, part, info.token_begin + job.t);
+      job.ch = &sc.simd_channels[i];
+      job.dst = &dst;
+      job.layer = layer;
+      job.part = part;
+      job.token_begin = info.token_begin;
+      job.values_ok = true;
+    }
+  }
+  if (path == SimdPath::quantized_f16) {
+    decode_jobs_quantized_f16_avx2(sc.jobs);
+  } else {
+    const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
+    decode_jobs_split16_avx2(sc.jobs, R, std::int32_t{1} << (15 - R));
+  }
 }
 
 }  // namespace
@@ -449,9 +508,16 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst)
     }
     KVS_RETURN_IF_ERROR(parse_segment(seg, i, info, sc.views[i]));
   }
+  const SimdPath path = simd_path(info, dst);
+  if (path != SimdPath::none) {
+    decode_simd(path, info, dst, sc);
+  } else {
+    sc.first_job.assign(sc.views.size(), kNoJobs);
+  }
   for (std::uint32_t i = 0; i < sc.views.size(); ++i) {
+    const SimdJob* resume = sc.first_job[i] == kNoJobs ? nullptr : &sc.jobs[sc.first_job[i]];
     KVS_RETURN_IF_ERROR(
-        decode_segment(sc.views[i], i / 2, static_cast<KvPart>(i % 2), info, dst, i, sc));
+        decode_segment(sc.views[i], i / 2, static_cast<KvPart>(i % 2), info, dst, i, resume, sc));
   }
   return Status::ok();
 }

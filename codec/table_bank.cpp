@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <vector>
 
 namespace kvstream::codec {
@@ -18,10 +19,12 @@ std::array<TokenTable, kBankTables> build() {
     TokenTable& tt = bank[t];
     std::uint32_t cum = 0;
     for (std::uint32_t k = 0; k < kTokens; ++k) {
+      // decode_entry has 12 bits for a frequency; table_bank.inc guarantees 1..4033.
+      if (kFreq[t][k] == 0 || kFreq[t][k] >= kProbScale) std::abort();
       tt.freq[k] = kFreq[t][k];
       tt.cum[k] = static_cast<std::uint16_t>(cum);
       for (std::uint32_t s = 0; s < kFreq[t][k]; ++s) {
-        tt.decode[cum + s] = kFreq[t][k] | (s << 13) | (k << 25);
+        tt.decode[cum + s] = decode_entry(kFreq[t][k], s, k);
       }
       cum += kFreq[t][k];
       // The cost only steers the encoder's table choice; any rounding is fine as long as it

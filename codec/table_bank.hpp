@@ -16,13 +16,22 @@ inline constexpr std::uint32_t kProbScale = 1u << kProbBits;
 struct TokenTable {
   std::array<std::uint16_t, kTokens> freq;
   std::array<std::uint16_t, kTokens> cum;  // prefix sums of freq
-  // The decoder's one load per symbol: freq in bits 0..12, slot - cum in bits 13..24, the
-  // token in bits 25..30.
+  // The decoder's one load per symbol (see decode_entry).
   std::array<std::uint32_t, kProbScale> decode;
   // Code length of each token in 1/65536 bit (encoder-side table choice; integer, so every
   // encoder makes the same choice).
   std::array<std::uint32_t, kTokens> cost;
 };
+
+// A decode lookup entry: freq in bits 0..11 (every token has freq >= 1, so none reaches 4096),
+// slot - cum in bits 12..23, then what turns the token into u without a branch: its raw-bit
+// count n in bits 24..27 and its leading bits h in 28..31, u = (h << n) | raw (Symbols).
+constexpr std::uint32_t decode_entry(std::uint32_t freq, std::uint32_t offset,
+                                     std::uint32_t token) noexcept {
+  const std::uint32_t n = raw_bits_of(token);
+  const std::uint32_t head = token < 16 ? token : 4u | (token & 3u);
+  return freq | (offset << 12) | (n << 24) | (head << 28);
+}
 
 // The bank, built once from codec/table_bank.inc on first use (thread-safe).
 const std::array<TokenTable, kBankTables>& table_bank();

@@ -44,6 +44,23 @@ TEST(Crc32c, KnownVectors) {
   EXPECT_EQ(codec::crc32c(std::as_bytes(std::span(text + 4, 5)),
                           codec::crc32c(std::as_bytes(std::span(text, 4)))),
             0xE3069283u);
+  EXPECT_EQ(codec::crc32c_portable(std::as_bytes(std::span(text, 9))), 0xE3069283u);
+}
+
+TEST(Crc32c, HardwareAndTablesAgreeAtEveryLengthAndAlignment) {
+  std::vector<std::byte> data(300);
+  std::uint32_t r = 12345;
+  for (std::byte& b : data) {
+    r = r * 1103515245u + 12345u;
+    b = static_cast<std::byte>(r >> 24);
+  }
+  for (std::size_t begin = 0; begin < 9; ++begin) {
+    for (std::size_t n = 0; begin + n <= data.size(); n += 7) {
+      const auto span = std::span(data).subspan(begin, n);
+      EXPECT_EQ(codec::crc32c(span, 0x1234u), codec::crc32c_portable(span, 0x1234u))
+          << begin << " " << n;
+    }
+  }
 }
 
 TEST(Codec, LevelZeroIsBitExactForEveryDtypeAndLayout) {
