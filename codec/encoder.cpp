@@ -87,9 +87,11 @@ struct ChunkEncoder::Scratch {
   std::vector<std::uint32_t> extra;  // lossless: the raw low mantissa bits and sign
   std::vector<std::int64_t> sum, dev, absmax;
   std::vector<std::uint8_t> step_code, table;
+  std::vector<std::uint32_t> table_row;  // per channel: table id * kTokens
   std::vector<std::int32_t> center;
-  std::vector<std::uint32_t> hist;
-  std::vector<RansValue> values;
+  std::vector<std::uint32_t> hist;  // per channel, per token
+  std::vector<std::uint8_t> token;  // per value
+  std::vector<std::uint16_t> raw;   // per value: the token's raw bits
   std::vector<RansStream> streams;
   std::vector<std::uint32_t> offsets;
 };
@@ -180,29 +182,26 @@ void gather_lossless(const KvView& src, std::uint32_t layer, KvPart part, std::u
     s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
 }
 
-// Tokens, raw bits and the cheapest bank table of every channel.
-void tokenize(std::uint32_t tokens, std::size_t C, Coding coding, DType dtype, SegmentScratch& s) {
-  const std::uint32_t extra_bits =
-      coding == Coding::quantized ? 0 : split_shift(static_cast<std::uint8_t>(dtype)) + 1;
-  s.values.resize(tokens * C);
+// Tokens, raw bits and the per-channel token histogram of the values in s.v.
+void tokenize(std::uint32_t tokens, std::size_t C, SegmentScratch& s) {
+  const std::size_t n = std::size_t{tokens} * C;
+  s.token.resize(n);
+  s.raw.resize(n);
   s.hist.assign(C * kTokens, 0);
-  for (std::size_t i = 0; i < s.values.size(); ++i) {
+  for (std::size_t i = 0; i < n; ++i) {
     const std::size_t c = i % C;
     const TokenCode tc = token_of(zigzag(wrap16(s.v[i] - s.center[c])));
-    RansValue& rv = s.values[i];
-    rv.token = static_cast<std::uint8_t>(tc.token);
-    rv.raw_bits = static_cast<std::uint8_t>(tc.raw_bits);
-    rv.raw = static_cast<std::uint16_t>(tc.raw);
-    // A raw field is at most 16 bits: split32's 22 bits go as 16 + 6.
-    const std::uint32_t e = extra_bits != 0 ? s.extra[i] : 0;
-    rv.extra_bits = static_cast<std::uint8_t>(std::min(extra_bits, 16u));
-    rv.extra = static_cast<std::uint16_t>(e & 0xFFFF);
-    rv.extra2_bits = static_cast<std::uint8_t>(extra_bits > 16 ? extra_bits - 16 : 0);
-    rv.extra2 = static_cast<std::uint16_t>(e >> 16);
+    s.token[i] = static_cast<std::uint8_t>(tc.token);
+    s.raw[i] = static_cast<std::uint16_t>(tc.raw);
     ++s.hist[c * kTokens + tc.token];
   }
+}
+
+// The cheapest bank table of every channel for its histogram.
+void choose_tables(std::size_t C, SegmentScratch& s) {
   const auto& bank = table_bank();
   s.table.resize(C);
+  s.table_row.resize(C);
   for (std::size_t c = 0; c < C; ++c) {
     // Only the tokens that occur matter; there are rarely more than a dozen.
     const std::uint32_t* h = &s.hist[c * kTokens];
@@ -224,13 +223,12 @@ void tokenize(std::uint32_t tokens, std::size_t C, Coding coding, DType dtype, S
       }
     }
     s.table[c] = static_cast<std::uint8_t>(best);
+    s.table_row[c] = best * kTokens;
   }
-  for (std::size_t i = 0; i < s.values.size(); ++i)
-    s.values[i].table = s.table[i % C];
 }
 
-void write_segment(Coding coding, std::uint32_t tokens, std::size_t C, const EncodeOptions& o,
-                   SegmentScratch& s, ByteWriter& w) {
+void write_segment(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
+                   const EncodeOptions& o, SegmentScratch& s, ByteWriter& w) {
   // Token-aligned substreams of about o.substream_values values; none empty.
   const std::size_t wanted = std::clamp<std::size_t>(
       (std::size_t{tokens} * C + o.substream_values - 1) / o.substream_values, 1, tokens);
@@ -257,20 +255,27 @@ void write_segment(Coding coding, std::uint32_t tokens, std::size_t C, const Enc
   for (std::size_t c = 0; c < C; ++c)
     w.put_zigzag_varint(s.center[c]);
 
+  const RansSymbols symbols{
+      s.token.data(),
+      s.raw.data(),
+      coding == Coding::quantized ? nullptr : s.extra.data(),
+      coding == Coding::quantized ? 0 : split_shift(static_cast<std::uint8_t>(dtype)) + 1,
+      s.table_row.data(),
+      C};
   s.streams.resize(S);
   for (std::uint32_t k = 0; k < S; ++k) {
     const std::size_t first = std::size_t{k} * per * C;
     const std::size_t last = std::min<std::size_t>(std::size_t{k + 1} * per, tokens) * C;
-    rans_encode(std::span(s.values).subspan(first, last - first), lanes, s.streams[k]);
+    rans_encode(symbols, first, last, lanes, s.streams[k]);
   }
   for (const RansStream& st : s.streams)
-    w.put(static_cast<std::uint32_t>(2 * st.words.size()));
+    w.put(static_cast<std::uint32_t>(2 * st.words().size()));
   for (const RansStream& st : s.streams) {
     for (std::uint32_t x : st.states)
       w.put(x);
   }
   for (const RansStream& st : s.streams)
-    w.put_bytes(std::as_bytes(std::span(st.words)));
+    w.put_bytes(std::as_bytes(st.words()));
 }
 
 }  // namespace
@@ -341,8 +346,9 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
       } else {
         gather_lossless(src, layer, part, token_begin, token_count, scratch);
       }
-      tokenize(token_count, C, coding, l.dtype, scratch);
-      write_segment(coding, token_count, C, o, scratch, w);
+      tokenize(token_count, C, scratch);
+      choose_tables(C, scratch);
+      write_segment(coding, l.dtype, token_count, C, o, scratch, w);
     }
   }
   if (w.size() > UINT32_MAX) {

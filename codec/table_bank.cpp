@@ -55,4 +55,31 @@ const std::uint32_t* table_bank_luts() {
   return luts.data();
 }
 
+namespace {
+
+template <class F>
+std::vector<std::uint32_t> per_token(F f) {
+  std::vector<std::uint32_t> all(std::size_t{kBankTables} * kTokens);
+  for (std::uint32_t t = 0; t < kBankTables; ++t) {
+    for (std::uint32_t k = 0; k < kTokens; ++k)
+      all[t * kTokens + k] = f(table_bank()[t], k);
+  }
+  return all;
+}
+
+}  // namespace
+
+const std::uint32_t* table_bank_freq_cum() {
+  static const std::vector<std::uint32_t> v = per_token([](const TokenTable& t, std::uint32_t k) {
+    return std::uint32_t{t.freq[k]} | std::uint32_t{t.cum[k]} << 16;
+  });
+  return v.data();
+}
+
+const std::uint32_t* table_bank_reciprocals() {
+  static const std::vector<std::uint32_t> v =
+      per_token([](const TokenTable& t, std::uint32_t k) { return freq_reciprocal(t.freq[k]); });
+  return v.data();
+}
+
 }  // namespace kvstream::codec

@@ -33,11 +33,35 @@ constexpr std::uint32_t decode_entry(std::uint32_t freq, std::uint32_t offset,
   return freq | (offset << 12) | (n << 24) | (head << 28);
 }
 
+// Division by a token frequency, by multiplication: rcp is floor(2^32 / freq) (2^32 - 1 for
+// freq 1), so floor(x * rcp / 2^32) is x / freq or one less, for any 32-bit x, and one
+// comparison corrects it. Exact: every encoder gets the same quotient and remainder.
+constexpr std::uint32_t freq_reciprocal(std::uint32_t freq) noexcept {
+  return freq == 1 ? 0xFFFFFFFFu : static_cast<std::uint32_t>((std::uint64_t{1} << 32) / freq);
+}
+struct QuotientRemainder {
+  std::uint32_t q, r;
+};
+constexpr QuotientRemainder divide_by_freq(std::uint32_t x, std::uint32_t freq,
+                                           std::uint32_t rcp) noexcept {
+  std::uint32_t q = static_cast<std::uint32_t>((std::uint64_t{x} * rcp) >> 32);
+  std::uint32_t r = x - q * freq;
+  if (r >= freq) {
+    ++q;
+    r -= freq;
+  }
+  return {q, r};
+}
+
 // The bank, built once from codec/table_bank.inc on first use (thread-safe).
 const std::array<TokenTable, kBankTables>& table_bank();
 
 // Every table's `decode` lookup, back to back (table t at t * kProbScale): one base pointer
 // for gathers across tables.
 const std::uint32_t* table_bank_luts();
+// The encoder's per-(table, token) lookups, entry t * kTokens + token: freq | cum << 16, and
+// freq_reciprocal(freq).
+const std::uint32_t* table_bank_freq_cum();
+const std::uint32_t* table_bank_reciprocals();
 
 }  // namespace kvstream::codec

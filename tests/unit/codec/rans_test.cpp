@@ -2,34 +2,54 @@
 // decoder's packed table entries against the symbol mapping of FORMAT.md.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "rans.hpp"
+#include "rans_avx2.hpp"
 #include "symbols.hpp"
 #include "table_bank.hpp"
 
 namespace kvstream::codec {
 namespace {
 
-// Draws tokens from bank table `table` (by inverting its cumulative frequencies), with raw
-// bits as the format gives them.
-std::vector<RansValue> draw(std::uint32_t table, std::size_t n, std::mt19937& rng) {
-  const TokenTable& t = table_bank()[table];
-  std::vector<RansValue> values(n);
+// Symbols of `channels` channels, channel c drawn from bank table tables[c % size] (by
+// inverting its cumulative frequencies), with raw bits as the format gives them and, when
+// extra_bits > 0, a lossless raw field.
+struct Drawn {
+  std::vector<std::uint8_t> tokens;
+  std::vector<std::uint16_t> raw;
+  std::vector<std::uint32_t> extra, table_row;
+  std::uint32_t extra_bits = 0;
+  double entropy_bits = 0;  // of the tokens under their tables, plus every raw bit
+  RansSymbols symbols() const {
+    return {tokens.data(), raw.data(),       extra_bits ? extra.data() : nullptr,
+            extra_bits,    table_row.data(), table_row.size()};
+  }
+};
+
+Drawn draw(std::span<const std::uint32_t> tables, std::size_t channels, std::size_t n,
+           std::uint32_t extra_bits, std::mt19937& rng) {
+  Drawn d;
+  d.extra_bits = extra_bits;
+  for (std::size_t c = 0; c < channels; ++c)
+    d.table_row.push_back(tables[c % tables.size()] * kTokens);
   std::uniform_int_distribution<std::uint32_t> slot(0, kProbScale - 1);
-  for (RansValue& v : values) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const std::uint32_t table = d.table_row[i % channels] / kTokens;
+    const TokenTable& t = table_bank()[table];
     const std::uint32_t s = slot(rng);
     std::uint32_t tok = 0;
     while (t.cum[tok] + t.freq[tok] <= s)
       ++tok;
-    v = {};
-    v.token = static_cast<std::uint8_t>(tok);
-    v.table = static_cast<std::uint8_t>(table);
-    v.raw_bits = static_cast<std::uint8_t>(raw_bits_of(tok));
-    v.raw = static_cast<std::uint16_t>(rng() & ((1u << v.raw_bits) - 1u));
+    const std::uint32_t nraw = raw_bits_of(tok);
+    d.tokens.push_back(static_cast<std::uint8_t>(tok));
+    d.raw.push_back(static_cast<std::uint16_t>(rng() & ((1u << nraw) - 1u)));
+    d.extra.push_back(static_cast<std::uint32_t>(rng() & ((1ull << extra_bits) - 1u)));
+    d.entropy_bits += kProbBits - std::log2(t.freq[tok]) + nraw + extra_bits;
   }
-  return values;
+  return d;
 }
 
 TEST(Rans, PayloadIsWithinTwoPercentOfTheEntropyUnderTheTablesUsed) {
@@ -37,18 +57,47 @@ TEST(Rans, PayloadIsWithinTwoPercentOfTheEntropyUnderTheTablesUsed) {
   // Narrow (many small tokens, few raw bits) to wide (raw bits dominate) tables, both shapes.
   for (std::uint32_t table : {0u, 7u, 20u, 21u, 40u, 63u, 79u}) {
     for (std::uint32_t lanes : {1u, 8u, 32u}) {
-      const auto values = draw(table, 1 << 16, rng);
-      double entropy_bits = 0;
-      for (const RansValue& v : values) {
-        entropy_bits += kProbBits - std::log2(table_bank()[table].freq[v.token]) + v.raw_bits;
-      }
+      const std::uint32_t tables[] = {table};
+      const Drawn d = draw(tables, 8, 1 << 16, 0, rng);
       RansStream out;
-      rans_encode(values, lanes, out);
+      rans_encode(d.symbols(), 0, d.tokens.size(), lanes, out);
       // The payload: the word stream. The lane states are side information of 32 bits each.
-      const double payload_bits = 16.0 * static_cast<double>(out.words.size());
-      EXPECT_LT(std::fabs(payload_bits / entropy_bits - 1.0), 0.02)
+      const double payload_bits = 16.0 * static_cast<double>(out.words().size());
+      EXPECT_LT(std::fabs(payload_bits / d.entropy_bits - 1.0), 0.02)
           << "table " << table << ", " << lanes << " lanes: " << payload_bits << " bits for "
-          << entropy_bits << " bits of entropy";
+          << d.entropy_bits << " bits of entropy";
+    }
+  }
+}
+
+TEST(Rans, VectorEncoderMatchesScalarBitForBit) {
+  if (!simd_encode_available()) GTEST_SKIP() << "this CPU has no AVX2";
+  std::mt19937 rng(9);
+  const std::uint32_t tables[] = {0, 13, 30, 31, 55, 79, 2, 41, 8, 66};
+  for (std::uint32_t extra_bits : {0u, 6u, 9u, 16u}) {
+    for (std::size_t channels : {8u, 24u, 64u}) {
+      const Drawn d = draw(tables, channels, channels * 37, extra_bits, rng);
+      // A substream that starts past the first token, as the second of a segment does.
+      const std::size_t first = channels * 5, last = d.tokens.size();
+      RansStream vec, ref;
+      rans_encode_avx2(d.symbols(), first, last, vec);
+      rans_encode_scalar(d.symbols(), first, last, 8, ref);
+      ASSERT_EQ(vec.states, ref.states) << extra_bits << " " << channels;
+      ASSERT_TRUE(std::ranges::equal(vec.words(), ref.words())) << extra_bits << " " << channels;
+    }
+  }
+}
+
+TEST(TableBank, DivisionByReciprocalIsExact) {
+  std::mt19937 rng(3);
+  for (std::uint32_t freq = 1; freq < kProbScale; ++freq) {
+    const std::uint32_t rcp = freq_reciprocal(freq);
+    const std::uint32_t r1 = rng(), r2 = rng(), r3 = rng();
+    for (std::uint32_t x : {0u, 1u, freq - 1, freq, freq + 1, 0xFFFFFFFFu, 0xFFFFFFFFu - freq,
+                            freq << 20, (freq << 20) - 1, r1, r2, r3}) {
+      const QuotientRemainder qr = divide_by_freq(x, freq, rcp);
+      ASSERT_EQ(qr.q, x / freq) << x << " / " << freq;
+      ASSERT_EQ(qr.r, x % freq) << x << " % " << freq;
     }
   }
 }

@@ -1,0 +1,143 @@
+#include "rans_avx2.hpp"
+
+#include <immintrin.h>
+
+#include <array>
+#include <atomic>
+
+#include "cpu_features.hpp"
+
+namespace kvstream::codec {
+
+namespace {
+
+std::atomic<bool> g_simd_enabled{true};
+
+// For each mask of lanes that emit a word: those lanes in ascending order, in the top
+// popcount(mask) slots. The buffer fills backwards, and the decoder reads the words of one
+// step in lane order, so the lowest lane's word must land at the lowest address.
+const std::array<std::array<std::int32_t, 8>, 256>& emit_permutations() {
+  static const auto table = [] {
+    std::array<std::array<std::int32_t, 8>, 256> t{};
+    for (std::uint32_t mask = 0; mask < 256; ++mask) {
+      std::int32_t slot = 8 - __builtin_popcount(mask);
+      for (std::int32_t j = 0; j < 8; ++j) {
+        if ((mask >> j) & 1u) t[mask][slot++] = j;
+      }
+    }
+    return t;
+  }();
+  return table;
+}
+
+#define KVS_TARGET __attribute__((target("avx2,popcnt"), always_inline)) inline
+
+// Lanes in `over` write the low 16 bits of their state below w, lowest lane lowest; the store
+// also writes garbage into the 8 - popcount slots below, which later words overwrite (the
+// buffer keeps 16 words of slack at its start).
+KVS_TARGET void emit(__m256i x, __m256i over, std::uint16_t*& w,
+                     const std::array<std::int32_t, 8>* perms) {
+  const auto mask = static_cast<std::uint32_t>(_mm256_movemask_ps(_mm256_castsi256_ps(over)));
+  const __m256i perm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(perms[mask].data()));
+  const __m256i low = _mm256_and_si256(x, _mm256_set1_epi32(0xFFFF));
+  const __m256i sel = _mm256_permutevar8x32_epi32(low, perm);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(sel, sel), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(w - 8), _mm256_castsi256_si128(packed));
+  w -= _mm_popcnt_u32(mask);
+}
+
+// A raw field of `bits` bits (0..16 per lane) holding `value`.
+KVS_TARGET __m256i put_raw(__m256i x, __m256i value, __m256i bits, std::uint16_t*& w,
+                           const std::array<std::int32_t, 8>* perms) {
+  const __m256i top = _mm256_srlv_epi32(x, _mm256_sub_epi32(_mm256_set1_epi32(32), bits));
+  const __m256i zero = _mm256_setzero_si256();
+  const __m256i over = _mm256_xor_si256(_mm256_cmpeq_epi32(top, zero), _mm256_cmpeq_epi32(x, x));
+  emit(x, over, w, perms);
+  x = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), over);
+  return _mm256_or_si256(_mm256_sllv_epi32(x, bits), value);
+}
+
+// floor(x * rcp / 2^32) per lane.
+KVS_TARGET __m256i mulhi_epu32(__m256i x, __m256i rcp) {
+  const __m256i even = _mm256_srli_epi64(_mm256_mul_epu32(x, rcp), 32);
+  const __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(rcp, 32));
+  return _mm256_blend_epi32(even, odd, 0xAA);
+}
+
+KVS_TARGET __m256i put_token(__m256i x, __m256i freq_cum, __m256i rcp, std::uint16_t*& w,
+                             const std::array<std::int32_t, 8>* perms) {
+  const __m256i freq = _mm256_and_si256(freq_cum, _mm256_set1_epi32(0xFFFF));
+  const __m256i freq_1 = _mm256_sub_epi32(freq, _mm256_set1_epi32(1));
+  const __m256i over = _mm256_cmpgt_epi32(_mm256_srli_epi32(x, 32 - kProbBits), freq_1);
+  emit(x, over, w, perms);
+  x = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), over);
+  // divide_by_freq: a quotient at most one short, and its correction.
+  __m256i q = mulhi_epu32(x, rcp);
+  __m256i r = _mm256_sub_epi32(x, _mm256_mullo_epi32(q, freq));
+  const __m256i fix = _mm256_cmpgt_epi32(r, freq_1);
+  q = _mm256_sub_epi32(q, fix);
+  r = _mm256_sub_epi32(r, _mm256_and_si256(freq, fix));
+  return _mm256_add_epi32(_mm256_add_epi32(_mm256_slli_epi32(q, kProbBits), r),
+                          _mm256_srli_epi32(freq_cum, 16));
+}
+
+}  // namespace
+
+bool simd_encode_available() noexcept {
+  return cpu_has_avx2_f16c() && g_simd_enabled.load(std::memory_order_relaxed);
+}
+
+void set_simd_encode_enabled(bool enabled) noexcept {
+  g_simd_enabled.store(enabled, std::memory_order_relaxed);
+}
+
+__attribute__((target("avx2,popcnt"))) void rans_encode_avx2(const RansSymbols& s,
+                                                             std::size_t first, std::size_t last,
+                                                             RansStream& out) {
+  const std::array<std::int32_t, 8>* perms = emit_permutations().data();
+  const std::uint32_t* freq_cum = table_bank_freq_cum();
+  const std::uint32_t* rcps = table_bank_reciprocals();
+  const std::size_t n = last - first;  // a multiple of 8: whole rows of C % 8 == 0 channels
+  out.buffer.resize(rans_word_bound(n, s.extra_bits));
+  std::uint16_t* w = out.buffer.data() + out.buffer.size();
+  __m256i x = _mm256_set1_epi32(static_cast<int>(kRansLow));
+  const __m256i extra_bits = _mm256_set1_epi32(static_cast<int>(s.extra_bits));
+  std::size_t c = (n - 8) % s.channels;  // channel of the last group's first lane
+  for (std::size_t b = last; b > first;) {
+    b -= 8;
+    if (s.extra != nullptr) {
+      const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.extra + b));
+      x = put_raw(x, _mm256_and_si256(e, _mm256_set1_epi32(0xFFFF)), extra_bits, w, perms);
+    }
+    const __m256i tok =
+        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.tokens + b)));
+    const __m256i raw =
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.raw + b)));
+    const __m256i nraw =
+        _mm256_and_si256(_mm256_cmpgt_epi32(tok, _mm256_set1_epi32(15)),
+                         _mm256_sub_epi32(_mm256_srli_epi32(tok, 2), _mm256_set1_epi32(2)));
+    x = put_raw(x, raw, nraw, w, perms);
+    // The 8 lanes' (table, token) entries: loads, not vpgatherdd (see decoder_avx2.cpp).
+    alignas(32) std::uint32_t k[8];
+    _mm256_store_si256(
+        reinterpret_cast<__m256i*>(k),
+        _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.table_row + c)),
+                         tok));
+    const __m256i fc =
+        _mm256_setr_epi32(static_cast<int>(freq_cum[k[0]]), static_cast<int>(freq_cum[k[1]]),
+                          static_cast<int>(freq_cum[k[2]]), static_cast<int>(freq_cum[k[3]]),
+                          static_cast<int>(freq_cum[k[4]]), static_cast<int>(freq_cum[k[5]]),
+                          static_cast<int>(freq_cum[k[6]]), static_cast<int>(freq_cum[k[7]]));
+    const __m256i rcp = _mm256_setr_epi32(
+        static_cast<int>(rcps[k[0]]), static_cast<int>(rcps[k[1]]), static_cast<int>(rcps[k[2]]),
+        static_cast<int>(rcps[k[3]]), static_cast<int>(rcps[k[4]]), static_cast<int>(rcps[k[5]]),
+        static_cast<int>(rcps[k[6]]), static_cast<int>(rcps[k[7]]));
+    x = put_token(x, fc, rcp, w, perms);
+    c = c == 0 ? s.channels - 8 : c - 8;
+  }
+  out.states.resize(8);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.states.data()), x);
+  out.begin = static_cast<std::size_t>(w - out.buffer.data());
+}
+
+}  // namespace kvstream::codec
