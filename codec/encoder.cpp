@@ -11,9 +11,11 @@
 #include "byte_io.hpp"
 #include "chunk_format.hpp"
 #include "crc32c.hpp"
+#include "encoder_avx2.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/half.hpp"
 #include "rans.hpp"
+#include "rans_avx2.hpp"
 #include "symbols.hpp"
 
 namespace kvstream {
@@ -87,6 +89,7 @@ struct ChunkEncoder::Scratch {
   std::vector<std::uint32_t> extra;  // lossless: the raw low mantissa bits and sign
   std::vector<std::int64_t> sum, dev, absmax;
   std::vector<std::uint8_t> step_code, table;
+  std::vector<float> step;               // per channel, of its step code
   std::vector<std::uint32_t> table_row;  // per channel: table id * kTokens
   std::vector<std::int32_t> center;
   std::vector<std::uint32_t> hist;  // per channel, per token
@@ -100,94 +103,9 @@ namespace {
 
 using SegmentScratch = ChunkEncoder::Scratch;
 
-Status quantize(const KvView& src, std::uint32_t layer, KvPart part, std::uint32_t begin,
-                std::uint32_t tokens, const CodecProfile& profile, std::uint8_t level,
-                SegmentScratch& s) {
-  const KvLayout& l = src.layout();
-  const std::size_t C = l.row_values();
-  s.x.resize(tokens * C);
-  s.sum.assign(C, 0);
-  s.dev.assign(C, 0);
-  s.absmax.assign(C, 0);
-  for (std::uint32_t t = 0; t < tokens; ++t) {
-    const std::byte* row = src.row(layer, part, begin + t);
-    for (std::size_t c = 0; c < C; ++c) {
-      const float x = load_float(row, c, l.dtype);
-      if (!std::isfinite(x) || std::fabs(x) > kMaxLossyMagnitude) {
-        return Status(std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
-                      fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
-                                  "levels need finite values within +-2^30",
-                                  layer, part == KvPart::key ? "K" : "V", begin + t, c,
-                                  c / l.head_dim, c % l.head_dim, x));
-      }
-      s.x[t * C + c] = x;
-      const auto xf = static_cast<std::int64_t>(static_cast<double>(x) * kFixedScale);
-      s.sum[c] += xf;
-      s.absmax[c] = std::max(s.absmax[c], xf < 0 ? -xf : xf);
-    }
-  }
-  for (std::size_t c = 0; c < C; ++c)
-    s.sum[c] /= tokens;  // now the mean
-  for (std::uint32_t t = 0; t < tokens; ++t) {
-    for (std::size_t c = 0; c < C; ++c) {
-      const auto xf = static_cast<std::int64_t>(static_cast<double>(s.x[t * C + c]) * kFixedScale);
-      s.dev[c] += xf > s.sum[c] ? xf - s.sum[c] : s.sum[c] - xf;
-    }
-  }
-  s.step_code.resize(C);
-  s.center.resize(C);
-  const auto& steps = step_table();
-  for (std::size_t c = 0; c < C; ++c) {
-    const float sigma = static_cast<float>(s.dev[c] / tokens) * (kMadToSigma / 65536.0f);
-    const float rel_step = profile.relative_step(
-        level, layer, part, static_cast<std::uint32_t>(c * profile.groups() / C));
-    s.step_code[c] = choose_step_code(sigma * rel_step, s.absmax[c]);
-    const float step = steps[s.step_code[c]];
-    const float mean = static_cast<float>(s.sum[c]) / 65536.0f;
-    s.center[c] =
-        static_cast<std::int32_t>(std::clamp(std::nearbyint(mean / step), -32768.0f, 32767.0f));
-  }
-  s.v.resize(tokens * C);
-  for (std::uint32_t t = 0; t < tokens; ++t) {
-    for (std::size_t c = 0; c < C; ++c) {
-      const float q = std::nearbyint(s.x[t * C + c] / steps[s.step_code[c]]);
-      s.v[t * C + c] = static_cast<std::int32_t>(std::clamp(q, -32767.0f, 32767.0f));
-    }
-  }
-  return Status::ok();
-}
-
-void gather_lossless(const KvView& src, std::uint32_t layer, KvPart part, std::uint32_t begin,
-                     std::uint32_t tokens, SegmentScratch& s) {
-  const KvLayout& l = src.layout();
-  const std::size_t C = l.row_values();
-  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(l.dtype));
-  s.v.resize(tokens * C);
-  s.extra.resize(tokens * C);
-  s.sum.assign(C, 0);
-  for (std::uint32_t t = 0; t < tokens; ++t) {
-    const std::byte* row = src.row(layer, part, begin + t);
-    for (std::size_t c = 0; c < C; ++c) {
-      const std::uint32_t bits =
-          l.dtype == DType::f32 ? load_bits32(row, c) : std::uint32_t{load_bits16(row, c)};
-      const std::uint32_t sign_shift = l.dtype == DType::f32 ? 31 : 15;
-      const std::uint32_t m = bits & ((1u << sign_shift) - 1u);
-      s.v[t * C + c] = static_cast<std::int32_t>(m >> R);
-      s.extra[t * C + c] = ((m & ((1u << R) - 1u)) << 1) | (bits >> sign_shift);
-      s.sum[c] += s.v[t * C + c];
-    }
-  }
-  s.center.resize(C);
-  for (std::size_t c = 0; c < C; ++c)
-    s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
-}
-
 // Tokens, raw bits and the per-channel token histogram of the values in s.v.
 void tokenize(std::uint32_t tokens, std::size_t C, SegmentScratch& s) {
   const std::size_t n = std::size_t{tokens} * C;
-  s.token.resize(n);
-  s.raw.resize(n);
-  s.hist.assign(C * kTokens, 0);
   for (std::size_t i = 0; i < n; ++i) {
     const std::size_t c = i % C;
     const TokenCode tc = token_of(zigzag(wrap16(s.v[i] - s.center[c])));
@@ -197,7 +115,156 @@ void tokenize(std::uint32_t tokens, std::size_t C, SegmentScratch& s) {
   }
 }
 
-// The cheapest bank table of every channel for its histogram.
+// The scalar statistics of a lossy segment: s.x, then per channel the sum and largest
+// magnitude of x in 16.16 fixed point.
+Status lossy_sums(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
+  const std::size_t C = rows.channels;
+  const std::uint32_t head_dim = rows.src->layout().head_dim;
+  s.x.resize(std::size_t{rows.tokens} * C);
+  for (std::uint32_t t = 0; t < rows.tokens; ++t) {
+    const std::byte* row = rows.row(t);
+    for (std::size_t c = 0; c < C; ++c) {
+      const float x = load_float(row, c, dtype);
+      if (!std::isfinite(x) || std::fabs(x) > kMaxLossyMagnitude) {
+        return Status(std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
+                      fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
+                                  "levels need finite values within +-2^30",
+                                  rows.layer, rows.part == KvPart::key ? "K" : "V", rows.begin + t,
+                                  c, c / head_dim, c % head_dim, x));
+      }
+      s.x[t * C + c] = x;
+      const auto xf = static_cast<std::int64_t>(static_cast<double>(x) * kFixedScale);
+      s.sum[c] += xf;
+      s.absmax[c] = std::max(s.absmax[c], xf < 0 ? -xf : xf);
+    }
+  }
+  return Status::ok();
+}
+
+// Per channel: step code and center from the statistics, then tokens, raw bits and the
+// histogram of v = round(x / step). The vector passes, where they apply, compute the same.
+Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profile,
+                std::uint8_t level, SegmentScratch& s) {
+  const std::size_t C = rows.channels;
+  const std::uint32_t tokens = rows.tokens;
+  s.sum.assign(C, 0);
+  s.dev.assign(C, 0);
+  s.absmax.assign(C, 0);
+  const bool simd = simd_encode_available() && C % 8 == 0 &&
+                    lossy_sums_avx2(rows, dtype, s.sum.data(), s.absmax.data());
+  if (!simd) {
+    s.sum.assign(C, 0);
+    s.absmax.assign(C, 0);
+    KVS_RETURN_IF_ERROR(lossy_sums(rows, dtype, s));
+  }
+  for (std::size_t c = 0; c < C; ++c)
+    s.sum[c] /= tokens;  // now the mean
+  if (simd) {
+    lossy_deviations_avx2(rows, dtype, s.sum.data(), s.dev.data());
+  } else {
+    for (std::uint32_t t = 0; t < tokens; ++t) {
+      for (std::size_t c = 0; c < C; ++c) {
+        const auto xf =
+            static_cast<std::int64_t>(static_cast<double>(s.x[t * C + c]) * kFixedScale);
+        s.dev[c] += xf > s.sum[c] ? xf - s.sum[c] : s.sum[c] - xf;
+      }
+    }
+  }
+  s.step_code.resize(C);
+  s.step.resize(C);
+  s.center.resize(C);
+  const auto& steps = step_table();
+  for (std::size_t c = 0; c < C; ++c) {
+    const float sigma = static_cast<float>(s.dev[c] / tokens) * (kMadToSigma / 65536.0f);
+    const float rel_step = profile.relative_step(
+        level, rows.layer, rows.part, static_cast<std::uint32_t>(c * profile.groups() / C));
+    s.step_code[c] = choose_step_code(sigma * rel_step, s.absmax[c]);
+    s.step[c] = steps[s.step_code[c]];
+    const float mean = static_cast<float>(s.sum[c]) / 65536.0f;
+    s.center[c] = static_cast<std::int32_t>(
+        std::clamp(std::nearbyint(mean / s.step[c]), -32768.0f, 32767.0f));
+  }
+  const std::size_t n = std::size_t{tokens} * C;
+  s.token.resize(n);
+  s.raw.resize(n);
+  s.hist.assign(C * kTokens, 0);
+  if (simd) {
+    lossy_tokenize_avx2(rows, dtype, s.step.data(), s.center.data(), s.token.data(), s.raw.data(),
+                        s.hist.data());
+    return Status::ok();
+  }
+  s.v.resize(n);
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    for (std::size_t c = 0; c < C; ++c) {
+      const float q = std::nearbyint(s.x[t * C + c] / s.step[c]);
+      s.v[t * C + c] = static_cast<std::int32_t>(std::clamp(q, -32767.0f, 32767.0f));
+    }
+  }
+  tokenize(tokens, C, s);
+  return Status::ok();
+}
+
+// Lossless codings: v (exponent and top mantissa bits), the raw field, the center (mean v),
+// then tokens, raw bits and the histogram.
+void split(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
+  const std::size_t C = rows.channels;
+  const std::uint32_t tokens = rows.tokens;
+  const std::size_t n = std::size_t{tokens} * C;
+  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(dtype));
+  s.extra.resize(n);
+  s.sum.assign(C, 0);
+  s.center.resize(C);
+  s.token.resize(n);
+  s.raw.resize(n);
+  s.hist.assign(C * kTokens, 0);
+  if (dtype != DType::f32 && C % 8 == 0 && simd_encode_available()) {
+    split16_sums_avx2(rows, R, s.sum.data());
+    for (std::size_t c = 0; c < C; ++c)
+      s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
+    split16_tokenize_avx2(rows, R, s.center.data(), s.token.data(), s.raw.data(), s.extra.data(),
+                          s.hist.data());
+    return;
+  }
+  const std::uint32_t sign_shift = dtype == DType::f32 ? 31 : 15;
+  s.v.resize(n);
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    const std::byte* row = rows.row(t);
+    for (std::size_t c = 0; c < C; ++c) {
+      const std::uint32_t bits =
+          dtype == DType::f32 ? load_bits32(row, c) : std::uint32_t{load_bits16(row, c)};
+      const std::uint32_t m = bits & ((1u << sign_shift) - 1u);
+      s.v[t * C + c] = static_cast<std::int32_t>(m >> R);
+      s.extra[t * C + c] = ((m & ((1u << R) - 1u)) << 1) | (bits >> sign_shift);
+      s.sum[c] += s.v[t * C + c];
+    }
+  }
+  for (std::size_t c = 0; c < C; ++c)
+    s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
+  tokenize(tokens, C, s);
+}
+
+// Table 2j + shape is a distribution of standard deviation 2^((j - 9) / 3) steps (FORMAT.md).
+constexpr std::uint32_t kBankSpreads = kBankTables / 2;
+
+// The bank table closest in spread to a histogram: the standard deviation of a Gaussian with
+// the histogram's mean |d|, taking each token's mid value.
+std::uint32_t spread_guess(const std::uint32_t* h) {
+  double sum = 0, n = 0;
+  for (std::uint32_t k = 0; k < kTokens; ++k) {
+    if (h[k] == 0) continue;
+    const std::uint32_t bits = raw_bits_of(k);
+    const double mid_u = value_of(k, 0) + (bits == 0 ? 0.0 : 0.5 * ((1u << bits) - 1));
+    sum += h[k] * (mid_u + 0.5) / 2.0;  // |d| from u = zigzag(d)
+    n += h[k];
+  }
+  const double sigma = std::max(1.2533 * sum / std::max(n, 1.0), 1e-3);
+  const double j = std::round(3.0 * std::log2(sigma) + 9.0);
+  return static_cast<std::uint32_t>(std::clamp(j, 0.0, kBankSpreads - 1.0));
+}
+
+// The cheapest bank table of every channel for its histogram. A histogram's cost under the
+// tables of one shape is unimodal in their spread, so a walk downhill from a guess finds the
+// minimum with a handful of evaluations instead of all 80 (ties go to the lower table).
 void choose_tables(std::size_t C, SegmentScratch& s) {
   const auto& bank = table_bank();
   s.table.resize(C);
@@ -210,16 +277,33 @@ void choose_tables(std::size_t C, SegmentScratch& s) {
     for (std::uint32_t k = 0; k < kTokens; ++k) {
       if (h[k] != 0) used[n_used++] = k;
     }
+    const auto cost = [&](std::uint32_t t) {
+      std::uint64_t sum = 0;
+      for (std::uint32_t j = 0; j < n_used; ++j)
+        sum += std::uint64_t{h[used[j]]} * bank[t].cost[used[j]];
+      return sum;
+    };
+    const std::uint32_t guess = spread_guess(h);
     std::uint64_t best_cost = UINT64_MAX;
     std::uint32_t best = 0;
-    for (std::uint32_t t = 0; t < kBankTables; ++t) {
-      std::uint64_t cost = 0;
-      for (std::uint32_t j = 0; j < n_used; ++j) {
-        cost += std::uint64_t{h[used[j]]} * bank[t].cost[used[j]];
+    for (std::uint32_t shape = 0; shape < 2; ++shape) {
+      std::uint32_t j = guess;
+      std::uint64_t at = cost(2 * j + shape);
+      while (j > 0) {
+        const std::uint64_t below = cost(2 * (j - 1) + shape);
+        if (below > at) break;
+        at = below;
+        --j;
       }
-      if (cost < best_cost) {
-        best_cost = cost;
-        best = t;
+      while (j + 1 < kBankSpreads) {
+        const std::uint64_t above = cost(2 * (j + 1) + shape);
+        if (above >= at) break;
+        at = above;
+        ++j;
+      }
+      if (at < best_cost || (at == best_cost && 2 * j + shape < best)) {
+        best_cost = at;
+        best = 2 * j + shape;
       }
     }
     s.table[c] = static_cast<std::uint8_t>(best);
@@ -340,13 +424,12 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
     for (KvPart part : {KvPart::key, KvPart::value}) {
       offsets[2 * layer + static_cast<std::uint32_t>(part)] = static_cast<std::uint32_t>(w.size());
+      const SegmentRows rows{&src, layer, part, token_begin, token_count, C};
       if (coding == Coding::quantized) {
-        KVS_RETURN_IF_ERROR(
-            quantize(src, layer, part, token_begin, token_count, *profile, o.level, scratch));
+        KVS_RETURN_IF_ERROR(quantize(rows, l.dtype, *profile, o.level, scratch));
       } else {
-        gather_lossless(src, layer, part, token_begin, token_count, scratch);
+        split(rows, l.dtype, scratch);
       }
-      tokenize(token_count, C, scratch);
       choose_tables(C, scratch);
       write_segment(coding, l.dtype, token_count, C, o, scratch, w);
     }

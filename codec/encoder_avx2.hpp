@@ -1,0 +1,43 @@
+// AVX2 + F16C passes of the encoder over a segment's rows, bit for bit what the scalar code in
+// encoder.cpp computes: channel statistics, quantization and tokenization in one sweep per
+// pass, for channels a multiple of 8.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kvstream/kv_cache.hpp"
+
+namespace kvstream::codec {
+
+// The rows of one segment: tokens [begin, begin + tokens) of (layer, part).
+struct SegmentRows {
+  const KvView* src;
+  std::uint32_t layer;
+  KvPart part;
+  std::uint32_t begin, tokens;
+  std::size_t channels;  // a multiple of 8
+  const std::byte* row(std::uint32_t t) const noexcept { return src->row(layer, part, begin + t); }
+};
+
+// Lossy statistics in 16.16 fixed point: per channel the sum of x and the largest |x|. False
+// when some value is not finite or |x| >= 2^15 (beyond the vector's 32-bit fixed point): the
+// scalar code redoes the segment, and reports a bad value.
+bool lossy_sums_avx2(const SegmentRows& rows, DType dtype, std::int64_t* sum, std::int64_t* absmax);
+// Adds |x - mean| per channel (fixed point) to `dev`.
+void lossy_deviations_avx2(const SegmentRows& rows, DType dtype, const std::int64_t* mean,
+                           std::int64_t* dev);
+// v = round(x / step) clamped to +-32767, then the token and raw bits of
+// zigzag(wrap16(v - center)) per value, and the per-channel token histogram.
+void lossy_tokenize_avx2(const SegmentRows& rows, DType dtype, const float* step,
+                         const std::int32_t* center, std::uint8_t* token, std::uint16_t* raw,
+                         std::uint32_t* hist);
+
+// Split16 (f16 or bf16, R low mantissa bits): the per-channel sum of v = magnitude >> R.
+void split16_sums_avx2(const SegmentRows& rows, std::uint32_t R, std::int64_t* sum);
+// Tokens, raw bits, the raw field ((m mod 2^R) << 1) | sign and the histogram.
+void split16_tokenize_avx2(const SegmentRows& rows, std::uint32_t R, const std::int32_t* center,
+                           std::uint8_t* token, std::uint16_t* raw, std::uint32_t* extra,
+                           std::uint32_t* hist);
+
+}  // namespace kvstream::codec
