@@ -66,24 +66,21 @@ float load_float(const std::byte* row, std::size_t c, DType dt) {
 
 // The smallest-error step no larger than `target` that still keeps |x| / step within int16.
 std::uint8_t choose_step_code(float target, std::int64_t absmax_fixed) {
-  const auto& steps = step_table();
-  std::uint32_t s = 0;
-  for (std::uint32_t cand = 256; cand-- > 0;) {
-    if (steps[cand] <= target) {
-      s = cand;
-      break;
-    }
-  }
+  const auto& steps = step_table();  // increasing
+  // The last code whose step is <= target (code 0 if none is).
+  const auto above = std::upper_bound(steps.begin(), steps.end(), target);
+  const auto s = static_cast<std::uint32_t>(above == steps.begin() ? 0 : above - steps.begin() - 1);
   const float need = static_cast<float>(absmax_fixed + 1) / 65536.0f / 32767.0f;
-  while (s < 255 && steps[s] < need)
-    ++s;
-  return static_cast<std::uint8_t>(s);
+  const auto enough = std::lower_bound(steps.begin() + s, steps.end(), need);
+  return static_cast<std::uint8_t>(enough == steps.end() ? 255 : enough - steps.begin());
 }
 
 }  // namespace
 
-// Everything encoding allocates, kept between chunks by a ChunkEncoder.
-struct ChunkEncoder::Scratch {
+namespace {
+
+// One segment being encoded, with everything its passes allocate.
+struct SegmentScratch {
   std::vector<float> x;
   std::vector<std::int32_t> v;
   std::vector<std::uint32_t> extra;  // lossless: the raw low mantissa bits and sign
@@ -95,13 +92,26 @@ struct ChunkEncoder::Scratch {
   std::vector<std::uint32_t> hist;  // per channel, per token
   std::vector<std::uint8_t> token;  // per value
   std::vector<std::uint16_t> raw;   // per value: the token's raw bits
+  // Its substreams: `per` tokens each (the last may have fewer), `lanes` lanes.
+  std::uint32_t per = 0, substreams = 0, lanes = 0;
+  RansSymbols symbols{};
   std::vector<RansStream> streams;
+};
+
+}  // namespace
+
+// Everything encoding allocates, kept between chunks by a ChunkEncoder.
+struct ChunkEncoder::Scratch {
+  // Segments are prepared a window at a time, so that their substreams go through the
+  // entropy coder together.
+  std::vector<SegmentScratch> window;
+  std::vector<RansJob> jobs;
   std::vector<std::uint32_t> offsets;
 };
 
 namespace {
 
-using SegmentScratch = ChunkEncoder::Scratch;
+constexpr std::uint32_t kWindow = 4;
 
 // Tokens, raw bits and the per-channel token histogram of the values in s.v.
 void tokenize(std::uint32_t tokens, std::size_t C, SegmentScratch& s) {
@@ -311,26 +321,43 @@ void choose_tables(std::size_t C, SegmentScratch& s) {
   }
 }
 
-void write_segment(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
-                   const EncodeOptions& o, SegmentScratch& s, ByteWriter& w) {
-  // Token-aligned substreams of about o.substream_values values; none empty.
+// Token-aligned substreams of about o.substream_values values (none empty), their lanes, and
+// the symbols the entropy coder reads.
+void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
+                     const EncodeOptions& o, SegmentScratch& s) {
   const std::size_t wanted = std::clamp<std::size_t>(
       (std::size_t{tokens} * C + o.substream_values - 1) / o.substream_values, 1, tokens);
-  const std::uint32_t per = static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
-  const std::uint32_t S = (tokens + per - 1) / per;
-
+  s.per = static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
+  s.substreams = (tokens + s.per - 1) / s.per;
   // Each lane costs a 4-byte state, about 1% of a 512-value lane's payload at 6 bits per
   // value; smaller substreams get fewer lanes. 512 lets a 4096-value segment (a stories260K
   // chunk's) have the 8 lanes that the vector decoder needs.
-  std::uint32_t lanes = o.lanes;
-  while (lanes > 1 && std::size_t{per} * C < std::size_t{lanes} * kValuesPerLane)
-    lanes /= 2;
+  s.lanes = o.lanes;
+  while (s.lanes > 1 && std::size_t{s.per} * C < std::size_t{s.lanes} * kValuesPerLane)
+    s.lanes /= 2;
+  s.symbols = {s.token.data(),
+               s.raw.data(),
+               coding == Coding::quantized ? nullptr : s.extra.data(),
+               coding == Coding::quantized ? 0 : split_shift(static_cast<std::uint8_t>(dtype)) + 1,
+               s.table_row.data(),
+               C};
+  s.streams.resize(s.substreams);
+}
 
+void add_jobs(std::uint32_t tokens, std::size_t C, SegmentScratch& s, std::vector<RansJob>& jobs) {
+  for (std::uint32_t k = 0; k < s.substreams; ++k) {
+    const std::size_t first = std::size_t{k} * s.per * C;
+    const std::size_t last = std::min<std::size_t>(std::size_t{k + 1} * s.per, tokens) * C;
+    jobs.push_back({&s.symbols, first, last, s.lanes, &s.streams[k]});
+  }
+}
+
+void write_segment(Coding coding, std::size_t C, const SegmentScratch& s, ByteWriter& w) {
   w.put(static_cast<std::uint8_t>(coding));
   w.put(std::uint8_t{0});  // predictor: none
-  w.put(static_cast<std::uint8_t>(lanes));
+  w.put(static_cast<std::uint8_t>(s.lanes));
   w.put(std::uint8_t{0});
-  w.put(static_cast<std::uint16_t>(S));
+  w.put(static_cast<std::uint16_t>(s.substreams));
   w.put(std::uint16_t{0});
   if (coding == Coding::quantized) {
     w.put_bytes(std::as_bytes(std::span(s.step_code.data(), C)));
@@ -338,20 +365,6 @@ void write_segment(Coding coding, DType dtype, std::uint32_t tokens, std::size_t
   w.put_bytes(std::as_bytes(std::span(s.table.data(), C)));
   for (std::size_t c = 0; c < C; ++c)
     w.put_zigzag_varint(s.center[c]);
-
-  const RansSymbols symbols{
-      s.token.data(),
-      s.raw.data(),
-      coding == Coding::quantized ? nullptr : s.extra.data(),
-      coding == Coding::quantized ? 0 : split_shift(static_cast<std::uint8_t>(dtype)) + 1,
-      s.table_row.data(),
-      C};
-  s.streams.resize(S);
-  for (std::uint32_t k = 0; k < S; ++k) {
-    const std::size_t first = std::size_t{k} * per * C;
-    const std::size_t last = std::min<std::size_t>(std::size_t{k + 1} * per, tokens) * C;
-    rans_encode(symbols, first, last, lanes, s.streams[k]);
-  }
   for (const RansStream& st : s.streams)
     w.put(static_cast<std::uint32_t>(2 * st.words().size()));
   for (const RansStream& st : s.streams) {
@@ -421,17 +434,27 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
   Scratch& scratch = *scratch_;
   std::vector<std::uint32_t>& offsets = scratch.offsets;
   offsets.assign(segments + 1, 0);
-  for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
-    for (KvPart part : {KvPart::key, KvPart::value}) {
-      offsets[2 * layer + static_cast<std::uint32_t>(part)] = static_cast<std::uint32_t>(w.size());
-      const SegmentRows rows{&src, layer, part, token_begin, token_count, C};
+  scratch.window.resize(std::min(segments, kWindow));
+  for (std::uint32_t first = 0; first < segments; first += kWindow) {
+    const std::uint32_t count = std::min(kWindow, segments - first);
+    scratch.jobs.clear();
+    for (std::uint32_t i = 0; i < count; ++i) {
+      SegmentScratch& seg = scratch.window[i];
+      const SegmentRows rows{&src,        (first + i) / 2, static_cast<KvPart>((first + i) % 2),
+                             token_begin, token_count,     C};
       if (coding == Coding::quantized) {
-        KVS_RETURN_IF_ERROR(quantize(rows, l.dtype, *profile, o.level, scratch));
+        KVS_RETURN_IF_ERROR(quantize(rows, l.dtype, *profile, o.level, seg));
       } else {
-        split(rows, l.dtype, scratch);
+        split(rows, l.dtype, seg);
       }
-      choose_tables(C, scratch);
-      write_segment(coding, l.dtype, token_count, C, o, scratch, w);
+      choose_tables(C, seg);
+      plan_substreams(coding, l.dtype, token_count, C, o, seg);
+      add_jobs(token_count, C, seg, scratch.jobs);
+    }
+    rans_encode(scratch.jobs);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      offsets[first + i] = static_cast<std::uint32_t>(w.size());
+      write_segment(coding, C, scratch.window[i], w);
     }
   }
   if (w.size() > UINT32_MAX) {

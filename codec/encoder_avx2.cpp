@@ -31,16 +31,22 @@ KVS_TARGET __m256i fixed(__m256 x) {
   return _mm256_cvttps_epi32(_mm256_mul_ps(x, _mm256_set1_ps(65536.0f)));
 }
 
-// Adds the 8 lanes of `v` (as signed or unsigned 32-bit) to 8 int64 accumulators.
-template <bool kSigned>
-KVS_TARGET void accumulate(std::int64_t* acc, __m256i v) {
-  const __m128i lo = _mm256_castsi256_si128(v), hi = _mm256_extracti128_si256(v, 1);
-  const __m256i a = kSigned ? _mm256_cvtepi32_epi64(lo) : _mm256_cvtepu32_epi64(lo);
-  const __m256i b = kSigned ? _mm256_cvtepi32_epi64(hi) : _mm256_cvtepu32_epi64(hi);
-  auto* p = reinterpret_cast<__m256i*>(acc);
-  _mm256_storeu_si256(p, _mm256_add_epi64(_mm256_loadu_si256(p), a));
-  _mm256_storeu_si256(p + 1, _mm256_add_epi64(_mm256_loadu_si256(p + 1), b));
-}
+// 8 int64 accumulators, kept in registers over a channel block's tokens.
+struct Acc64 {
+  __m256i lo, hi;
+  // Adds the 8 lanes of `v`, as signed or unsigned 32-bit values.
+  template <bool kSigned>
+  KVS_TARGET void add(__m256i v) {
+    const __m128i a = _mm256_castsi256_si128(v), b = _mm256_extracti128_si256(v, 1);
+    lo = _mm256_add_epi64(lo, kSigned ? _mm256_cvtepi32_epi64(a) : _mm256_cvtepu32_epi64(a));
+    hi = _mm256_add_epi64(hi, kSigned ? _mm256_cvtepi32_epi64(b) : _mm256_cvtepu32_epi64(b));
+  }
+  KVS_TARGET void add_to(std::int64_t* out) const {
+    auto* p = reinterpret_cast<__m256i*>(out);
+    _mm256_storeu_si256(p, _mm256_add_epi64(_mm256_loadu_si256(p), lo));
+    _mm256_storeu_si256(p + 1, _mm256_add_epi64(_mm256_loadu_si256(p + 1), hi));
+  }
+};
 
 // Token and raw bits of d (FORMAT.md "Symbols"), d already wrapped to 16 bits.
 KVS_TARGET void tokenize8(__m256i d, std::uint8_t* token, std::uint16_t* raw) {
@@ -80,6 +86,7 @@ __attribute__((target("avx2,f16c"))) bool lossy_sums_avx2(const SegmentRows& row
   __m256 in_range = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
   for (std::size_t c = 0; c < C; c += 8) {
     __m256i mx = _mm256_setzero_si256();
+    Acc64 acc{_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (std::uint32_t t = 0; t < rows.tokens; ++t) {
       const __m256 x = load8(rows.row(t), c, dtype);
       // Ordered compare: false for NaN as for infinities and large values.
@@ -87,8 +94,9 @@ __attribute__((target("avx2,f16c"))) bool lossy_sums_avx2(const SegmentRows& row
           _mm256_and_ps(in_range, _mm256_cmp_ps(_mm256_and_ps(x, abs_mask), limit, _CMP_LT_OQ));
       const __m256i xf = fixed(x);
       mx = _mm256_max_epi32(mx, _mm256_abs_epi32(xf));
-      accumulate<true>(sum + c, xf);
+      acc.add<true>(xf);
     }
+    acc.add_to(sum + c);
     alignas(32) std::int32_t m[8];
     _mm256_store_si256(reinterpret_cast<__m256i*>(m), mx);
     for (int j = 0; j < 8; ++j)
@@ -108,11 +116,12 @@ __attribute__((target("avx2,f16c"))) void lossy_deviations_avx2(const SegmentRow
     for (int j = 0; j < 8; ++j)
       m32[j] = static_cast<std::int32_t>(mean[c + j]);
     const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(m32));
+    Acc64 acc{_mm256_setzero_si256(), _mm256_setzero_si256()};
     for (std::uint32_t t = 0; t < rows.tokens; ++t) {
       const __m256i xf = fixed(load8(rows.row(t), c, dtype));
-      accumulate<false>(dev + c,
-                        _mm256_sub_epi32(_mm256_max_epi32(xf, m), _mm256_min_epi32(xf, m)));
+      acc.add<false>(_mm256_sub_epi32(_mm256_max_epi32(xf, m), _mm256_min_epi32(xf, m)));
     }
+    acc.add_to(dev + c);
   }
 }
 
@@ -149,7 +158,9 @@ __attribute__((target("avx2,f16c"))) void split16_sums_avx2(const SegmentRows& r
       acc = _mm256_add_epi32(
           acc, _mm256_srl_epi32(_mm256_and_si256(h, _mm256_set1_epi32(0x7FFF)), shift));
     }
-    accumulate<false>(sum + c, acc);
+    Acc64 wide{_mm256_setzero_si256(), _mm256_setzero_si256()};
+    wide.add<false>(acc);
+    wide.add_to(sum + c);
   }
 }
 

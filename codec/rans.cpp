@@ -72,12 +72,22 @@ void rans_encode_scalar(const RansSymbols& s, std::size_t first, std::size_t las
   out.begin = w.pos;
 }
 
-void rans_encode(const RansSymbols& s, std::size_t first, std::size_t last, std::uint32_t lanes,
-                 RansStream& out) {
-  if (lanes == 8 && s.channels % 8 == 0 && s.extra_bits <= 16 && simd_encode_available()) {
-    rans_encode_avx2(s, first, last, out);
-  } else {
-    rans_encode_scalar(s, first, last, lanes, out);
+void rans_encode(std::span<const RansJob> jobs) {
+  const bool simd = simd_encode_available();
+  std::size_t i = 0;
+  while (i < jobs.size()) {
+    const RansJob& j = jobs[i];
+    if (!(simd && rans_avx2_applies(j))) {
+      rans_encode_scalar(*j.symbols, j.first, j.last, j.lanes, *j.out);
+      ++i;
+      continue;
+    }
+    // The run of vector jobs that follows, handed over together.
+    std::size_t end = i + 1;
+    while (end < jobs.size() && rans_avx2_applies(jobs[end]))
+      ++end;
+    rans_encode_avx2(jobs.subspan(i, end - i));
+    i = end;
   }
 }
 

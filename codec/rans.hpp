@@ -32,10 +32,17 @@ struct RansStream {
   std::span<const std::uint16_t> words() const noexcept { return std::span(buffer).subspan(begin); }
 };
 
-// Encodes values [first, last) of `symbols` (value i in lane (i - first) % lanes, decoded group
-// by group and step by step as FORMAT.md says) into `out`, reusing its storage.
-void rans_encode(const RansSymbols& symbols, std::size_t first, std::size_t last,
-                 std::uint32_t lanes, RansStream& out);
+// One substream to encode: values [first, last) of `symbols`, value i in lane
+// (i - first) % lanes, decoded group by group and step by step as FORMAT.md says.
+struct RansJob {
+  const RansSymbols* symbols;
+  std::size_t first, last;
+  std::uint32_t lanes;
+  RansStream* out;  // its storage is reused
+};
+
+// Encodes every job; independent jobs of equal length run side by side on the vector path.
+void rans_encode(std::span<const RansJob> jobs);
 
 // The scalar encoder, whatever the CPU (tests compare it with the vector one).
 void rans_encode_scalar(const RansSymbols& symbols, std::size_t first, std::size_t last,

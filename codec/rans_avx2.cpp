@@ -4,6 +4,7 @@
 
 #include <array>
 #include <atomic>
+#include <utility>
 
 #include "cpu_features.hpp"
 
@@ -91,53 +92,102 @@ void set_simd_encode_enabled(bool enabled) noexcept {
   g_simd_enabled.store(enabled, std::memory_order_relaxed);
 }
 
-__attribute__((target("avx2,popcnt"))) void rans_encode_avx2(const RansSymbols& s,
-                                                             std::size_t first, std::size_t last,
-                                                             RansStream& out) {
-  const std::array<std::int32_t, 8>* perms = emit_permutations().data();
+namespace {
+
+// One job's position: lane states, write cursor (words go below it), next group's first value
+// and that group's first channel.
+struct Cursor {
+  __m256i x;
+  std::uint16_t* w;
+  std::size_t b;
+  std::size_t c;
+};
+
+KVS_TARGET Cursor start(const RansJob& j) {
+  const std::size_t n = j.last - j.first;  // whole rows of C % 8 == 0 channels
+  j.out->buffer.resize(rans_word_bound(n, j.symbols->extra_bits));
+  return {_mm256_set1_epi32(static_cast<int>(kRansLow)),
+          j.out->buffer.data() + j.out->buffer.size(), j.last, (n - 8) % j.symbols->channels};
+}
+
+KVS_TARGET void finish(const RansJob& j, const Cursor& k) {
+  j.out->states.resize(8);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(j.out->states.data()), k.x);
+  j.out->begin = static_cast<std::size_t>(k.w - j.out->buffer.data());
+}
+
+// The group of values [k.b - 8, k.b), all its steps in reverse order.
+KVS_TARGET void encode_group(const RansSymbols& s, Cursor& k,
+                             const std::array<std::int32_t, 8>* perms) {
   const std::uint32_t* freq_cum = table_bank_freq_cum();
   const std::uint32_t* rcps = table_bank_reciprocals();
-  const std::size_t n = last - first;  // a multiple of 8: whole rows of C % 8 == 0 channels
-  out.buffer.resize(rans_word_bound(n, s.extra_bits));
-  std::uint16_t* w = out.buffer.data() + out.buffer.size();
-  __m256i x = _mm256_set1_epi32(static_cast<int>(kRansLow));
-  const __m256i extra_bits = _mm256_set1_epi32(static_cast<int>(s.extra_bits));
-  std::size_t c = (n - 8) % s.channels;  // channel of the last group's first lane
-  for (std::size_t b = last; b > first;) {
-    b -= 8;
-    if (s.extra != nullptr) {
-      const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.extra + b));
-      x = put_raw(x, _mm256_and_si256(e, _mm256_set1_epi32(0xFFFF)), extra_bits, w, perms);
-    }
-    const __m256i tok =
-        _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.tokens + b)));
-    const __m256i raw =
-        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.raw + b)));
-    const __m256i nraw =
-        _mm256_and_si256(_mm256_cmpgt_epi32(tok, _mm256_set1_epi32(15)),
-                         _mm256_sub_epi32(_mm256_srli_epi32(tok, 2), _mm256_set1_epi32(2)));
-    x = put_raw(x, raw, nraw, w, perms);
-    // The 8 lanes' (table, token) entries: loads, not vpgatherdd (see decoder_avx2.cpp).
-    alignas(32) std::uint32_t k[8];
-    _mm256_store_si256(
-        reinterpret_cast<__m256i*>(k),
-        _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.table_row + c)),
-                         tok));
-    const __m256i fc =
-        _mm256_setr_epi32(static_cast<int>(freq_cum[k[0]]), static_cast<int>(freq_cum[k[1]]),
-                          static_cast<int>(freq_cum[k[2]]), static_cast<int>(freq_cum[k[3]]),
-                          static_cast<int>(freq_cum[k[4]]), static_cast<int>(freq_cum[k[5]]),
-                          static_cast<int>(freq_cum[k[6]]), static_cast<int>(freq_cum[k[7]]));
-    const __m256i rcp = _mm256_setr_epi32(
-        static_cast<int>(rcps[k[0]]), static_cast<int>(rcps[k[1]]), static_cast<int>(rcps[k[2]]),
-        static_cast<int>(rcps[k[3]]), static_cast<int>(rcps[k[4]]), static_cast<int>(rcps[k[5]]),
-        static_cast<int>(rcps[k[6]]), static_cast<int>(rcps[k[7]]));
-    x = put_token(x, fc, rcp, w, perms);
-    c = c == 0 ? s.channels - 8 : c - 8;
+  k.b -= 8;
+  const std::size_t b = k.b, c = k.c;
+  __m256i x = k.x;
+  if (s.extra != nullptr) {
+    const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.extra + b));
+    x = put_raw(x, _mm256_and_si256(e, _mm256_set1_epi32(0xFFFF)),
+                _mm256_set1_epi32(static_cast<int>(s.extra_bits)), k.w, perms);
   }
-  out.states.resize(8);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out.states.data()), x);
-  out.begin = static_cast<std::size_t>(w - out.buffer.data());
+  const __m256i tok =
+      _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s.tokens + b)));
+  const __m256i raw =
+      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.raw + b)));
+  const __m256i nraw =
+      _mm256_and_si256(_mm256_cmpgt_epi32(tok, _mm256_set1_epi32(15)),
+                       _mm256_sub_epi32(_mm256_srli_epi32(tok, 2), _mm256_set1_epi32(2)));
+  x = put_raw(x, raw, nraw, k.w, perms);
+  // The 8 lanes' (table, token) entries: loads, not vpgatherdd (see decoder_avx2.cpp).
+  alignas(32) std::uint32_t e[8];
+  _mm256_store_si256(
+      reinterpret_cast<__m256i*>(e),
+      _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.table_row + c)), tok));
+  const __m256i fc =
+      _mm256_setr_epi32(static_cast<int>(freq_cum[e[0]]), static_cast<int>(freq_cum[e[1]]),
+                        static_cast<int>(freq_cum[e[2]]), static_cast<int>(freq_cum[e[3]]),
+                        static_cast<int>(freq_cum[e[4]]), static_cast<int>(freq_cum[e[5]]),
+                        static_cast<int>(freq_cum[e[6]]), static_cast<int>(freq_cum[e[7]]));
+  const __m256i rcp = _mm256_setr_epi32(static_cast<int>(rcps[e[0]]), static_cast<int>(rcps[e[1]]),
+                                        static_cast<int>(rcps[e[2]]), static_cast<int>(rcps[e[3]]),
+                                        static_cast<int>(rcps[e[4]]), static_cast<int>(rcps[e[5]]),
+                                        static_cast<int>(rcps[e[6]]), static_cast<int>(rcps[e[7]]));
+  k.x = put_token(x, fc, rcp, k.w, perms);
+  k.c = c == 0 ? s.channels - 8 : c - 8;
+}
+
+// N jobs of equal length in lockstep; the fold over constant indices keeps every cursor in
+// registers (see decoder_avx2.cpp's run_rows).
+template <std::size_t... I>
+__attribute__((target("avx2,popcnt"))) void encode_together(const RansJob* jobs,
+                                                            std::index_sequence<I...>) {
+  const std::array<std::int32_t, 8>* perms = emit_permutations().data();
+  Cursor k[] = {start(jobs[I])...};
+  const RansSymbols* s[] = {jobs[I].symbols...};
+  while (k[0].b > jobs[0].first) {
+    (encode_group(*s[I], k[I], perms), ...);
+  }
+  (finish(jobs[I], k[I]), ...);
+}
+
+}  // namespace
+
+void rans_encode_avx2(std::span<const RansJob> jobs) {
+  const auto len = [](const RansJob& j) { return j.last - j.first; };
+  std::size_t i = 0;
+  while (i < jobs.size()) {
+    std::size_t same = 1;
+    while (same < 4 && i + same < jobs.size() && len(jobs[i + same]) == len(jobs[i]))
+      ++same;
+    if (same == 4) {
+      encode_together(&jobs[i], std::make_index_sequence<4>());
+    } else if (same >= 2) {
+      same = 2;
+      encode_together(&jobs[i], std::make_index_sequence<2>());
+    } else {
+      encode_together(&jobs[i], std::make_index_sequence<1>());
+    }
+    i += same;
+  }
 }
 
 }  // namespace kvstream::codec

@@ -12,8 +12,14 @@ bool simd_encode_available() noexcept;
 // Tests turn the paths off to compare them with the scalar encoder (on by default).
 void set_simd_encode_enabled(bool enabled) noexcept;
 
-// rans_encode for 8 lanes, channels a multiple of 8 and extra fields of at most 16 bits.
-void rans_encode_avx2(const RansSymbols& symbols, std::size_t first, std::size_t last,
-                      RansStream& out);
+// Whether rans_encode_avx2 takes a job: 8 lanes, channels a multiple of 8, extra fields of
+// at most 16 bits.
+constexpr bool rans_avx2_applies(const RansJob& j) noexcept {
+  return j.lanes == 8 && j.symbols->channels % 8 == 0 && j.symbols->extra_bits <= 16;
+}
+
+// Encodes jobs that rans_avx2_applies to. A job's groups form one serial chain (the 8 lanes
+// share a vector), so jobs of equal length run four (or two) side by side to hide its latency.
+void rans_encode_avx2(std::span<const RansJob> jobs);
 
 }  // namespace kvstream::codec

@@ -60,7 +60,9 @@ TEST(Rans, PayloadIsWithinTwoPercentOfTheEntropyUnderTheTablesUsed) {
       const std::uint32_t tables[] = {table};
       const Drawn d = draw(tables, 8, 1 << 16, 0, rng);
       RansStream out;
-      rans_encode(d.symbols(), 0, d.tokens.size(), lanes, out);
+      const RansSymbols sym = d.symbols();
+      const RansJob job{&sym, 0, d.tokens.size(), lanes, &out};
+      rans_encode(std::span(&job, 1));
       // The payload: the word stream. The lane states are side information of 32 bits each.
       const double payload_bits = 16.0 * static_cast<double>(out.words().size());
       EXPECT_LT(std::fabs(payload_bits / d.entropy_bits - 1.0), 0.02)
@@ -76,14 +78,27 @@ TEST(Rans, VectorEncoderMatchesScalarBitForBit) {
   const std::uint32_t tables[] = {0, 13, 30, 31, 55, 79, 2, 41, 8, 66};
   for (std::uint32_t extra_bits : {0u, 6u, 9u, 16u}) {
     for (std::size_t channels : {8u, 24u, 64u}) {
-      const Drawn d = draw(tables, channels, channels * 37, extra_bits, rng);
-      // A substream that starts past the first token, as the second of a segment does.
-      const std::size_t first = channels * 5, last = d.tokens.size();
-      RansStream vec, ref;
-      rans_encode_avx2(d.symbols(), first, last, vec);
-      rans_encode_scalar(d.symbols(), first, last, 8, ref);
-      ASSERT_EQ(vec.states, ref.states) << extra_bits << " " << channels;
-      ASSERT_TRUE(std::ranges::equal(vec.words(), ref.words())) << extra_bits << " " << channels;
+      // Seven jobs: runs of four and two of equal length go side by side, the last alone. A
+      // job may start past the first token, as the second substream of a segment does.
+      std::vector<Drawn> drawn;
+      std::vector<RansSymbols> symbols;
+      for (int j = 0; j < 7; ++j)
+        drawn.push_back(draw(tables, channels, channels * (j < 6 ? 37 : 11), extra_bits, rng));
+      for (const Drawn& d : drawn)
+        symbols.push_back(d.symbols());
+      std::vector<RansStream> vec(7), ref(7);
+      std::vector<RansJob> jobs;
+      for (int j = 0; j < 7; ++j) {
+        const std::size_t first = channels * (j < 4 ? 5 : j < 6 ? 2 : 0);
+        jobs.push_back({&symbols[j], first, drawn[j].tokens.size(), 8, &vec[j]});
+      }
+      rans_encode_avx2(jobs);
+      for (int j = 0; j < 7; ++j) {
+        rans_encode_scalar(symbols[j], jobs[j].first, jobs[j].last, 8, ref[j]);
+        ASSERT_EQ(vec[j].states, ref[j].states) << extra_bits << " " << channels << " " << j;
+        ASSERT_TRUE(std::ranges::equal(vec[j].words(), ref[j].words()))
+            << extra_bits << " " << channels << " " << j;
+      }
     }
   }
 }
