@@ -256,60 +256,79 @@ void split(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
 // Table 2j + shape is a distribution of standard deviation 2^((j - 9) / 3) steps (FORMAT.md).
 constexpr std::uint32_t kBankSpreads = kBankTables / 2;
 
-// The bank table closest in spread to a histogram: the standard deviation of a Gaussian with
-// the histogram's mean |d|, taking each token's mid value.
-std::uint32_t spread_guess(const std::uint32_t* h) {
-  double sum = 0, n = 0;
-  for (std::uint32_t k = 0; k < kTokens; ++k) {
-    if (h[k] == 0) continue;
-    const std::uint32_t bits = raw_bits_of(k);
-    const double mid_u = value_of(k, 0) + (bits == 0 ? 0.0 : 0.5 * ((1u << bits) - 1));
-    sum += h[k] * (mid_u + 0.5) / 2.0;  // |d| from u = zigzag(d)
-    n += h[k];
-  }
-  const double sigma = std::max(1.2533 * sum / std::max(n, 1.0), 1e-3);
-  const double j = std::round(3.0 * std::log2(sigma) + 9.0);
-  return static_cast<std::uint32_t>(std::clamp(j, 0.0, kBankSpreads - 1.0));
+// Per token: 4 x its mean |d| if the token's raw bits are uniform (d from u = zigzag(d)),
+// an integer: 2 * (value_of(k, 0) + (2^bits - 1) / 2) + 1.
+const std::array<std::uint32_t, kTokens>& token_weights() {
+  static const std::array<std::uint32_t, kTokens> w = [] {
+    std::array<std::uint32_t, kTokens> a{};
+    for (std::uint32_t k = 0; k < kTokens; ++k)
+      a[k] = 2 * value_of(k, 0) + (1u << raw_bits_of(k));
+    return a;
+  }();
+  return w;
 }
 
-// The cheapest bank table of every channel for its histogram. A histogram's cost under the
-// tables of one shape is unimodal in their spread, so a walk downhill from a guess finds the
-// minimum with a handful of evaluations instead of all 80 (ties go to the lower table).
-void choose_tables(std::size_t C, SegmentScratch& s) {
+std::uint32_t histogram_cost(const std::uint32_t* h, const std::uint32_t* cost, bool simd) {
+  if (simd) return histogram_cost_avx2(h, cost);
+  std::uint32_t sum = 0;
+  for (std::uint32_t k = 0; k < kTokens; ++k)
+    sum += h[k] * cost[k];
+  return sum;
+}
+
+std::uint64_t histogram_weight(const std::uint32_t* h, const std::uint32_t* weight, bool simd) {
+  if (simd) return histogram_weight_avx2(h, weight);
+  std::uint64_t sum = 0;
+  for (std::uint32_t k = 0; k < kTokens; ++k)
+    sum += std::uint64_t{h[k]} * weight[k];
+  return sum;
+}
+
+// The cheapest bank table of every channel for its histogram of `values` values. A histogram's
+// cost under the tables of one shape is unimodal in their spread, so it suffices to start from
+// the spread of a Gaussian with the histogram's mean |d|, price the spreads on either side, and
+// walk on only if the cheapest is at the edge. Ties go to the lower table.
+void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
   const auto& bank = table_bank();
+  const bool simd = simd_encode_available();
   s.table.resize(C);
   s.table_row.resize(C);
   for (std::size_t c = 0; c < C; ++c) {
-    // Only the tokens that occur matter; there are rarely more than a dozen.
     const std::uint32_t* h = &s.hist[c * kTokens];
-    std::uint32_t used[kTokens];
-    std::uint32_t n_used = 0;
-    for (std::uint32_t k = 0; k < kTokens; ++k) {
-      if (h[k] != 0) used[n_used++] = k;
-    }
-    const auto cost = [&](std::uint32_t t) {
-      std::uint64_t sum = 0;
-      for (std::uint32_t j = 0; j < n_used; ++j)
-        sum += std::uint64_t{h[used[j]]} * bank[t].cost[used[j]];
-      return sum;
-    };
-    const std::uint32_t guess = spread_guess(h);
-    std::uint64_t best_cost = UINT64_MAX;
+    const auto cost = [&](std::uint32_t t) { return histogram_cost(h, bank[t].cost.data(), simd); };
+    const double mean_abs =
+        static_cast<double>(histogram_weight(h, token_weights().data(), simd)) / (4.0 * values);
+    const double sigma = std::max(1.2533 * mean_abs, 1e-3);
+    const auto guess = static_cast<std::uint32_t>(
+        std::clamp(std::nearbyint(3.0 * std::log2(sigma) + 9.0), 1.0, kBankSpreads - 2.0));
+    std::uint32_t best_cost = UINT32_MAX;
     std::uint32_t best = 0;
     for (std::uint32_t shape = 0; shape < 2; ++shape) {
-      std::uint32_t j = guess;
-      std::uint64_t at = cost(2 * j + shape);
-      while (j > 0) {
-        const std::uint64_t below = cost(2 * (j - 1) + shape);
-        if (below > at) break;
-        at = below;
-        --j;
+      // The cheapest of the three spreads around the guess, then onwards while it keeps
+      // getting cheaper.
+      std::uint32_t j = guess - 1;
+      std::uint32_t at = cost(2 * j + shape);
+      for (std::uint32_t i = guess; i <= guess + 1; ++i) {
+        const std::uint32_t ci = cost(2 * i + shape);
+        if (ci < at) {
+          at = ci;
+          j = i;
+        }
       }
-      while (j + 1 < kBankSpreads) {
-        const std::uint64_t above = cost(2 * (j + 1) + shape);
-        if (above >= at) break;
-        at = above;
-        ++j;
+      if (j == guess - 1) {
+        while (j > 0) {
+          const std::uint32_t below = cost(2 * (j - 1) + shape);
+          if (below > at) break;
+          at = below;
+          --j;
+        }
+      } else if (j == guess + 1) {
+        while (j + 1 < kBankSpreads) {
+          const std::uint32_t above = cost(2 * (j + 1) + shape);
+          if (above >= at) break;
+          at = above;
+          ++j;
+        }
       }
       if (at < best_cost || (at == best_cost && 2 * j + shape < best)) {
         best_cost = at;
@@ -447,7 +466,7 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
       } else {
         split(rows, l.dtype, seg);
       }
-      choose_tables(C, seg);
+      choose_tables(C, token_count, seg);
       plan_substreams(coding, l.dtype, token_count, C, o, seg);
       add_jobs(token_count, C, seg, scratch.jobs);
     }

@@ -189,4 +189,33 @@ __attribute__((target("avx2,f16c"))) void split16_tokenize_avx2(
   }
 }
 
+__attribute__((target("avx2"))) std::uint32_t histogram_cost_avx2(const std::uint32_t* hist,
+                                                                  const std::uint32_t* cost) {
+  __m256i acc = _mm256_setzero_si256();
+  for (std::uint32_t k = 0; k < kTokens; k += 8) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + k));
+    const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cost + k));
+    acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(h, c));
+  }
+  const __m128i s = _mm_add_epi32(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+  const __m128i s2 = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  return static_cast<std::uint32_t>(
+      _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xB1))));
+}
+
+__attribute__((target("avx2"))) std::uint64_t histogram_weight_avx2(const std::uint32_t* hist,
+                                                                    const std::uint32_t* weight) {
+  __m256i acc = _mm256_setzero_si256();  // 4 x u64
+  for (std::uint32_t k = 0; k < kTokens; k += 8) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + k));
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weight + k));
+    acc = _mm256_add_epi64(acc, _mm256_mul_epu32(h, w));  // even lanes
+    acc =
+        _mm256_add_epi64(acc, _mm256_mul_epu32(_mm256_srli_epi64(h, 32), _mm256_srli_epi64(w, 32)));
+  }
+  alignas(32) std::uint64_t lanes[4];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
+  return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
 }  // namespace kvstream::codec

@@ -30,7 +30,7 @@ std::array<TokenTable, kBankTables> build() {
       // The cost only steers the encoder's table choice; any rounding is fine as long as it
       // is computed the same way everywhere, and these are exact double ops on small ints.
       tt.cost[k] = static_cast<std::uint32_t>(
-          std::lround(65536.0 * (kProbBits - std::log2(static_cast<double>(kFreq[t][k])))));
+          std::lround(256.0 * (kProbBits - std::log2(static_cast<double>(kFreq[t][k])))));
     }
   }
   return bank;

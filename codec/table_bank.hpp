@@ -18,8 +18,9 @@ struct TokenTable {
   std::array<std::uint16_t, kTokens> cum;  // prefix sums of freq
   // The decoder's one load per symbol (see decode_entry).
   std::array<std::uint32_t, kProbScale> decode;
-  // Code length of each token in 1/65536 bit (encoder-side table choice; integer, so every
-  // encoder makes the same choice).
+  // Code length of each token in 1/256 bit, at most 12 * 256 (encoder-side table choice;
+  // integer, so every encoder makes the same choice, and a histogram of up to 65536 values
+  // prices in 32 bits).
   std::array<std::uint32_t, kTokens> cost;
 };
 
