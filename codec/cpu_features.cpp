@@ -20,7 +20,23 @@ bool detect_avx2_f16c() noexcept {
   return (b >> 5) & 1u;  // AVX2
 }
 
+bool detect_avx512() noexcept {
+  if (!detect_avx2_f16c()) return false;
+  unsigned xcr0 = 0, xcr0_high = 0;
+  __asm__("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
+  if ((xcr0 & 0xE6u) != 0xE6u) return false;  // XMM, YMM, opmask and both ZMM halves
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d) == 0) return false;
+  const bool f = (b >> 16) & 1u, dq = (b >> 17) & 1u, bw = (b >> 30) & 1u, vl = (b >> 31) & 1u;
+  return f && dq && bw && vl;
+}
+
 }  // namespace
+
+bool cpu_has_avx512() noexcept {
+  static const bool has = detect_avx512();
+  return has;
+}
 
 bool cpu_has_avx2_f16c() noexcept {
   static const bool has = detect_avx2_f16c();

@@ -153,8 +153,8 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_groups(SimdJob& job, const 
 }
 
 template <class Group>
-void run_all(std::span<SimdJob> jobs, const Group& group) {
-  std::size_t i = 0;
+// Jobs before `i` have had their whole rows decoded already (by the AVX-512 variant).
+void run_all(std::span<SimdJob> jobs, const Group& group, std::size_t i = 0) {
   for (; i + 4 <= jobs.size(); i += 4)
     run_rows(&jobs[i], group, std::make_index_sequence<4>());
   if (jobs.size() - i >= 2) {
@@ -177,7 +177,8 @@ void set_simd_decode_enabled(bool enabled) noexcept {
 }
 
 void decode_jobs_quantized_f16_avx2(std::span<SimdJob> jobs) noexcept {
-  run_all(jobs, QuantizedF16{});
+  const std::size_t done = avx512_decode_available() ? decode_rows_quantized_f16_avx512(jobs) : 0;
+  run_all(jobs, QuantizedF16{}, done);
 }
 
 void decode_jobs_split16_avx2(std::span<SimdJob> jobs, std::uint32_t shift,

@@ -224,51 +224,56 @@ TEST(Codec, VectorDecoderMatchesScalarBitForBit) {
     KvLayout layout;
     std::uint32_t substream_values;
   };
-  // Eight lanes need ~16384 values per substream. Token counts that are not multiples of
-  // anything, several substreams and wide rows exercise partial groups and the scalar tail.
+  // Eight lanes need ~4096 values per substream. Token counts that are not multiples of
+  // anything, several substreams and wide rows exercise partial groups and the scalar tail;
+  // 5 and 7 layers (10 and 14 substreams) every batching of jobs the vector paths do.
   const Case cases[] = {
-      {{2, 4, 16, DType::f16, 256}, 1u << 20},
-      {{1, 16, 8, DType::bf16, 131}, 1u << 20},
-      {{1, 8, 16, DType::f32, 397}, 17000},
+      {{2, 4, 16, DType::f16, 256}, 1u << 20}, {{1, 16, 8, DType::bf16, 131}, 1u << 20},
+      {{1, 8, 16, DType::f32, 397}, 17000},    {{5, 4, 8, DType::f16, 150}, 1u << 20},
+      {{7, 2, 16, DType::f16, 300}, 1u << 20},
   };
-  for (const Case& k : cases) {
-    auto src = KvBuffer::create(k.layout);
-    ASSERT_TRUE(src);
-    testing_data::fill_synthetic(src->view(), 17, false);
-    KvLayout out_layout = k.layout;
-    const std::uint32_t blocks = (k.layout.tokens + 15) / 16;
-    std::vector<std::uint32_t> table(blocks);
-    for (std::uint32_t i = 0; i < blocks; ++i)
-      table[i] = blocks - 1 - i;
-    for (std::uint8_t level = 0; level <= 5; ++level) {
-      std::vector<std::byte> chunk;
-      EncodeOptions o;
-      o.level = level;
-      o.substream_values = k.substream_values;
-      ASSERT_TRUE(encode_chunk(src->view(), 0, k.layout.tokens, o, chunk).is_ok());
-      std::uint32_t seg0;
-      std::memcpy(&seg0, chunk.data() + 48, 4);
-      ASSERT_EQ(static_cast<int>(chunk[seg0 + 2]), 8) << "the vector path needs 8 lanes";
-      // Lossy levels take the vector path into fp16, lossless ones into their own dtype.
-      out_layout.dtype = level == 0 ? k.layout.dtype : DType::f16;
-      auto vec = KvBuffer::create(out_layout);
-      auto paged = PagedKvBuffer::create(out_layout, 16, blocks, table);
-      auto scalar = KvBuffer::create(out_layout);
-      ASSERT_TRUE(decode_chunk(chunk, vec->view()).is_ok());
-      ASSERT_TRUE(decode_chunk(chunk, paged->view()).is_ok());
-      codec::set_simd_decode_enabled(false);
-      const Status st = decode_chunk(chunk, scalar->view());
-      codec::set_simd_decode_enabled(true);
-      ASSERT_TRUE(st.is_ok());
-      EXPECT_EQ(std::memcmp(vec->bytes().data(), scalar->bytes().data(), vec->bytes().size()), 0)
-          << "level " << int(level) << " tokens " << k.layout.tokens;
-      auto from_paged = KvBuffer::create(out_layout);
-      ASSERT_TRUE(copy_kv(paged->view(), from_paged->view()).is_ok());
-      EXPECT_EQ(
-          std::memcmp(from_paged->bytes().data(), scalar->bytes().data(), scalar->bytes().size()),
-          0);
+  // With AVX-512 on (where the CPU has it) and off: both vector paths against the scalar one.
+  for (const bool avx512 : {true, false})
+    for (const Case& k : cases) {
+      codec::set_avx512_decode_enabled(avx512);
+      auto src = KvBuffer::create(k.layout);
+      ASSERT_TRUE(src);
+      testing_data::fill_synthetic(src->view(), 17, false);
+      KvLayout out_layout = k.layout;
+      const std::uint32_t blocks = (k.layout.tokens + 15) / 16;
+      std::vector<std::uint32_t> table(blocks);
+      for (std::uint32_t i = 0; i < blocks; ++i)
+        table[i] = blocks - 1 - i;
+      for (std::uint8_t level = 0; level <= 5; ++level) {
+        std::vector<std::byte> chunk;
+        EncodeOptions o;
+        o.level = level;
+        o.substream_values = k.substream_values;
+        ASSERT_TRUE(encode_chunk(src->view(), 0, k.layout.tokens, o, chunk).is_ok());
+        std::uint32_t seg0;
+        std::memcpy(&seg0, chunk.data() + 48, 4);
+        ASSERT_EQ(static_cast<int>(chunk[seg0 + 2]), 8) << "the vector path needs 8 lanes";
+        // Lossy levels take the vector path into fp16, lossless ones into their own dtype.
+        out_layout.dtype = level == 0 ? k.layout.dtype : DType::f16;
+        auto vec = KvBuffer::create(out_layout);
+        auto paged = PagedKvBuffer::create(out_layout, 16, blocks, table);
+        auto scalar = KvBuffer::create(out_layout);
+        ASSERT_TRUE(decode_chunk(chunk, vec->view()).is_ok());
+        ASSERT_TRUE(decode_chunk(chunk, paged->view()).is_ok());
+        codec::set_simd_decode_enabled(false);
+        const Status st = decode_chunk(chunk, scalar->view());
+        codec::set_simd_decode_enabled(true);
+        ASSERT_TRUE(st.is_ok());
+        EXPECT_EQ(std::memcmp(vec->bytes().data(), scalar->bytes().data(), vec->bytes().size()), 0)
+            << "level " << int(level) << " tokens " << k.layout.tokens;
+        auto from_paged = KvBuffer::create(out_layout);
+        ASSERT_TRUE(copy_kv(paged->view(), from_paged->view()).is_ok());
+        EXPECT_EQ(
+            std::memcmp(from_paged->bytes().data(), scalar->bytes().data(), scalar->bytes().size()),
+            0);
+      }
     }
-  }
+  codec::set_avx512_decode_enabled(true);
 }
 
 TEST(Codec, VectorEncoderMatchesScalarBitForBit) {
