@@ -363,7 +363,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
         }
       }
     }
-    if (words.overrun) return fail("words run out");
+    if (words.overrun || words.p > words.end) return fail("words run out");
     if (!values_ok) return fail("lossless exponent field out of range");
     if (words.p != words.end) return fail("words left over");
     for (std::uint32_t j = 0; j < L; ++j) {
@@ -421,7 +421,7 @@ SimdPath simd_path(const ChunkInfo& info, const KvView& dst) {
 // Runs the vector path over every 8-lane substream of the chunk, all segments together, and
 // records in `first_job` where each segment's substreams were left.
 void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
-                 ChunkDecoder::Scratch& sc) {
+                 const std::byte* chunk_end, ChunkDecoder::Scratch& sc) {
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   const std::size_t segments = sc.views.size();
   sc.simd_lut.resize(segments * C);
@@ -452,7 +452,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       std::memcpy(job.x, s.states.data() + std::size_t{32} * k, sizeof job.x);
       job.p = s.words.data() + word_offset;
       word_offset += s.stream_bytes[k];
-      job.end = s.words.data() + word_offset;
+      job.limit = chunk_end;
       job.t = k * per;
       job.t_end = std::min(info.token_count, (k + 1) * per);
       job.c = 0;
@@ -510,7 +510,7 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst)
   }
   const SimdPath path = simd_path(info, dst);
   if (path != SimdPath::none) {
-    decode_simd(path, info, dst, sc);
+    decode_simd(path, info, dst, chunk.data() + chunk.size(), sc);
   } else {
     sc.first_job.assign(sc.views.size(), kNoJobs);
   }

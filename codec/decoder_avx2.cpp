@@ -128,7 +128,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_rows(SimdJob* jobs, const G
   const std::ptrdiff_t row_bytes = static_cast<std::ptrdiff_t>(C / 8) * Group::kGroupBytes;
   __m256i x[] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(jobs[I].x))...};
   const std::byte* p[] = {jobs[I].p...};
-  while (((jobs[I].c == 0 && jobs[I].left >= C && jobs[I].end - p[I] >= row_bytes) && ...)) {
+  while (((jobs[I].c == 0 && jobs[I].left >= C && jobs[I].limit - p[I] >= row_bytes) && ...)) {
     for (std::size_t c = 0; c < C; c += 8) {
       (group(x[I], p[I], *jobs[I].ch, c, jobs[I].row, jobs[I].values_ok, lut, permutations), ...);
     }
@@ -144,7 +144,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_groups(SimdJob& job, const 
   const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
   __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(job.x));
   const std::byte* p = job.p;
-  while (job.left >= 8 && job.end - p >= Group::kGroupBytes) {
+  while (job.left >= 8 && job.limit - p >= Group::kGroupBytes) {
     group(x, p, *job.ch, job.c, job.row, job.values_ok, lut, permutations);
     job.next_group();
   }

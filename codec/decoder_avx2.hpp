@@ -23,11 +23,14 @@ struct SimdChannels {
 struct SimdJob {
   alignas(32) std::uint32_t x[8];  // the 8 lane states
   const std::byte* p;              // next word
-  const std::byte* end;            // end of the substream's words
-  std::uint32_t t, t_end;          // token (relative to the chunk) and its end
-  std::uint32_t c;                 // channel of the next value
-  std::size_t left;                // values left in the substream
-  std::byte* row;                  // destination row of token t
+  // How far reads may go: the end of the chunk. Words past the substream's own end belong to
+  // the next one; a valid substream never consumes them, and the scalar code that finishes
+  // every substream reports one that did, so the vector loops need not stop short of its end.
+  const std::byte* limit;
+  std::uint32_t t, t_end;  // token (relative to the chunk) and its end
+  std::uint32_t c;         // channel of the next value
+  std::size_t left;        // values left in the substream
+  std::byte* row;          // destination row of token t
   const SimdChannels* ch;
   const KvView* dst;
   std::uint32_t layer;
@@ -64,8 +67,8 @@ void set_avx512_decode_enabled(bool enabled) noexcept;
 // (the rest, and every job's last rows, are left to the AVX2 path).
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept;
 
-// Decodes the groups of every job while enough words remain that a group cannot read past the
-// end (a group reads at most 16 words here). Jobs run four at a time: one substream's groups
+// Decodes the groups of every job while a group cannot read past the job's limit (a group
+// reads at most 16 words here). Jobs run four at a time: one substream's groups
 // form a serial chain (gather, multiply, refill) and independent chains hide its latency.
 void decode_jobs_quantized_f16_avx2(std::span<SimdJob> jobs) noexcept;
 

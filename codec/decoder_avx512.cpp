@@ -112,7 +112,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
   const std::byte* pa[] = {jobs[2 * I].p...};
   const std::byte* pb[] = {jobs[2 * I + 1].p...};
   const auto ready = [&](const SimdJob& j, const std::byte* p) {
-    return j.c == 0 && j.left >= C && j.end - p >= row_bytes;
+    return j.c == 0 && j.left >= C && j.limit - p >= row_bytes;
   };
   while (((ready(jobs[2 * I], pa[I]) && ready(jobs[2 * I + 1], pb[I])) && ...)) {
     for (std::size_t c = 0; c < C; c += 8)
