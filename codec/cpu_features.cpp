@@ -2,6 +2,8 @@
 
 #include <cpuid.h>
 
+#include <atomic>
+
 namespace kvstream::codec {
 
 namespace {
@@ -32,6 +34,16 @@ bool detect_avx512() noexcept {
 }
 
 }  // namespace
+
+std::atomic<bool> g_avx512_enabled{true};
+
+bool avx512_enabled() noexcept {
+  return cpu_has_avx512() && g_avx512_enabled.load(std::memory_order_relaxed);
+}
+
+void set_avx512_enabled(bool enabled) noexcept {
+  g_avx512_enabled.store(enabled, std::memory_order_relaxed);
+}
 
 bool cpu_has_avx512() noexcept {
   static const bool has = detect_avx512();

@@ -7,5 +7,9 @@ namespace kvstream::codec {
 bool cpu_has_avx2_f16c() noexcept;
 // AVX-512 F, BW, VL and DQ, with the OS saving the ZMM state.
 bool cpu_has_avx512() noexcept;
+// Whether the AVX-512 variants run: the CPU has it and tests have not turned them off (to
+// compare them with the AVX2 paths; on by default).
+bool avx512_enabled() noexcept;
+void set_avx512_enabled(bool enabled) noexcept;
 
 }  // namespace kvstream::codec

@@ -59,10 +59,9 @@ bool simd_decode_available() noexcept;
 // Tests turn the path off to compare it with the scalar decoder (on by default).
 void set_simd_decode_enabled(bool enabled) noexcept;
 
-// True when the AVX-512 variant of the quantized path runs (and the AVX2 path is enabled);
-// tests turn it off to compare the two (on by default).
+// True when the AVX-512 variant of the quantized path runs: avx512_enabled() and the AVX2 path
+// is enabled.
 bool avx512_decode_available() noexcept;
-void set_avx512_decode_enabled(bool enabled) noexcept;
 // The AVX-512 variant's whole rows, for jobs in pairs; returns how many leading jobs it took
 // (the rest, and every job's last rows, are left to the AVX2 path).
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept;

@@ -9,7 +9,6 @@
 #include <immintrin.h>
 
 #include <array>
-#include <atomic>
 #include <utility>
 
 #include "cpu_features.hpp"
@@ -128,15 +127,8 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
 
 }  // namespace
 
-std::atomic<bool> g_avx512_enabled{true};
-
 bool avx512_decode_available() noexcept {
-  return cpu_has_avx512() && simd_decode_available() &&
-         g_avx512_enabled.load(std::memory_order_relaxed);
-}
-
-void set_avx512_decode_enabled(bool enabled) noexcept {
-  g_avx512_enabled.store(enabled, std::memory_order_relaxed);
+  return avx512_enabled() && simd_decode_available();
 }
 
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept {

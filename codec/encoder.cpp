@@ -10,6 +10,7 @@
 
 #include "byte_io.hpp"
 #include "chunk_format.hpp"
+#include "cpu_features.hpp"
 #include "crc32c.hpp"
 #include "encoder_avx2.hpp"
 #include "kvstream/codec.hpp"
@@ -199,8 +200,13 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
   s.raw.resize(n);
   s.hist.assign(C * kTokens, 0);
   if (simd) {
-    lossy_tokenize_avx2(rows, dtype, s.step.data(), s.center.data(), s.token.data(), s.raw.data(),
-                        s.hist.data());
+    if (C % 16 == 0 && avx512_enabled()) {
+      lossy_tokenize_avx512(rows, dtype, s.step.data(), s.center.data(), s.token.data(),
+                            s.raw.data(), s.hist.data());
+    } else {
+      lossy_tokenize_avx2(rows, dtype, s.step.data(), s.center.data(), s.token.data(), s.raw.data(),
+                          s.hist.data());
+    }
     return Status::ok();
   }
   s.v.resize(n);
@@ -231,8 +237,13 @@ void split(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
     split16_sums_avx2(rows, R, s.sum.data());
     for (std::size_t c = 0; c < C; ++c)
       s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
-    split16_tokenize_avx2(rows, R, s.center.data(), s.token.data(), s.raw.data(), s.extra.data(),
-                          s.hist.data());
+    if (C % 16 == 0 && avx512_enabled()) {
+      split16_tokenize_avx512(rows, R, s.center.data(), s.token.data(), s.raw.data(),
+                              s.extra.data(), s.hist.data());
+    } else {
+      split16_tokenize_avx2(rows, R, s.center.data(), s.token.data(), s.raw.data(), s.extra.data(),
+                            s.hist.data());
+    }
     return;
   }
   const std::uint32_t sign_shift = dtype == DType::f32 ? 31 : 15;
@@ -268,6 +279,18 @@ const std::array<std::uint32_t, kTokens>& token_weights() {
   return w;
 }
 
+// Spread j of the bank covers sigma in [bounds[j - 1], bounds[j]): bounds[j] = 2^((j - 8.5)/3),
+// the geometric midpoints between neighbouring spreads (a search instead of a log2 per channel).
+const std::array<double, kBankSpreads - 1>& spread_bounds() {
+  static const std::array<double, kBankSpreads - 1> b = [] {
+    std::array<double, kBankSpreads - 1> a{};
+    for (std::uint32_t j = 0; j + 1 < kBankSpreads; ++j)
+      a[j] = std::exp2((static_cast<double>(j) - 8.5) / 3.0);
+    return a;
+  }();
+  return b;
+}
+
 std::uint32_t histogram_cost(const std::uint32_t* h, const std::uint32_t* cost, bool simd) {
   if (simd) return histogram_cost_avx2(h, cost);
   std::uint32_t sum = 0;
@@ -296,11 +319,14 @@ void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
   for (std::size_t c = 0; c < C; ++c) {
     const std::uint32_t* h = &s.hist[c * kTokens];
     const auto cost = [&](std::uint32_t t) { return histogram_cost(h, bank[t].cost.data(), simd); };
-    const double mean_abs =
-        static_cast<double>(histogram_weight(h, token_weights().data(), simd)) / (4.0 * values);
-    const double sigma = std::max(1.2533 * mean_abs, 1e-3);
-    const auto guess = static_cast<std::uint32_t>(
-        std::clamp(std::nearbyint(3.0 * std::log2(sigma) + 9.0), 1.0, kBankSpreads - 2.0));
+    const double sigma = 1.2533 *
+                         static_cast<double>(histogram_weight(h, token_weights().data(), simd)) /
+                         (4.0 * values);
+    // The spread j nearest sigma on a log scale: the last whose lower bound sigma reaches.
+    const auto& bounds = spread_bounds();
+    const auto nearest = static_cast<std::uint32_t>(
+        std::upper_bound(bounds.begin(), bounds.end(), sigma) - bounds.begin());
+    const std::uint32_t guess = std::clamp(nearest, 1u, kBankSpreads - 2);
     std::uint32_t best_cost = UINT32_MAX;
     std::uint32_t best = 0;
     for (std::uint32_t shape = 0; shape < 2; ++shape) {

@@ -33,12 +33,21 @@ void lossy_tokenize_avx2(const SegmentRows& rows, DType dtype, const float* step
                          const std::int32_t* center, std::uint8_t* token, std::uint16_t* raw,
                          std::uint32_t* hist);
 
+// The same with AVX-512, for channels a multiple of 16 (encoder_avx512.cpp).
+void lossy_tokenize_avx512(const SegmentRows& rows, DType dtype, const float* step,
+                           const std::int32_t* center, std::uint8_t* token, std::uint16_t* raw,
+                           std::uint32_t* hist);
+
 // Split16 (f16 or bf16, R low mantissa bits): the per-channel sum of v = magnitude >> R.
 void split16_sums_avx2(const SegmentRows& rows, std::uint32_t R, std::int64_t* sum);
 // Tokens, raw bits, the raw field ((m mod 2^R) << 1) | sign and the histogram.
 void split16_tokenize_avx2(const SegmentRows& rows, std::uint32_t R, const std::int32_t* center,
                            std::uint8_t* token, std::uint16_t* raw, std::uint32_t* extra,
                            std::uint32_t* hist);
+
+void split16_tokenize_avx512(const SegmentRows& rows, std::uint32_t R, const std::int32_t* center,
+                             std::uint8_t* token, std::uint16_t* raw, std::uint32_t* extra,
+                             std::uint32_t* hist);
 
 // A token histogram (kTokens counts of at most 65536 values) priced under a table's code
 // lengths (TokenTable::cost): the sum of count * cost, exact in 32 bits.

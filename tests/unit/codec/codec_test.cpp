@@ -10,6 +10,7 @@
 
 #include "byte_io.hpp"
 #include "chunk_format.hpp"
+#include "cpu_features.hpp"
 #include "crc32c.hpp"
 #include "decoder_avx2.hpp"
 #include "kv_test_data.hpp"
@@ -235,7 +236,7 @@ TEST(Codec, VectorDecoderMatchesScalarBitForBit) {
   // With AVX-512 on (where the CPU has it) and off: both vector paths against the scalar one.
   for (const bool avx512 : {true, false})
     for (const Case& k : cases) {
-      codec::set_avx512_decode_enabled(avx512);
+      codec::set_avx512_enabled(avx512);
       auto src = KvBuffer::create(k.layout);
       ASSERT_TRUE(src);
       testing_data::fill_synthetic(src->view(), 17, false);
@@ -273,42 +274,47 @@ TEST(Codec, VectorDecoderMatchesScalarBitForBit) {
             0);
       }
     }
-  codec::set_avx512_decode_enabled(true);
+  codec::set_avx512_enabled(true);
 }
 
 TEST(Codec, VectorEncoderMatchesScalarBitForBit) {
   if (!codec::simd_encode_available()) GTEST_SKIP() << "this CPU has no AVX2 + F16C";
-  for (DType dt : {DType::f16, DType::bf16, DType::f32}) {
-    for (std::uint32_t tokens : {1u, 77u, 256u}) {
-      const KvLayout lay{2, 4, 16, dt, tokens};
-      auto src = KvBuffer::create(lay);
-      ASSERT_TRUE(src);
-      fill_synthetic(src->view(), 23, /*specials=*/false);
-      // A value beyond the vector statistics' fixed point sends its segment to the scalar
-      // code (f32 and bf16 can hold it; fp16 rounds 40000 to 40000 too).
-      if (tokens > 4) testing_data::store(src->view(), 1, KvPart::value, 4, 5, 40000.0f);
-      const std::uint32_t blocks = (tokens + 15) / 16;
-      std::vector<std::uint32_t> table(blocks);
-      for (std::uint32_t i = 0; i < blocks; ++i)
-        table[i] = blocks - 1 - i;
-      auto paged = PagedKvBuffer::create(lay, 16, blocks, table);
-      ASSERT_TRUE(copy_kv(src->view(), paged->view()).is_ok());
-      for (std::uint8_t level = 0; level <= 5; ++level) {
-        EncodeOptions o;
-        o.level = level;
-        o.substream_values = 600;  // several substreams
-        std::vector<std::byte> vec, from_paged, scalar;
-        ASSERT_TRUE(encode_chunk(src->view(), 0, tokens, o, vec).is_ok());
-        ASSERT_TRUE(encode_chunk(paged->view(), 0, tokens, o, from_paged).is_ok());
-        codec::set_simd_encode_enabled(false);
-        const Status st = encode_chunk(src->view(), 0, tokens, o, scalar);
-        codec::set_simd_encode_enabled(true);
-        ASSERT_TRUE(st.is_ok());
-        EXPECT_EQ(vec, scalar) << dtype_name(dt) << " " << tokens << " level " << int(level);
-        EXPECT_EQ(from_paged, scalar) << dtype_name(dt) << " " << tokens << " level " << int(level);
+  // With AVX-512 on (where the CPU has it) and off: both vector paths against the scalar one.
+  for (const bool avx512 : {true, false})
+    for (DType dt : {DType::f16, DType::bf16, DType::f32}) {
+      codec::set_avx512_enabled(avx512);
+      for (std::uint32_t tokens : {1u, 77u, 256u}) {
+        const KvLayout lay{2, 4, 16, dt, tokens};
+        auto src = KvBuffer::create(lay);
+        ASSERT_TRUE(src);
+        fill_synthetic(src->view(), 23, /*specials=*/false);
+        // A value beyond the vector statistics' fixed point sends its segment to the scalar
+        // code (f32 and bf16 can hold it; fp16 rounds 40000 to 40000 too).
+        if (tokens > 4) testing_data::store(src->view(), 1, KvPart::value, 4, 5, 40000.0f);
+        const std::uint32_t blocks = (tokens + 15) / 16;
+        std::vector<std::uint32_t> table(blocks);
+        for (std::uint32_t i = 0; i < blocks; ++i)
+          table[i] = blocks - 1 - i;
+        auto paged = PagedKvBuffer::create(lay, 16, blocks, table);
+        ASSERT_TRUE(copy_kv(src->view(), paged->view()).is_ok());
+        for (std::uint8_t level = 0; level <= 5; ++level) {
+          EncodeOptions o;
+          o.level = level;
+          o.substream_values = 600;  // several substreams
+          std::vector<std::byte> vec, from_paged, scalar;
+          ASSERT_TRUE(encode_chunk(src->view(), 0, tokens, o, vec).is_ok());
+          ASSERT_TRUE(encode_chunk(paged->view(), 0, tokens, o, from_paged).is_ok());
+          codec::set_simd_encode_enabled(false);
+          const Status st = encode_chunk(src->view(), 0, tokens, o, scalar);
+          codec::set_simd_encode_enabled(true);
+          ASSERT_TRUE(st.is_ok());
+          EXPECT_EQ(vec, scalar) << dtype_name(dt) << " " << tokens << " level " << int(level);
+          EXPECT_EQ(from_paged, scalar)
+              << dtype_name(dt) << " " << tokens << " level " << int(level);
+        }
       }
     }
-  }
+  codec::set_avx512_enabled(true);
 }
 
 // Recomputes the header and segment checksums so that a deliberately broken field reaches the

@@ -78,22 +78,24 @@ TEST(Rans, VectorEncoderMatchesScalarBitForBit) {
   const std::uint32_t tables[] = {0, 13, 30, 31, 55, 79, 2, 41, 8, 66};
   for (std::uint32_t extra_bits : {0u, 6u, 9u, 16u}) {
     for (std::size_t channels : {8u, 24u, 64u}) {
-      // Seven jobs: runs of four and two of equal length go side by side, the last alone. A
-      // job may start past the first token, as the second substream of a segment does.
+      // Nine jobs: six of one length, two of another, one alone, so that every batching of
+      // the vector path runs (four, two or one job). A job may start past the first token, as
+      // the second substream of a segment does.
+      constexpr int kJobs = 9;
       std::vector<Drawn> drawn;
       std::vector<RansSymbols> symbols;
-      for (int j = 0; j < 7; ++j)
-        drawn.push_back(draw(tables, channels, channels * (j < 6 ? 37 : 11), extra_bits, rng));
+      for (int j = 0; j < kJobs; ++j)
+        drawn.push_back(draw(tables, channels, channels * (j < 8 ? 37 : 11), extra_bits, rng));
       for (const Drawn& d : drawn)
         symbols.push_back(d.symbols());
-      std::vector<RansStream> vec(7), ref(7);
+      std::vector<RansStream> vec(kJobs), ref(kJobs);
       std::vector<RansJob> jobs;
-      for (int j = 0; j < 7; ++j) {
-        const std::size_t first = channels * (j < 4 ? 5 : j < 6 ? 2 : 0);
+      for (int j = 0; j < kJobs; ++j) {
+        const std::size_t first = channels * (j < 6 ? 5 : j < 8 ? 2 : 0);
         jobs.push_back({&symbols[j], first, drawn[j].tokens.size(), 8, &vec[j]});
       }
-      rans_encode_avx2(jobs);
-      for (int j = 0; j < 7; ++j) {
+      rans_encode(jobs);
+      for (int j = 0; j < kJobs; ++j) {
         rans_encode_scalar(symbols[j], jobs[j].first, jobs[j].last, 8, ref[j]);
         ASSERT_EQ(vec[j].states, ref[j].states) << extra_bits << " " << channels << " " << j;
         ASSERT_TRUE(std::ranges::equal(vec[j].words(), ref[j].words()))
