@@ -117,10 +117,14 @@ KVS_TARGET void finish(const RansJob& j, const Cursor& k) {
 }
 
 // The group of values [k.b - 8, k.b), all its steps in reverse order.
-KVS_TARGET void encode_group(const RansSymbols& s, Cursor& k,
-                             const std::array<std::int32_t, 8>* perms) {
-  const std::uint32_t* freq_cum = table_bank_freq_cum();
-  const std::uint32_t* rcps = table_bank_reciprocals();
+struct Lookups {
+  const std::array<std::int32_t, 8>* perms;
+  const std::uint32_t* freq_cum;
+  const std::uint32_t* rcps;
+};
+
+KVS_TARGET void encode_group(const RansSymbols& s, Cursor& k, const Lookups& l) {
+  const std::array<std::int32_t, 8>* perms = l.perms;
   k.b -= 8;
   const std::size_t b = k.b, c = k.c;
   __m256i x = k.x;
@@ -141,8 +145,8 @@ KVS_TARGET void encode_group(const RansSymbols& s, Cursor& k,
   // the symbols only, not on the lane states, so their latency overlaps the state chain.
   const __m256i e =
       _mm256_add_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s.table_row + c)), tok);
-  const __m256i fc = _mm256_i32gather_epi32(reinterpret_cast<const int*>(freq_cum), e, 4);
-  const __m256i rcp = _mm256_i32gather_epi32(reinterpret_cast<const int*>(rcps), e, 4);
+  const __m256i fc = _mm256_i32gather_epi32(reinterpret_cast<const int*>(l.freq_cum), e, 4);
+  const __m256i rcp = _mm256_i32gather_epi32(reinterpret_cast<const int*>(l.rcps), e, 4);
   k.x = put_token(x, fc, rcp, k.w, perms);
   k.c = c == 0 ? s.channels - 8 : c - 8;
 }
@@ -152,11 +156,13 @@ KVS_TARGET void encode_group(const RansSymbols& s, Cursor& k,
 template <std::size_t... I>
 __attribute__((target("avx2,popcnt"))) void encode_together(const RansJob* jobs,
                                                             std::index_sequence<I...>) {
-  const std::array<std::int32_t, 8>* perms = emit_permutations().data();
+  // Fetched once: each is a function-local static, whose guard check (and the call) would
+  // otherwise sit in the loop.
+  const Lookups l{emit_permutations().data(), table_bank_freq_cum(), table_bank_reciprocals()};
   Cursor k[] = {start(jobs[I])...};
   const RansSymbols* s[] = {jobs[I].symbols...};
   while (k[0].b > jobs[0].first) {
-    (encode_group(*s[I], k[I], perms), ...);
+    (encode_group(*s[I], k[I], l), ...);
   }
   (finish(jobs[I], k[I]), ...);
 }
