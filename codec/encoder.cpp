@@ -161,8 +161,10 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
   s.sum.assign(C, 0);
   s.dev.assign(C, 0);
   s.absmax.assign(C, 0);
+  const bool avx512 = simd_encode_available() && C % 16 == 0 && avx512_enabled();
   const bool simd = simd_encode_available() && C % 8 == 0 &&
-                    lossy_sums_avx2(rows, dtype, s.sum.data(), s.absmax.data());
+                    (avx512 ? lossy_sums_avx512(rows, dtype, s.sum.data(), s.absmax.data())
+                            : lossy_sums_avx2(rows, dtype, s.sum.data(), s.absmax.data()));
   if (!simd) {
     s.sum.assign(C, 0);
     s.absmax.assign(C, 0);
@@ -170,7 +172,9 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
   }
   for (std::size_t c = 0; c < C; ++c)
     s.sum[c] /= tokens;  // now the mean
-  if (simd) {
+  if (simd && avx512) {
+    lossy_deviations_avx512(rows, dtype, s.sum.data(), s.dev.data());
+  } else if (simd) {
     lossy_deviations_avx2(rows, dtype, s.sum.data(), s.dev.data());
   } else {
     for (std::uint32_t t = 0; t < tokens; ++t) {
@@ -200,7 +204,7 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
   s.raw.resize(n);
   s.hist.assign(C * kTokens, 0);
   if (simd) {
-    if (C % 16 == 0 && avx512_enabled()) {
+    if (avx512) {
       lossy_tokenize_avx512(rows, dtype, s.step.data(), s.center.data(), s.token.data(),
                             s.raw.data(), s.hist.data());
     } else {

@@ -34,6 +34,10 @@ void lossy_tokenize_avx2(const SegmentRows& rows, DType dtype, const float* step
                          std::uint32_t* hist);
 
 // The same with AVX-512, for channels a multiple of 16 (encoder_avx512.cpp).
+bool lossy_sums_avx512(const SegmentRows& rows, DType dtype, std::int64_t* sum,
+                       std::int64_t* absmax);
+void lossy_deviations_avx512(const SegmentRows& rows, DType dtype, const std::int64_t* mean,
+                             std::int64_t* dev);
 void lossy_tokenize_avx512(const SegmentRows& rows, DType dtype, const float* step,
                            const std::int32_t* center, std::uint8_t* token, std::uint16_t* raw,
                            std::uint32_t* hist);

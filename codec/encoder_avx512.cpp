@@ -51,7 +51,68 @@ inline void count_row(const std::uint8_t* token, std::size_t C, std::uint32_t* h
     ++hist[c * kTokens + token[c]];
 }
 
+// x in 16.16 fixed point, truncated toward zero (exact for |x| < 2^15; encoder_avx2.cpp).
+KVS_TARGET __m512i fixed(__m512 x) {
+  return _mm512_cvttps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(65536.0f)));
+}
+
+// 16 int64 accumulators, kept in registers over a channel block's tokens.
+struct Acc64 {
+  __m512i lo, hi;
+  template <bool kSigned>
+  KVS_TARGET void add(__m512i v) {
+    const __m256i a = _mm512_castsi512_si256(v), b = _mm512_extracti64x4_epi64(v, 1);
+    lo = _mm512_add_epi64(lo, kSigned ? _mm512_cvtepi32_epi64(a) : _mm512_cvtepu32_epi64(a));
+    hi = _mm512_add_epi64(hi, kSigned ? _mm512_cvtepi32_epi64(b) : _mm512_cvtepu32_epi64(b));
+  }
+  KVS_TARGET void add_to(std::int64_t* out) const {
+    _mm512_storeu_si512(out, _mm512_add_epi64(_mm512_loadu_si512(out), lo));
+    _mm512_storeu_si512(out + 8, _mm512_add_epi64(_mm512_loadu_si512(out + 8), hi));
+  }
+};
+
 }  // namespace
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c"))) bool lossy_sums_avx512(
+    const SegmentRows& rows, DType dtype, std::int64_t* sum, std::int64_t* absmax) {
+  const std::size_t C = rows.channels;
+  const __m512 limit = _mm512_set1_ps(32768.0f);
+  __mmask16 in_range = 0xFFFF;
+  for (std::size_t c = 0; c < C; c += 16) {
+    __m512i mx = _mm512_setzero_si512();
+    Acc64 acc{_mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (std::uint32_t t = 0; t < rows.tokens; ++t) {
+      const __m512 x = load16(rows.row(t), c, dtype);
+      // Ordered compare: false for NaN as for infinities and large values.
+      in_range &= _mm512_cmp_ps_mask(_mm512_abs_ps(x), limit, _CMP_LT_OQ);
+      const __m512i xf = fixed(x);
+      mx = _mm512_max_epi32(mx, _mm512_abs_epi32(xf));
+      acc.add<true>(xf);
+    }
+    acc.add_to(sum + c);
+    _mm512_storeu_si512(absmax + c, _mm512_cvtepi32_epi64(_mm512_castsi512_si256(mx)));
+    _mm512_storeu_si512(absmax + c + 8, _mm512_cvtepi32_epi64(_mm512_extracti64x4_epi64(mx, 1)));
+  }
+  return in_range == 0xFFFF;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c"))) void
+lossy_deviations_avx512(const SegmentRows& rows, DType dtype, const std::int64_t* mean,
+                        std::int64_t* dev) {
+  const std::size_t C = rows.channels;
+  for (std::size_t c = 0; c < C; c += 16) {
+    // |mean| <= max |x| < 2^31; |xf - mean| < 2^32 as an unsigned difference of max and min.
+    const __m512i m = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512(mean + c))),
+        _mm512_cvtepi64_epi32(_mm512_loadu_si512(mean + c + 8)), 1);
+    Acc64 acc{_mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (std::uint32_t t = 0; t < rows.tokens; ++t) {
+      const __m512i xf = fixed(load16(rows.row(t), c, dtype));
+      acc.add<false>(_mm512_sub_epi32(_mm512_max_epi32(xf, m), _mm512_min_epi32(xf, m)));
+    }
+    acc.add_to(dev + c);
+  }
+}
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c"))) void lossy_tokenize_avx512(
     const SegmentRows& rows, DType dtype, const float* step, const std::int32_t* center,
