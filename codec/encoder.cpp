@@ -18,6 +18,7 @@
 #include "rans.hpp"
 #include "rans_avx2.hpp"
 #include "symbols.hpp"
+#include "table_choice.hpp"
 
 namespace kvstream {
 
@@ -268,106 +269,32 @@ void split(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
   tokenize(tokens, C, s);
 }
 
-// Table 2j + shape is a distribution of standard deviation 2^((j - 9) / 3) steps (FORMAT.md).
-constexpr std::uint32_t kBankSpreads = kBankTables / 2;
-
-// Per token: 4 x its mean |d| if the token's raw bits are uniform (d from u = zigzag(d)),
-// an integer: 2 * (value_of(k, 0) + (2^bits - 1) / 2) + 1.
-const std::array<std::uint32_t, kTokens>& token_weights() {
-  static const std::array<std::uint32_t, kTokens> w = [] {
-    std::array<std::uint32_t, kTokens> a{};
-    for (std::uint32_t k = 0; k < kTokens; ++k)
-      a[k] = 2 * value_of(k, 0) + (1u << raw_bits_of(k));
-    return a;
-  }();
-  return w;
-}
-
-// Spread j of the bank covers sigma in [bounds[j - 1], bounds[j]): bounds[j] = 2^((j - 8.5)/3),
-// the geometric midpoints between neighbouring spreads (a search instead of a log2 per channel).
-const std::array<double, kBankSpreads - 1>& spread_bounds() {
-  static const std::array<double, kBankSpreads - 1> b = [] {
-    std::array<double, kBankSpreads - 1> a{};
-    for (std::uint32_t j = 0; j + 1 < kBankSpreads; ++j)
-      a[j] = std::exp2((static_cast<double>(j) - 8.5) / 3.0);
-    return a;
-  }();
-  return b;
-}
-
-std::uint32_t histogram_cost(const std::uint32_t* h, const std::uint32_t* cost, bool simd) {
-  if (simd) return histogram_cost_avx2(h, cost);
-  std::uint32_t sum = 0;
-  for (std::uint32_t k = 0; k < kTokens; ++k)
-    sum += h[k] * cost[k];
-  return sum;
-}
-
-std::uint64_t histogram_weight(const std::uint32_t* h, const std::uint32_t* weight, bool simd) {
-  if (simd) return histogram_weight_avx2(h, weight);
-  std::uint64_t sum = 0;
-  for (std::uint32_t k = 0; k < kTokens; ++k)
-    sum += std::uint64_t{h[k]} * weight[k];
-  return sum;
-}
-
-// The cheapest bank table of every channel for its histogram of `values` values. A histogram's
-// cost under the tables of one shape is unimodal in their spread, so it suffices to start from
-// the spread of a Gaussian with the histogram's mean |d|, price the spreads on either side, and
-// walk on only if the cheapest is at the edge. Ties go to the lower table.
+// The cheapest bank table of every channel for its histogram of `values` values
+// (table_choice.hpp).
 void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
-  const auto& bank = table_bank();
-  const bool simd = simd_encode_available();
   s.table.resize(C);
   s.table_row.resize(C);
-  for (std::size_t c = 0; c < C; ++c) {
-    const std::uint32_t* h = &s.hist[c * kTokens];
-    const auto cost = [&](std::uint32_t t) { return histogram_cost(h, bank[t].cost.data(), simd); };
-    const double sigma = 1.2533 *
-                         static_cast<double>(histogram_weight(h, token_weights().data(), simd)) /
-                         (4.0 * values);
-    // The spread j nearest sigma on a log scale: the last whose lower bound sigma reaches.
-    const auto& bounds = spread_bounds();
-    const auto nearest = static_cast<std::uint32_t>(
-        std::upper_bound(bounds.begin(), bounds.end(), sigma) - bounds.begin());
-    const std::uint32_t guess = std::clamp(nearest, 1u, kBankSpreads - 2);
-    std::uint32_t best_cost = UINT32_MAX;
-    std::uint32_t best = 0;
-    for (std::uint32_t shape = 0; shape < 2; ++shape) {
-      // The cheapest of the three spreads around the guess, then onwards while it keeps
-      // getting cheaper.
-      std::uint32_t j = guess - 1;
-      std::uint32_t at = cost(2 * j + shape);
-      for (std::uint32_t i = guess; i <= guess + 1; ++i) {
-        const std::uint32_t ci = cost(2 * i + shape);
-        if (ci < at) {
-          at = ci;
-          j = i;
-        }
-      }
-      if (j == guess - 1) {
-        while (j > 0) {
-          const std::uint32_t below = cost(2 * (j - 1) + shape);
-          if (below > at) break;
-          at = below;
-          --j;
-        }
-      } else if (j == guess + 1) {
-        while (j + 1 < kBankSpreads) {
-          const std::uint32_t above = cost(2 * (j + 1) + shape);
-          if (above >= at) break;
-          at = above;
-          ++j;
-        }
-      }
-      if (at < best_cost || (at == best_cost && 2 * j + shape < best)) {
-        best_cost = at;
-        best = 2 * j + shape;
-      }
+  if (simd_encode_available()) {
+    choose_tables_avx2(s.hist.data(), C, values, s.table.data());
+  } else {
+    const auto& bank = table_bank();
+    const auto& weights = token_weights();
+    for (std::size_t c = 0; c < C; ++c) {
+      const std::uint32_t* h = &s.hist[c * kTokens];
+      std::uint64_t weight_sum = 0;
+      for (std::uint32_t k = 0; k < kTokens; ++k)
+        weight_sum += std::uint64_t{h[k]} * weights[k];
+      s.table[c] = static_cast<std::uint8_t>(
+          cheapest_table(spread_guess(weight_sum, values), [&](std::uint32_t t) {
+            std::uint32_t sum = 0;
+            for (std::uint32_t k = 0; k < kTokens; ++k)
+              sum += h[k] * bank[t].cost[k];
+            return sum;
+          }));
     }
-    s.table[c] = static_cast<std::uint8_t>(best);
-    s.table_row[c] = best * kTokens;
   }
+  for (std::size_t c = 0; c < C; ++c)
+    s.table_row[c] = s.table[c] * kTokens;
 }
 
 // Token-aligned substreams of about o.substream_values values (none empty), their lanes, and

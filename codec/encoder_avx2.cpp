@@ -3,6 +3,7 @@
 #include <immintrin.h>
 
 #include "symbols.hpp"
+#include "table_choice.hpp"
 
 namespace kvstream::codec {
 
@@ -189,8 +190,10 @@ __attribute__((target("avx2,f16c"))) void split16_tokenize_avx2(
   }
 }
 
-__attribute__((target("avx2"))) std::uint32_t histogram_cost_avx2(const std::uint32_t* hist,
-                                                                  const std::uint32_t* cost) {
+namespace {
+
+// A histogram priced under a table's code lengths: sum of count x cost, exact in 32 bits.
+KVS_TARGET std::uint32_t histogram_cost(const std::uint32_t* hist, const std::uint32_t* cost) {
   __m256i acc = _mm256_setzero_si256();
   for (std::uint32_t k = 0; k < kTokens; k += 8) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + k));
@@ -203,8 +206,8 @@ __attribute__((target("avx2"))) std::uint32_t histogram_cost_avx2(const std::uin
       _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0xB1))));
 }
 
-__attribute__((target("avx2"))) std::uint64_t histogram_weight_avx2(const std::uint32_t* hist,
-                                                                    const std::uint32_t* weight) {
+// The sum of count x weight[token] in 64 bits.
+KVS_TARGET std::uint64_t histogram_weight(const std::uint32_t* hist, const std::uint32_t* weight) {
   __m256i acc = _mm256_setzero_si256();  // 4 x u64
   for (std::uint32_t k = 0; k < kTokens; k += 8) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + k));
@@ -216,6 +219,23 @@ __attribute__((target("avx2"))) std::uint64_t histogram_weight_avx2(const std::u
   alignas(32) std::uint64_t lanes[4];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), acc);
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
+}
+
+}  // namespace
+
+__attribute__((target("avx2,f16c"))) void choose_tables_avx2(const std::uint32_t* hist,
+                                                             std::size_t C, std::uint32_t values,
+                                                             std::uint8_t* table) {
+  const auto& bank = table_bank();
+  const std::uint32_t* weights = token_weights().data();
+  for (std::size_t c = 0; c < C; ++c) {
+    const std::uint32_t* h = hist + c * kTokens;
+    const auto cost = [&](std::uint32_t t) __attribute__((target("avx2,f16c"))) {
+      return histogram_cost(h, bank[t].cost.data());
+    };
+    table[c] = static_cast<std::uint8_t>(
+        cheapest_table(spread_guess(histogram_weight(h, weights), values), cost));
+  }
 }
 
 }  // namespace kvstream::codec

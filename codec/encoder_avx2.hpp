@@ -53,10 +53,9 @@ void split16_tokenize_avx512(const SegmentRows& rows, std::uint32_t R, const std
                              std::uint8_t* token, std::uint16_t* raw, std::uint32_t* extra,
                              std::uint32_t* hist);
 
-// A token histogram (kTokens counts of at most 65536 values) priced under a table's code
-// lengths (TokenTable::cost): the sum of count * cost, exact in 32 bits.
-std::uint32_t histogram_cost_avx2(const std::uint32_t* hist, const std::uint32_t* cost);
-// The sum of count * weight[token] in 64 bits.
-std::uint64_t histogram_weight_avx2(const std::uint32_t* hist, const std::uint32_t* weight);
+// table_choice.hpp's cheapest table for each of C channels' histograms (kTokens counts each,
+// of `values` values), with the pricing in vector dot products.
+void choose_tables_avx2(const std::uint32_t* hist, std::size_t C, std::uint32_t values,
+                        std::uint8_t* table);
 
 }  // namespace kvstream::codec
