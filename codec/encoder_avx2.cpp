@@ -71,12 +71,6 @@ KVS_TARGET void tokenize8(__m256i d, std::uint8_t* token, std::uint16_t* raw) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(raw), r16);
 }
 
-// The histogram of one row's tokens.
-inline void count_row(const std::uint8_t* token, std::size_t C, std::uint32_t* hist) {
-  for (std::size_t c = 0; c < C; ++c)
-    ++hist[c * kTokens + token[c]];
-}
-
 }  // namespace
 
 __attribute__((target("avx2,f16c"))) bool lossy_sums_avx2(const SegmentRows& rows, DType dtype,

@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "kvstream/kv_cache.hpp"
+#include "symbols.hpp"
 
 namespace kvstream::codec {
 
@@ -52,6 +53,23 @@ void split16_tokenize_avx2(const SegmentRows& rows, std::uint32_t R, const std::
 void split16_tokenize_avx512(const SegmentRows& rows, std::uint32_t R, const std::int32_t* center,
                              std::uint8_t* token, std::uint16_t* raw, std::uint32_t* extra,
                              std::uint32_t* hist);
+
+// Counts one row's tokens (C of them, a multiple of 8) into the per-channel histograms
+// (kTokens counts per channel, channel after channel).
+inline void count_row(const std::uint8_t* token, std::size_t C, std::uint32_t* hist) {
+  // Eight channels per round at constant offsets: an increment is then a load of the token and
+  // an add to memory, with no index arithmetic (this loop is most of the tokenizing pass).
+  for (std::size_t c = 0; c < C; c += 8, token += 8, hist += 8 * kTokens) {
+    ++hist[0 * kTokens + token[0]];
+    ++hist[1 * kTokens + token[1]];
+    ++hist[2 * kTokens + token[2]];
+    ++hist[3 * kTokens + token[3]];
+    ++hist[4 * kTokens + token[4]];
+    ++hist[5 * kTokens + token[5]];
+    ++hist[6 * kTokens + token[6]];
+    ++hist[7 * kTokens + token[7]];
+  }
+}
 
 // table_choice.hpp's cheapest table for each of C channels' histograms (kTokens counts each,
 // of `values` values), with the pricing in vector dot products.

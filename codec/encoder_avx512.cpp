@@ -46,11 +46,6 @@ KVS_TARGET void tokenize16(__m512i d, std::uint8_t* token, std::uint16_t* raw) {
   _mm256_storeu_si256(reinterpret_cast<__m256i*>(raw), _mm512_cvtepi32_epi16(r));
 }
 
-inline void count_row(const std::uint8_t* token, std::size_t C, std::uint32_t* hist) {
-  for (std::size_t c = 0; c < C; ++c)
-    ++hist[c * kTokens + token[c]];
-}
-
 // x in 16.16 fixed point, truncated toward zero (exact for |x| < 2^15; encoder_avx2.cpp).
 KVS_TARGET __m512i fixed(__m512 x) {
   return _mm512_cvttps_epi32(_mm512_mul_ps(x, _mm512_set1_ps(65536.0f)));
