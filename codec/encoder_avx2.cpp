@@ -2,6 +2,8 @@
 
 #include <immintrin.h>
 
+#include <bit>
+
 #include "symbols.hpp"
 #include "table_choice.hpp"
 
@@ -187,9 +189,11 @@ __attribute__((target("avx2,f16c"))) void split16_tokenize_avx2(
 namespace {
 
 // A histogram priced under a table's code lengths: sum of count x cost, exact in 32 bits.
-KVS_TARGET std::uint32_t histogram_cost(const std::uint32_t* hist, const std::uint32_t* cost) {
+// Counts past `end` (a multiple of 8) are zero.
+KVS_TARGET std::uint32_t histogram_cost(const std::uint32_t* hist, const std::uint32_t* cost,
+                                        std::uint32_t end) {
   __m256i acc = _mm256_setzero_si256();
-  for (std::uint32_t k = 0; k < kTokens; k += 8) {
+  for (std::uint32_t k = 0; k < end; k += 8) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + k));
     const __m256i c = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(cost + k));
     acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(h, c));
@@ -201,9 +205,10 @@ KVS_TARGET std::uint32_t histogram_cost(const std::uint32_t* hist, const std::ui
 }
 
 // The sum of count x weight[token] in 64 bits.
-KVS_TARGET std::uint64_t histogram_weight(const std::uint32_t* hist, const std::uint32_t* weight) {
+KVS_TARGET std::uint64_t histogram_weight(const std::uint32_t* hist, const std::uint32_t* weight,
+                                          std::uint32_t end) {
   __m256i acc = _mm256_setzero_si256();  // 4 x u64
-  for (std::uint32_t k = 0; k < kTokens; k += 8) {
+  for (std::uint32_t k = 0; k < end; k += 8) {
     const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + k));
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(weight + k));
     acc = _mm256_add_epi64(acc, _mm256_mul_epu32(h, w));  // even lanes
@@ -215,6 +220,17 @@ KVS_TARGET std::uint64_t histogram_weight(const std::uint32_t* hist, const std::
   return lanes[0] + lanes[1] + lanes[2] + lanes[3];
 }
 
+// One past the last block of 8 tokens with a nonzero count (channels rarely use the long tail
+// of tokens, and pricing skips it).
+KVS_TARGET std::uint32_t used_end(const std::uint32_t* hist) {
+  std::uint32_t nonzero = 0;  // bit b: block b has a count
+  for (std::uint32_t b = 0; b < kTokens / 8; ++b) {
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(hist + 8 * b));
+    nonzero |= static_cast<std::uint32_t>(_mm256_testz_si256(h, h) == 0) << b;
+  }
+  return 8 * static_cast<std::uint32_t>(std::bit_width(nonzero));
+}
+
 }  // namespace
 
 __attribute__((target("avx2,f16c"))) void choose_tables_avx2(const std::uint32_t* hist,
@@ -224,11 +240,12 @@ __attribute__((target("avx2,f16c"))) void choose_tables_avx2(const std::uint32_t
   const std::uint32_t* weights = token_weights().data();
   for (std::size_t c = 0; c < C; ++c) {
     const std::uint32_t* h = hist + c * kTokens;
+    const std::uint32_t end = used_end(h);
     const auto cost = [&](std::uint32_t t) __attribute__((target("avx2,f16c"))) {
-      return histogram_cost(h, bank[t].cost.data());
+      return histogram_cost(h, bank[t].cost.data(), end);
     };
     table[c] = static_cast<std::uint8_t>(
-        cheapest_table(spread_guess(histogram_weight(h, weights), values), cost));
+        cheapest_table(spread_guess(histogram_weight(h, weights, end), values), cost));
   }
 }
 
