@@ -2,6 +2,7 @@
 // and the decoder.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 namespace kvstream::codec {
@@ -37,6 +38,17 @@ constexpr float step_of_code(std::uint32_t s) noexcept {
   for (; e < 0; ++e)
     v *= 0.5f;
   return v;
+}
+
+// step_of_code of every code, computed once (the decoder looks up every channel's step).
+inline const std::array<float, 256>& step_table() {
+  static const std::array<float, 256> steps = [] {
+    std::array<float, 256> t{};
+    for (std::uint32_t i = 0; i < 256; ++i)
+      t[i] = step_of_code(i);
+    return t;
+  }();
+  return steps;
 }
 
 }  // namespace kvstream::codec

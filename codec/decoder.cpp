@@ -128,6 +128,7 @@ struct ChunkDecoder::Scratch {
   std::vector<SimdChannels> simd_channels;
   std::vector<SimdJob> jobs;
   std::vector<std::size_t> first_job;  // per segment: its first job, or kNoJobs
+  std::vector<std::byte> tail_copy;    // the chunk's last substream, padded (decode_simd)
 };
 
 namespace {
@@ -277,7 +278,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
   for (std::size_t c = 0; c < C; ++c) {
     channels[c].decode = bank[static_cast<std::uint8_t>(s.table_ids[c])].decode.data();
     channels[c].step = kCoding == Coding::quantized
-                           ? step_of_code(static_cast<std::uint8_t>(s.step_codes[c]))
+                           ? step_table()[static_cast<std::uint8_t>(s.step_codes[c])]
                            : 0.0f;
     channels[c].center = s.centers[c];
   }
@@ -316,7 +317,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     if (resume != nullptr) {
       const SimdJob& job = resume[k];
       std::memcpy(x, job.x, sizeof job.x);
-      words.p = job.p;
+      words.p = job.copy_begin == nullptr ? job.p : job.original_begin + (job.p - job.copy_begin);
       t = job.t;
       c = job.c;
       left = job.left;
@@ -430,6 +431,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
   sc.simd_channels.resize(segments);
   sc.first_job.assign(segments, kNoJobs);
   sc.jobs.clear();
+  std::size_t last_bytes = 0;  // of the last job's substream
   for (std::size_t i = 0; i < segments; ++i) {
     const SegmentView& s = sc.views[i];
     if (s.lanes != 8) continue;
@@ -437,7 +439,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       sc.simd_lut[i * C + c] =
           static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale);
       sc.simd_step[i * C + c] = s.coding == Coding::quantized
-                                    ? step_of_code(static_cast<std::uint8_t>(s.step_codes[c]))
+                                    ? step_table()[static_cast<std::uint8_t>(s.step_codes[c])]
                                     : 0.0f;
       sc.simd_center[i * C + c] = s.centers[c];
     }
@@ -452,7 +454,10 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       std::memcpy(job.x, s.states.data() + std::size_t{32} * k, sizeof job.x);
       job.p = s.words.data() + word_offset;
       word_offset += s.stream_bytes[k];
+      last_bytes = s.stream_bytes[k];
       job.limit = chunk_end;
+      job.copy_begin = nullptr;
+      job.original_begin = job.p;
       job.t = k * per;
       job.t_end = std::min(info.token_count, (k + 1) * per);
       job.c = 0;
@@ -465,6 +470,17 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       job.token_begin = info.token_begin;
       job.values_ok = true;
     }
+  }
+  // The chunk's last substream would stop its batch of jobs a row short of the end (reads may
+  // not pass the chunk), and leave its last rows, and its batch's, to the slow paths: it goes
+  // through a zero-padded copy instead, when it is small enough for the copy not to matter.
+  if (!sc.jobs.empty() && sc.jobs.back().p + last_bytes == chunk_end &&
+      last_bytes <= kMaxCopiedSubstream) {
+    SimdJob& job = sc.jobs.back();
+    sc.tail_copy.assign(last_bytes + kMaxRowBytesForCopy, std::byte{0});
+    std::memcpy(sc.tail_copy.data(), job.p, last_bytes);
+    job.copy_begin = job.p = sc.tail_copy.data();
+    job.limit = sc.tail_copy.data() + sc.tail_copy.size();
   }
   if (path == SimdPath::quantized_f16) {
     decode_jobs_quantized_f16_avx2(sc.jobs);

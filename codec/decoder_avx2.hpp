@@ -27,6 +27,11 @@ struct SimdJob {
   // the next one; a valid substream never consumes them, and the scalar code that finishes
   // every substream reports one that did, so the vector loops need not stop short of its end.
   const std::byte* limit;
+  // For the substream that ends the chunk, whose words the decoder copies into a zero-padded
+  // buffer so that the vector loops can finish it too: where the copy and the original begin
+  // (p lies in the copy). Null otherwise.
+  const std::byte* copy_begin;
+  const std::byte* original_begin;
   std::uint32_t t, t_end;  // token (relative to the chunk) and its end
   std::uint32_t c;         // channel of the next value
   std::size_t left;        // values left in the substream
@@ -65,6 +70,12 @@ bool avx512_decode_available() noexcept;
 // The AVX-512 variant's whole rows, for jobs in pairs; returns how many leading jobs it took
 // (the rest, and every job's last rows, are left to the AVX2 path).
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept;
+
+// Zeros after a copied substream: at least what a row of groups reads (32 or 48 bytes per 8
+// channels) for rows of up to 680 channels, so that the vector loops run to its end (wider rows
+// finish on the slow paths, as without a copy). Copies are of substreams up to 64 KiB.
+inline constexpr std::size_t kMaxRowBytesForCopy = 4096;
+inline constexpr std::size_t kMaxCopiedSubstream = 65536;
 
 // Decodes the groups of every job while a group cannot read past the job's limit (a group
 // reads at most 16 words here). Jobs run four at a time: one substream's groups

@@ -32,16 +32,6 @@ constexpr float kMaxLossyMagnitude = 1073741824.0f;  // 2^30: keeps fixed-point 
 constexpr float kMadToSigma = 1.2533141f;
 constexpr std::size_t kValuesPerLane = 512;
 
-const std::array<float, 256>& step_table() {
-  static const std::array<float, 256> steps = [] {
-    std::array<float, 256> s{};
-    for (std::uint32_t i = 0; i < 256; ++i)
-      s[i] = step_of_code(i);
-    return s;
-  }();
-  return steps;
-}
-
 std::uint16_t load_bits16(const std::byte* row, std::size_t c) {
   std::uint16_t h;
   std::memcpy(&h, row + 2 * c, 2);
