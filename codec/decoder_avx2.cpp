@@ -183,7 +183,9 @@ void decode_jobs_quantized_f16_avx2(std::span<SimdJob> jobs) noexcept {
 
 void decode_jobs_split16_avx2(std::span<SimdJob> jobs, std::uint32_t shift,
                               std::int32_t v_limit) noexcept {
-  run_all(jobs, Split16{shift, v_limit});
+  const std::size_t done =
+      avx512_decode_available() ? decode_rows_split16_avx512(jobs, shift, v_limit) : 0;
+  run_all(jobs, Split16{shift, v_limit}, done);
 }
 
 }  // namespace kvstream::codec

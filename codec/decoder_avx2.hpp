@@ -64,12 +64,13 @@ bool simd_decode_available() noexcept;
 // Tests turn the path off to compare it with the scalar decoder (on by default).
 void set_simd_decode_enabled(bool enabled) noexcept;
 
-// True when the AVX-512 variant of the quantized path runs: avx512_enabled() and the AVX2 path
-// is enabled.
+// True when the AVX-512 variants run: avx512_enabled() and the AVX2 paths are enabled.
 bool avx512_decode_available() noexcept;
-// The AVX-512 variant's whole rows, for jobs in pairs; returns how many leading jobs it took
-// (the rest, and every job's last rows, are left to the AVX2 path).
+// The AVX-512 variants' whole rows, for jobs in pairs; they return how many leading jobs they
+// took (the rest, and every job's last rows, are left to the AVX2 paths).
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept;
+std::size_t decode_rows_split16_avx512(std::span<SimdJob> jobs, std::uint32_t shift,
+                                       std::int32_t v_limit) noexcept;
 
 // Zeros after a copied substream: at least what a row of groups reads (32 or 48 bytes per 8
 // channels) for rows of up to 680 channels, so that the vector loops run to its end (wider rows

@@ -1,4 +1,5 @@
-// The AVX-512 variant of decoder_avx2.cpp's quantized-into-fp16 path: two jobs share one
+// The AVX-512 variants of decoder_avx2.cpp's paths (quantized into fp16, lossless split16 into
+// its own dtype): two jobs share one
 // 16-lane vector (lanes 0..7 the first job's, 8..15 the second's), which halves the vector
 // instructions per value; the table loads and each job's word cursor stay per job. Bit for
 // bit the scalar decoder, as the AVX2 path is.
@@ -65,10 +66,11 @@ KVS_TARGET __m512i load_pair(const void* a, const void* b) {
                  _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b)));
 }
 
-// One group of each of two jobs: FORMAT.md's steps 1 and 2, then v x step rounded to fp16.
-KVS_TARGET void group_pair(__m512i& x, const std::byte*& pa, const std::byte*& pb,
-                           const SimdJob& ja, const SimdJob& jb, std::size_t c, const int* lut,
-                           const Permutations* perms) {
+// Steps 1 and 2 of one group of each of two jobs (FORMAT.md): tokens, then their raw bits;
+// returns v = wrap16(unzigzag(u) + center) per lane.
+KVS_TARGET __m512i decode_values(__m512i& x, const std::byte*& pa, const std::byte*& pb,
+                                 const SimdJob& ja, const SimdJob& jb, std::size_t c,
+                                 const int* lut, const Permutations* perms) {
   const __m512i low12 = _mm512_set1_epi32(0xFFF);
   // A 16-lane gather, unlike the 8-lane one of the AVX2 path, measured faster than loads.
   const __m512i e = _mm512_i32gather_epi32(
@@ -88,25 +90,60 @@ KVS_TARGET void group_pair(__m512i& x, const std::byte*& pa, const std::byte*& p
       _mm512_srli_epi32(u, 1),
       _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_and_si512(u, _mm512_set1_epi32(1))));
   const __m512i v = _mm512_add_epi32(d, load_pair(ja.ch->center + c, jb.ch->center + c));
-  const __m512i v16 = _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
-  const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v16),
-                                 _mm512_castsi512_ps(load_pair(ja.ch->step + c, jb.ch->step + c)));
-  const __m256i h = _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  return _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
+}
+
+KVS_TARGET void store_pair(const SimdJob& ja, const SimdJob& jb, std::size_t c, __m256i h) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(ja.row + 2 * c), _mm256_castsi256_si128(h));
   _mm_storeu_si128(reinterpret_cast<__m128i*>(jb.row + 2 * c), _mm256_extracti128_si256(h, 1));
 }
 
-constexpr std::ptrdiff_t kGroupBytes = 32;  // a group reads at most 16 words
+// A group of each of two quantized jobs: v x step, rounded to fp16.
+struct QuantizedF16 {
+  static constexpr std::ptrdiff_t kGroupBytes = 32;  // at most 16 words
+  KVS_TARGET void operator()(__m512i& x, const std::byte*& pa, const std::byte*& pb, SimdJob& ja,
+                             SimdJob& jb, std::size_t c, const int* lut,
+                             const Permutations* perms) const {
+    const __m512i v = decode_values(x, pa, pb, ja, jb, c, lut, perms);
+    const __m512 f = _mm512_mul_ps(
+        _mm512_cvtepi32_ps(v), _mm512_castsi512_ps(load_pair(ja.ch->step + c, jb.ch->step + c)));
+    store_pair(ja, jb, c, _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+};
+
+// A group of each of two split16 jobs: the exponent field v, then ((m mod 2^R) << 1) | sign.
+struct Split16 {
+  static constexpr std::ptrdiff_t kGroupBytes = 48;  // tokens, their raw bits, the field
+  std::uint32_t shift;
+  std::int32_t v_limit;
+  KVS_TARGET void operator()(__m512i& x, const std::byte*& pa, const std::byte*& pb, SimdJob& ja,
+                             SimdJob& jb, std::size_t c, const int* lut,
+                             const Permutations* perms) const {
+    const __m512i v = decode_values(x, pa, pb, ja, jb, c, lut, perms);
+    const __m512i e = _mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>((2u << shift) - 1u)));
+    x = _mm512_srl_epi32(x, _mm_cvtsi32_si128(static_cast<int>(shift + 1)));
+    x = refill(x, pa, pb, perms);
+    const __mmask16 bad = _mm512_cmplt_epi32_mask(v, _mm512_setzero_si512()) |
+                          _mm512_cmpge_epi32_mask(v, _mm512_set1_epi32(v_limit));
+    ja.values_ok &= (bad & 0xFFu) == 0;
+    jb.values_ok &= (bad >> 8) == 0;
+    const __m512i bits = _mm512_or_si512(
+        _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(1)), 15),
+                        _mm512_sll_epi32(v, _mm_cvtsi32_si128(static_cast<int>(shift)))),
+        _mm512_srli_epi32(e, 1));
+    store_pair(ja, jb, c, _mm512_cvtepi32_epi16(bits));  // bit 15 at most: truncation is exact
+  }
+};
 
 // Pairs of jobs side by side, row by row, while every job has a whole row and its words (see
 // decoder_avx2.cpp's run_rows).
-template <std::size_t... I>
+template <class Group, std::size_t... I>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) void run_rows(
-    SimdJob* jobs, std::index_sequence<I...>) {
+    SimdJob* jobs, const Group& group, std::index_sequence<I...>) {
   const Permutations* perms = refill_permutations().data();
   const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
   const std::size_t C = jobs[0].ch->count;
-  const std::ptrdiff_t row_bytes = static_cast<std::ptrdiff_t>(C / 8) * kGroupBytes;
+  const std::ptrdiff_t row_bytes = static_cast<std::ptrdiff_t>(C / 8) * Group::kGroupBytes;
   __m512i x[] = {load_pair(jobs[2 * I].x, jobs[2 * I + 1].x)...};
   const std::byte* pa[] = {jobs[2 * I].p...};
   const std::byte* pb[] = {jobs[2 * I + 1].p...};
@@ -115,7 +152,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
   };
   while (((ready(jobs[2 * I], pa[I]) && ready(jobs[2 * I + 1], pb[I])) && ...)) {
     for (std::size_t c = 0; c < C; c += 8)
-      (group_pair(x[I], pa[I], pb[I], jobs[2 * I], jobs[2 * I + 1], c, lut, perms), ...);
+      (group(x[I], pa[I], pb[I], jobs[2 * I], jobs[2 * I + 1], c, lut, perms), ...);
     ((jobs[2 * I].next_row(), jobs[2 * I + 1].next_row()), ...);
   }
   ((_mm256_storeu_si256(reinterpret_cast<__m256i*>(jobs[2 * I].x), _mm512_castsi512_si256(x[I])),
@@ -125,6 +162,27 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
    ...);
 }
 
+// Batches of three pairs where possible, since a batch of one pair is latency-bound; ten jobs
+// (a 5-layer model's segments) go as 6 + 4. Returns how many leading jobs it took.
+template <class Group>
+std::size_t run_pairs(std::span<SimdJob> jobs, const Group& group) {
+  std::size_t i = 0;
+  while (jobs.size() - i >= 2) {
+    const std::size_t left = jobs.size() - i;
+    if (left >= 6 && left != 8) {
+      run_rows(&jobs[i], group, std::make_index_sequence<3>());
+      i += 6;
+    } else if (left >= 4) {
+      run_rows(&jobs[i], group, std::make_index_sequence<2>());
+      i += 4;
+    } else {
+      run_rows(&jobs[i], group, std::make_index_sequence<1>());
+      i += 2;
+    }
+  }
+  return i;
+}
+
 }  // namespace
 
 bool avx512_decode_available() noexcept {
@@ -132,23 +190,12 @@ bool avx512_decode_available() noexcept {
 }
 
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept {
-  // Batches of three pairs where possible, since a batch of one pair is latency-bound; ten
-  // jobs (a 5-layer model's segments) go as 6 + 4.
-  std::size_t i = 0;
-  while (jobs.size() - i >= 2) {
-    const std::size_t left = jobs.size() - i;
-    if (left >= 6 && left != 8) {
-      run_rows(&jobs[i], std::make_index_sequence<3>());
-      i += 6;
-    } else if (left >= 4) {
-      run_rows(&jobs[i], std::make_index_sequence<2>());
-      i += 4;
-    } else {
-      run_rows(&jobs[i], std::make_index_sequence<1>());
-      i += 2;
-    }
-  }
-  return i;
+  return run_pairs(jobs, QuantizedF16{});
+}
+
+std::size_t decode_rows_split16_avx512(std::span<SimdJob> jobs, std::uint32_t shift,
+                                       std::int32_t v_limit) noexcept {
+  return run_pairs(jobs, Split16{shift, v_limit});
 }
 
 }  // namespace kvstream::codec
