@@ -98,11 +98,12 @@ KVS_TARGET void store_pair(const SimdJob& ja, const SimdJob& jb, std::size_t c, 
   _mm_storeu_si128(reinterpret_cast<__m128i*>(jb.row + 2 * c), _mm256_extracti128_si256(h, 1));
 }
 
-// A group of each of two quantized jobs: v x step, rounded to fp16.
+// A group of each of two quantized jobs: v x step, rounded to fp16. (Groups of a kind that
+// checks its values set the lanes of `bad` whose value was out of range.)
 struct QuantizedF16 {
   static constexpr std::ptrdiff_t kGroupBytes = 32;  // at most 16 words
   KVS_TARGET void operator()(__m512i& x, const std::byte*& pa, const std::byte*& pb, SimdJob& ja,
-                             SimdJob& jb, std::size_t c, const int* lut,
+                             SimdJob& jb, std::size_t c, __mmask16&, const int* lut,
                              const Permutations* perms) const {
     const __m512i v = decode_values(x, pa, pb, ja, jb, c, lut, perms);
     const __m512 f = _mm512_mul_ps(
@@ -117,16 +118,14 @@ struct Split16 {
   std::uint32_t shift;
   std::int32_t v_limit;
   KVS_TARGET void operator()(__m512i& x, const std::byte*& pa, const std::byte*& pb, SimdJob& ja,
-                             SimdJob& jb, std::size_t c, const int* lut,
+                             SimdJob& jb, std::size_t c, __mmask16& bad, const int* lut,
                              const Permutations* perms) const {
     const __m512i v = decode_values(x, pa, pb, ja, jb, c, lut, perms);
     const __m512i e = _mm512_and_si512(x, _mm512_set1_epi32(static_cast<int>((2u << shift) - 1u)));
     x = _mm512_srl_epi32(x, _mm_cvtsi32_si128(static_cast<int>(shift + 1)));
     x = refill(x, pa, pb, perms);
-    const __mmask16 bad = _mm512_cmplt_epi32_mask(v, _mm512_setzero_si512()) |
-                          _mm512_cmpge_epi32_mask(v, _mm512_set1_epi32(v_limit));
-    ja.values_ok &= (bad & 0xFFu) == 0;
-    jb.values_ok &= (bad >> 8) == 0;
+    // Out of [0, v_limit), negative values included (as unsigned they are huge).
+    bad |= _mm512_cmpge_epu32_mask(v, _mm512_set1_epi32(v_limit));
     const __m512i bits = _mm512_or_si512(
         _mm512_or_si512(_mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(1)), 15),
                         _mm512_sll_epi32(v, _mm_cvtsi32_si128(static_cast<int>(shift)))),
@@ -147,18 +146,21 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
   __m512i x[] = {load_pair(jobs[2 * I].x, jobs[2 * I + 1].x)...};
   const std::byte* pa[] = {jobs[2 * I].p...};
   const std::byte* pb[] = {jobs[2 * I + 1].p...};
+  __mmask16 bad[] = {(static_cast<void>(I), __mmask16{0})...};
   const auto ready = [&](const SimdJob& j, const std::byte* p) {
     return j.c == 0 && j.left >= C && j.limit - p >= row_bytes;
   };
   while (((ready(jobs[2 * I], pa[I]) && ready(jobs[2 * I + 1], pb[I])) && ...)) {
     for (std::size_t c = 0; c < C; c += 8)
-      (group(x[I], pa[I], pb[I], jobs[2 * I], jobs[2 * I + 1], c, lut, perms), ...);
+      (group(x[I], pa[I], pb[I], jobs[2 * I], jobs[2 * I + 1], c, bad[I], lut, perms), ...);
     ((jobs[2 * I].next_row(), jobs[2 * I + 1].next_row()), ...);
   }
   ((_mm256_storeu_si256(reinterpret_cast<__m256i*>(jobs[2 * I].x), _mm512_castsi512_si256(x[I])),
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(jobs[2 * I + 1].x),
                         _mm512_extracti64x4_epi64(x[I], 1)),
-    jobs[2 * I].p = pa[I], jobs[2 * I + 1].p = pb[I]),
+    jobs[2 * I].p = pa[I], jobs[2 * I + 1].p = pb[I],
+    jobs[2 * I].values_ok &= (bad[I] & 0xFFu) == 0,
+    jobs[2 * I + 1].values_ok &= (bad[I] >> 8) == 0),
    ...);
 }
 

@@ -417,6 +417,34 @@ TEST_F(CorruptChunk, HostileFieldsWithValidChecksumsAreRejected) {
   EXPECT_GE(detected, 30);
 }
 
+TEST(Codec, LosslessExponentOutOfRangeIsAnErrorOnEveryPath) {
+  // A level-0 chunk wide enough for the vector paths (8 lanes), whose first segment's center of
+  // channel 0 is moved (a one-byte varint stays one byte) so that decoded exponent fields leave
+  // their range; checksums recomputed so that the decoder gets that far.
+  const KvLayout lay{2, 4, 16, DType::f16, 128};
+  auto src = KvBuffer::create(lay);
+  ASSERT_TRUE(src);
+  fill_synthetic(src->view(), 5, false);
+  auto chunk = encode(src->view(), 0, 128, 0);
+  std::uint32_t seg0;
+  std::memcpy(&seg0, chunk.data() + 48, 4);
+  const std::size_t center0 = seg0 + 8 + lay.row_values();  // after the fixed part and table ids
+  ASSERT_LT(static_cast<unsigned>(chunk[center0]), 128u) << "a one-byte varint";
+  chunk[center0] = static_cast<std::byte>(static_cast<unsigned>(chunk[center0]) < 64 ? 126 : 1);
+  refresh_checksums(chunk);
+  for (const int path : {0, 1, 2}) {  // AVX-512 (if the CPU has it), AVX2, scalar
+    codec::set_avx512_enabled(path == 0);
+    codec::set_simd_decode_enabled(path != 2);
+    auto dst = KvBuffer::create(lay);
+    const Status st = decode_chunk(chunk, dst->view());
+    EXPECT_EQ(st.code(), Errc::corrupt_data) << path;
+    EXPECT_NE(st.message().find("exponent field out of range"), std::string::npos)
+        << path << ": " << st.to_string();
+  }
+  codec::set_avx512_enabled(true);
+  codec::set_simd_decode_enabled(true);
+}
+
 TEST_F(CorruptChunk, WrongVersionIsUnsupported) {
   auto bad = chunk_;
   bad[4] = std::byte{2};
