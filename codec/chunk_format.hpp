@@ -19,6 +19,9 @@ inline constexpr std::uint32_t kMaxLayers = 65535;
 
 enum class Coding : std::uint8_t { quantized = 0, split16 = 1, split32 = 2 };
 
+// What a segment's values are coded relative to (FORMAT.md "Symbols").
+enum class Predictor : std::uint8_t { none = 0, previous_token = 1 };
+
 // Lossless codings entropy-code the exponent and top two mantissa bits (v = magnitude >> R) and
 // send the R low mantissa bits and the sign raw.
 constexpr std::uint32_t split_shift(std::uint8_t dtype) noexcept {

@@ -106,6 +106,7 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
 // A segment's parsed side information; spans point into the chunk.
 struct SegmentView {
   Coding coding;
+  Predictor predictor;
   std::uint32_t lanes, substreams;
   std::span<const std::byte> step_codes, table_ids;
   std::vector<std::int32_t> centers;
@@ -122,8 +123,9 @@ struct ChunkDecoder::Scratch {
   std::vector<SegmentEntry> segments;
   std::vector<SegmentView> views;
   std::vector<Channel> channels;
+  std::vector<std::int32_t> ref;  // per channel: the reference of its next value
   // The vector path: per segment channel arrays (C entries each), and one job per substream.
-  std::vector<std::int32_t> simd_lut, simd_center;
+  std::vector<std::int32_t> simd_lut, simd_center, simd_ref;
   std::vector<float> simd_step;
   std::vector<SimdChannels> simd_channels;
   std::vector<SimdJob> jobs;
@@ -156,7 +158,10 @@ Status parse_segment(std::span<const std::byte> seg, std::uint32_t index, const 
     return bad(fmt::format("coding {} where level {} of {} needs {}", coding, info.level,
                            dtype_name(info.dtype), static_cast<int>(want)));
   }
-  if (predictor != 0) return bad(fmt::format("unknown predictor {}", predictor));
+  if (predictor > static_cast<std::uint8_t>(Predictor::previous_token) ||
+      (predictor != 0 && coding != static_cast<std::uint8_t>(Coding::quantized))) {
+    return bad(fmt::format("predictor {} with coding {}", predictor, coding));
+  }
   if (!valid_lanes(lanes)) return bad(fmt::format("{} lanes", lanes));
   if (res8 != 0 || res16 != 0) return bad("reserved bits set");
   if (substreams == 0 || substreams > info.token_count) {
@@ -167,6 +172,7 @@ Status parse_segment(std::span<const std::byte> seg, std::uint32_t index, const 
     return bad(fmt::format("{} substreams leave one empty", substreams));
   }
   s.coding = static_cast<Coding>(coding);
+  s.predictor = static_cast<Predictor>(predictor);
   s.lanes = lanes;
   s.substreams = substreams;
   if (s.coding == Coding::quantized && !r.get_bytes(C, s.step_codes)) return bad("truncated steps");
@@ -251,7 +257,6 @@ struct Words {
 struct Channel {
   const std::uint32_t* decode;  // the bank table's packed slot lookup
   float step;
-  std::int32_t center;
 };
 
 // Reads a raw field of `bits` bits from a lane state (FORMAT.md).
@@ -275,12 +280,13 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   std::vector<Channel>& channels = scratch.channels;
   channels.resize(C);
+  std::vector<std::int32_t>& ref = scratch.ref;
+  const bool predicted = s.predictor == Predictor::previous_token;
   for (std::size_t c = 0; c < C; ++c) {
     channels[c].decode = bank[static_cast<std::uint8_t>(s.table_ids[c])].decode.data();
     channels[c].step = kCoding == Coding::quantized
                            ? step_table()[static_cast<std::uint8_t>(s.step_codes[c])]
                            : 0.0f;
-    channels[c].center = s.centers[c];
   }
   // Lossless codings: v is the exponent field, R low mantissa bits and the sign travel raw.
   const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
@@ -314,8 +320,12 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     std::byte* row = dst.row(layer, part, info.token_begin + t);
     std::size_t left = std::size_t{t_end - t} * C;
     bool values_ok = true;
+    // Each value's reference (FORMAT.md "Symbols"): the centers, then, with the previous-token
+    // predictor, the last value decoded in each channel.
+    ref.assign(s.centers.begin(), s.centers.end());
     if (resume != nullptr) {
       const SimdJob& job = resume[k];
+      if (predicted) std::copy(job.ref, job.ref + C, ref.begin());
       std::memcpy(x, job.x, sizeof job.x);
       words.p = job.copy_begin == nullptr ? job.p : job.original_begin + (job.p - job.copy_begin);
       t = job.t;
@@ -342,7 +352,10 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
       for (std::uint32_t j = 0; j < g; ++j) {  // step 2: the tokens' raw bits (maybe none)
         const std::uint32_t n = (entries[j] >> 24) & 0xFu;
         const std::uint32_t u = ((entries[j] >> 28) << n) | get_raw(x[j], n, words);
-        vals[j] = wrap16(unzigzag(u) + channels[cols[j]].center);
+        // In value order, so that a reference updated earlier in the group is seen (a group
+        // spans tokens when it has more lanes than the row has channels).
+        vals[j] = wrap16(unzigzag(u) + ref[cols[j]]);
+        if (predicted) ref[cols[j]] = vals[j];
       }
       if constexpr (kCoding == Coding::quantized) {
         for (std::uint32_t j = 0; j < g; ++j) {
@@ -443,7 +456,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
                                     : 0.0f;
       sc.simd_center[i * C + c] = s.centers[c];
     }
-    sc.simd_channels[i] = {&sc.simd_lut[i * C], &sc.simd_step[i * C], &sc.simd_center[i * C], C};
+    sc.simd_channels[i] = {&sc.simd_lut[i * C], &sc.simd_step[i * C], C};
     sc.first_job[i] = sc.jobs.size();
     const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
     const auto layer = static_cast<std::uint32_t>(i / 2);
@@ -469,7 +482,16 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       job.part = part;
       job.token_begin = info.token_begin;
       job.values_ok = true;
+      job.ref = &sc.simd_center[i * C];  // previous-token segments get their own copy below
+      job.predicted = s.predictor == Predictor::previous_token;
     }
+  }
+  sc.simd_ref.resize(sc.jobs.size() * C);
+  for (std::size_t j = 0; j < sc.jobs.size(); ++j) {
+    SimdJob& job = sc.jobs[j];
+    if (!job.predicted) continue;
+    std::copy(job.ref, job.ref + C, &sc.simd_ref[j * C]);
+    job.ref = &sc.simd_ref[j * C];
   }
   // The chunk's last substream would stop its batch of jobs a row short of the end (reads may
   // not pass the chunk), and leave its last rows, and its batch's, to the slow paths: it goes

@@ -46,7 +46,7 @@ std::atomic<bool> g_simd_enabled{true};
 // Steps 1 and 2 of a group (FORMAT.md): tokens, then their raw bits; returns each lane's
 // value v = wrap16(unzigzag(u) + center). `lut_offset` and `center` are the group's 8 channels.
 __attribute__((target("avx2,f16c,popcnt"), always_inline)) inline __m256i decode_values(
-    __m256i& x, const std::byte*& p, const std::int32_t* lut_offset, const std::int32_t* center,
+    __m256i& x, const std::byte*& p, const std::int32_t* lut_offset, const std::int32_t* ref,
     const int* lut, const std::array<std::int32_t, 8>* permutations) {
   const __m256i low12 = _mm256_set1_epi32(0xFFF);
   const __m256i offs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(lut_offset));
@@ -70,8 +70,7 @@ __attribute__((target("avx2,f16c,popcnt"), always_inline)) inline __m256i decode
   const __m256i d = _mm256_xor_si256(
       _mm256_srli_epi32(u, 1),
       _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_and_si256(u, _mm256_srli_epi32(ones, 31))));
-  const __m256i v =
-      _mm256_add_epi32(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(center)));
+  const __m256i v = _mm256_add_epi32(d, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ref)));
   return _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 16);
 }
 
@@ -79,11 +78,13 @@ __attribute__((target("avx2,f16c,popcnt"), always_inline)) inline __m256i decode
 struct QuantizedF16 {
   static constexpr std::ptrdiff_t kGroupBytes = 32;  // at most 16 words
   __attribute__((target("avx2,f16c,popcnt"), always_inline)) void operator()(
-      __m256i& x, const std::byte*& p, const SimdChannels& ch, std::size_t c, std::byte* row, bool&,
-      const int* lut, const std::array<std::int32_t, 8>* permutations) const noexcept {
-    const __m256i v = decode_values(x, p, ch.lut_offset + c, ch.center + c, lut, permutations);
+      __m256i& x, const std::byte*& p, SimdJob& job, std::size_t c, const int* lut,
+      const std::array<std::int32_t, 8>* permutations) const noexcept {
+    const SimdChannels& ch = *job.ch;
+    const __m256i v = decode_values(x, p, ch.lut_offset + c, job.ref + c, lut, permutations);
+    if (job.predicted) _mm256_storeu_si256(reinterpret_cast<__m256i*>(job.ref + c), v);
     const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ch.step + c));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(row + 2 * c),
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(job.row + 2 * c),
                      _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
 };
@@ -94,23 +95,22 @@ struct Split16 {
   std::uint32_t shift;
   std::int32_t v_limit;
   __attribute__((target("avx2,f16c,popcnt"), always_inline)) void operator()(
-      __m256i& x, const std::byte*& p, const SimdChannels& ch, std::size_t c, std::byte* row,
-      bool& values_ok, const int* lut,
+      __m256i& x, const std::byte*& p, SimdJob& job, std::size_t c, const int* lut,
       const std::array<std::int32_t, 8>* permutations) const noexcept {
-    const __m256i v = decode_values(x, p, ch.lut_offset + c, ch.center + c, lut, permutations);
+    const __m256i v = decode_values(x, p, job.ch->lut_offset + c, job.ref + c, lut, permutations);
     const __m256i e = _mm256_and_si256(x, _mm256_set1_epi32(static_cast<int>((2u << shift) - 1u)));
     x = _mm256_srl_epi32(x, _mm_cvtsi32_si128(static_cast<int>(shift + 1)));
     x = refill(x, p, permutations);
     const __m256i bad = _mm256_or_si256(_mm256_cmpgt_epi32(_mm256_setzero_si256(), v),
                                         _mm256_cmpgt_epi32(v, _mm256_set1_epi32(v_limit - 1)));
-    values_ok &= _mm256_testz_si256(bad, bad) != 0;
+    job.values_ok &= _mm256_testz_si256(bad, bad) != 0;
     const __m256i bits = _mm256_or_si256(
         _mm256_or_si256(_mm256_slli_epi32(_mm256_and_si256(e, _mm256_set1_epi32(1)), 15),
                         _mm256_sll_epi32(v, _mm_cvtsi32_si128(static_cast<int>(shift)))),
         _mm256_srli_epi32(e, 1));
     // 8 x 32-bit -> 8 x 16-bit (values fit: bit 15 at most).
     const __m256i packed = _mm256_permute4x64_epi64(_mm256_packus_epi32(bits, bits), 0x08);
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(row + 2 * c), _mm256_castsi256_si128(packed));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(job.row + 2 * c), _mm256_castsi256_si128(packed));
   }
 };
 
@@ -130,7 +130,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_rows(SimdJob* jobs, const G
   const std::byte* p[] = {jobs[I].p...};
   while (((jobs[I].c == 0 && jobs[I].left >= C && jobs[I].limit - p[I] >= row_bytes) && ...)) {
     for (std::size_t c = 0; c < C; c += 8) {
-      (group(x[I], p[I], *jobs[I].ch, c, jobs[I].row, jobs[I].values_ok, lut, permutations), ...);
+      (group(x[I], p[I], jobs[I], c, lut, permutations), ...);
     }
     (jobs[I].next_row(), ...);
   }
@@ -145,7 +145,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_groups(SimdJob& job, const 
   __m256i x = _mm256_load_si256(reinterpret_cast<const __m256i*>(job.x));
   const std::byte* p = job.p;
   while (job.left >= 8 && job.limit - p >= Group::kGroupBytes) {
-    group(x, p, *job.ch, job.c, job.row, job.values_ok, lut, permutations);
+    group(x, p, job, job.c, lut, permutations);
     job.next_group();
   }
   _mm256_store_si256(reinterpret_cast<__m256i*>(job.x), x);

@@ -15,7 +15,6 @@ namespace kvstream::codec {
 struct SimdChannels {
   const std::int32_t* lut_offset;  // per channel: table id * 4096, into table_bank_luts()
   const float* step;
-  const std::int32_t* center;
   std::size_t count;  // C, a multiple of 8
 };
 
@@ -37,6 +36,10 @@ struct SimdJob {
   std::size_t left;        // values left in the substream
   std::byte* row;          // destination row of token t
   const SimdChannels* ch;
+  // Per channel, the reference of its next value (FORMAT.md "Symbols"): the segment's centers,
+  // or, for a previous-token segment, the job's own copy of them that decoding updates.
+  std::int32_t* ref;
+  bool predicted;
   const KvView* dst;
   std::uint32_t layer;
   KvPart part;

@@ -89,7 +89,7 @@ KVS_TARGET __m512i decode_values(__m512i& x, const std::byte*& pa, const std::by
   const __m512i d = _mm512_xor_si512(
       _mm512_srli_epi32(u, 1),
       _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_and_si512(u, _mm512_set1_epi32(1))));
-  const __m512i v = _mm512_add_epi32(d, load_pair(ja.ch->center + c, jb.ch->center + c));
+  const __m512i v = _mm512_add_epi32(d, load_pair(ja.ref + c, jb.ref + c));
   return _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
 }
 
@@ -106,6 +106,12 @@ struct QuantizedF16 {
                              SimdJob& jb, std::size_t c, __mmask16&, const int* lut,
                              const Permutations* perms) const {
     const __m512i v = decode_values(x, pa, pb, ja, jb, c, lut, perms);
+    if (ja.predicted) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(ja.ref + c), _mm512_castsi512_si256(v));
+    }
+    if (jb.predicted) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(jb.ref + c), _mm512_extracti64x4_epi64(v, 1));
+    }
     const __m512 f = _mm512_mul_ps(
         _mm512_cvtepi32_ps(v), _mm512_castsi512_ps(load_pair(ja.ch->step + c, jb.ch->step + c)));
     store_pair(ja, jb, c, _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));

@@ -76,11 +76,13 @@ struct SegmentScratch {
   std::vector<float> x;
   std::vector<std::int32_t> v;
   std::vector<std::uint32_t> extra;  // lossless: the raw low mantissa bits and sign
-  std::vector<std::int64_t> sum, dev, absmax;
+  std::vector<std::int64_t> sum, dev, step_dev, absmax;
   std::vector<std::uint8_t> step_code, table;
   std::vector<float> step;               // per channel, of its step code
   std::vector<std::uint32_t> table_row;  // per channel: table id * kTokens
   std::vector<std::int32_t> center;
+  std::vector<std::int32_t> ref;  // per channel: the reference of its next value (tokenizing)
+  Predictor predictor = Predictor::none;
   std::vector<std::uint32_t> hist;  // per channel, per token
   std::vector<std::uint8_t> token;  // per value
   std::vector<std::uint16_t> raw;   // per value: the token's raw bits
@@ -105,16 +107,40 @@ namespace {
 
 constexpr std::uint32_t kWindow = 4;
 
-// Tokens, raw bits and the per-channel token histogram of the values in s.v.
-void tokenize(std::uint32_t tokens, std::size_t C, SegmentScratch& s) {
-  const std::size_t n = std::size_t{tokens} * C;
-  for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t c = i % C;
-    const TokenCode tc = token_of(zigzag(wrap16(s.v[i] - s.center[c])));
-    s.token[i] = static_cast<std::uint8_t>(tc.token);
-    s.raw[i] = static_cast<std::uint16_t>(tc.raw);
-    ++s.hist[c * kTokens + tc.token];
+// Tokens, raw bits and the per-channel token histogram of the values in s.v, each coded
+// relative to its reference (FORMAT.md "Symbols"): the center, or with the previous-token
+// predictor the channel's value at the previous token of the substream (`per` tokens each).
+void tokenize(std::uint32_t tokens, std::size_t C, std::uint32_t per, SegmentScratch& s) {
+  const bool previous = s.predictor == Predictor::previous_token;
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    if (t % per == 0) s.ref.assign(s.center.begin(), s.center.end());
+    for (std::size_t c = 0; c < C; ++c) {
+      const std::size_t i = std::size_t{t} * C + c;
+      const TokenCode tc = token_of(zigzag(wrap16(s.v[i] - s.ref[c])));
+      if (previous) s.ref[c] = s.v[i];
+      s.token[i] = static_cast<std::uint8_t>(tc.token);
+      s.raw[i] = static_cast<std::uint16_t>(tc.raw);
+      ++s.hist[c * kTokens + tc.token];
+    }
   }
+}
+
+// Whether coding a segment's values relative to the previous token beats coding them relative
+// to their centers: their spread in steps, and so their bits, would fall by log2 of the ratio
+// of mean |x(t) - x(t - 1)| to mean |x - mean| (both measured in the statistics pass). It must
+// save this many bits per value on average, a margin for what the estimate leaves out.
+constexpr double kPredictionMinGain = 0.05;
+
+Predictor choose_predictor(std::size_t C, std::uint32_t tokens, const SegmentScratch& s) {
+  if (tokens < 2) return Predictor::none;
+  double log_ratio = 0;
+  for (std::size_t c = 0; c < C; ++c) {
+    if (s.dev[c] == 0 || s.step_dev[c] == 0) continue;  // a constant channel costs nothing
+    log_ratio += std::log2((static_cast<double>(s.step_dev[c]) / (tokens - 1)) /
+                           (static_cast<double>(s.dev[c]) / tokens));
+  }
+  return log_ratio < -kPredictionMinGain * static_cast<double>(C) ? Predictor::previous_token
+                                                                  : Predictor::none;
 }
 
 // The scalar statistics of a lossy segment: s.x, then per channel the sum and largest
@@ -146,11 +172,12 @@ Status lossy_sums(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
 // Per channel: step code and center from the statistics, then tokens, raw bits and the
 // histogram of v = round(x / step). The vector passes, where they apply, compute the same.
 Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profile,
-                std::uint8_t level, SegmentScratch& s) {
+                std::uint8_t level, std::uint32_t per, SegmentScratch& s) {
   const std::size_t C = rows.channels;
   const std::uint32_t tokens = rows.tokens;
   s.sum.assign(C, 0);
   s.dev.assign(C, 0);
+  s.step_dev.assign(C, 0);
   s.absmax.assign(C, 0);
   const bool avx512 = simd_encode_available() && C % 16 == 0 && avx512_enabled();
   const bool simd = simd_encode_available() && C % 8 == 0 &&
@@ -164,18 +191,23 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
   for (std::size_t c = 0; c < C; ++c)
     s.sum[c] /= tokens;  // now the mean
   if (simd && avx512) {
-    lossy_deviations_avx512(rows, dtype, s.sum.data(), s.dev.data());
+    lossy_deviations_avx512(rows, dtype, s.sum.data(), s.dev.data(), s.step_dev.data());
   } else if (simd) {
-    lossy_deviations_avx2(rows, dtype, s.sum.data(), s.dev.data());
+    lossy_deviations_avx2(rows, dtype, s.sum.data(), s.dev.data(), s.step_dev.data());
   } else {
+    const auto fixed = [&](std::size_t i) {
+      return static_cast<std::int64_t>(static_cast<double>(s.x[i]) * kFixedScale);
+    };
     for (std::uint32_t t = 0; t < tokens; ++t) {
       for (std::size_t c = 0; c < C; ++c) {
-        const auto xf =
-            static_cast<std::int64_t>(static_cast<double>(s.x[t * C + c]) * kFixedScale);
+        const std::int64_t xf = fixed(t * C + c);
+        const std::int64_t prev = fixed((t == 0 ? 0 : t - 1) * C + c);
         s.dev[c] += xf > s.sum[c] ? xf - s.sum[c] : s.sum[c] - xf;
+        s.step_dev[c] += xf > prev ? xf - prev : prev - xf;
       }
     }
   }
+  s.predictor = choose_predictor(C, tokens, s);
   s.step_code.resize(C);
   s.step.resize(C);
   s.center.resize(C);
@@ -195,11 +227,14 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
   s.raw.resize(n);
   s.hist.assign(C * kTokens, 0);
   if (simd) {
+    s.ref.resize(C);
+    const References refs{s.center.data(), s.predictor == Predictor::previous_token, per,
+                          s.ref.data()};
     if (avx512) {
-      lossy_tokenize_avx512(rows, dtype, s.step.data(), s.center.data(), s.token.data(),
-                            s.raw.data(), s.hist.data());
+      lossy_tokenize_avx512(rows, dtype, s.step.data(), refs, s.token.data(), s.raw.data(),
+                            s.hist.data());
     } else {
-      lossy_tokenize_avx2(rows, dtype, s.step.data(), s.center.data(), s.token.data(), s.raw.data(),
+      lossy_tokenize_avx2(rows, dtype, s.step.data(), refs, s.token.data(), s.raw.data(),
                           s.hist.data());
     }
     return Status::ok();
@@ -211,13 +246,14 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
       s.v[t * C + c] = static_cast<std::int32_t>(std::clamp(q, -32767.0f, 32767.0f));
     }
   }
-  tokenize(tokens, C, s);
+  tokenize(tokens, C, per, s);
   return Status::ok();
 }
 
 // Lossless codings: v (exponent and top mantissa bits), the raw field, the center (mean v),
 // then tokens, raw bits and the histogram.
 void split(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
+  s.predictor = Predictor::none;  // FORMAT.md: prediction is for quantized values only
   const std::size_t C = rows.channels;
   const std::uint32_t tokens = rows.tokens;
   const std::size_t n = std::size_t{tokens} * C;
@@ -256,7 +292,7 @@ void split(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
   }
   for (std::size_t c = 0; c < C; ++c)
     s.center[c] = static_cast<std::int32_t>(s.sum[c] / tokens);
-  tokenize(tokens, C, s);
+  tokenize(tokens, C, tokens, s);
 }
 
 // The cheapest bank table of every channel for its histogram of `values` values
@@ -287,13 +323,19 @@ void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
     s.table_row[c] = s.table[c] * kTokens;
 }
 
-// Token-aligned substreams of about o.substream_values values (none empty), their lanes, and
-// the symbols the entropy coder reads.
-void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
-                     const EncodeOptions& o, SegmentScratch& s) {
+// A segment's substreams (substream_tokens each), their lanes, and the symbols the entropy
+// coder reads.
+// Tokens per substream: token-aligned substreams of about o.substream_values values, none
+// empty (the same for every segment of a chunk).
+std::uint32_t substream_tokens(std::uint32_t tokens, std::size_t C, const EncodeOptions& o) {
   const std::size_t wanted = std::clamp<std::size_t>(
       (std::size_t{tokens} * C + o.substream_values - 1) / o.substream_values, 1, tokens);
-  s.per = static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
+  return static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
+}
+
+void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
+                     const EncodeOptions& o, SegmentScratch& s) {
+  s.per = substream_tokens(tokens, C, o);
   s.substreams = (tokens + s.per - 1) / s.per;
   // Each lane costs a 4-byte state, about 1% of a 512-value lane's payload at 6 bits per
   // value; smaller substreams get fewer lanes. 512 lets a 4096-value segment (a stories260K
@@ -320,7 +362,7 @@ void add_jobs(std::uint32_t tokens, std::size_t C, SegmentScratch& s, std::vecto
 
 void write_segment(Coding coding, std::size_t C, const SegmentScratch& s, ByteWriter& w) {
   w.put(static_cast<std::uint8_t>(coding));
-  w.put(std::uint8_t{0});  // predictor: none
+  w.put(static_cast<std::uint8_t>(s.predictor));
   w.put(static_cast<std::uint8_t>(s.lanes));
   w.put(std::uint8_t{0});
   w.put(static_cast<std::uint16_t>(s.substreams));
@@ -409,7 +451,8 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
       const SegmentRows rows{&src,        (first + i) / 2, static_cast<KvPart>((first + i) % 2),
                              token_begin, token_count,     C};
       if (coding == Coding::quantized) {
-        KVS_RETURN_IF_ERROR(quantize(rows, l.dtype, *profile, o.level, seg));
+        KVS_RETURN_IF_ERROR(
+            quantize(rows, l.dtype, *profile, o.level, substream_tokens(token_count, C, o), seg));
       } else {
         split(rows, l.dtype, seg);
       }

@@ -2,6 +2,7 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
 #include <bit>
 
 #include "symbols.hpp"
@@ -105,7 +106,8 @@ __attribute__((target("avx2,f16c"))) bool lossy_sums_avx2(const SegmentRows& row
 __attribute__((target("avx2,f16c"))) void lossy_deviations_avx2(const SegmentRows& rows,
                                                                 DType dtype,
                                                                 const std::int64_t* mean,
-                                                                std::int64_t* dev) {
+                                                                std::int64_t* dev,
+                                                                std::int64_t* step_dev) {
   const std::size_t C = rows.channels;
   for (std::size_t c = 0; c < C; c += 8) {
     // |mean| <= max |x| < 2^31; |xf - mean| < 2^32 as an unsigned difference of max and min.
@@ -114,29 +116,37 @@ __attribute__((target("avx2,f16c"))) void lossy_deviations_avx2(const SegmentRow
       m32[j] = static_cast<std::int32_t>(mean[c + j]);
     const __m256i m = _mm256_load_si256(reinterpret_cast<const __m256i*>(m32));
     Acc64 acc{_mm256_setzero_si256(), _mm256_setzero_si256()};
+    Acc64 step_acc{_mm256_setzero_si256(), _mm256_setzero_si256()};
+    __m256i prev = fixed(load8(rows.row(0), c, dtype));
     for (std::uint32_t t = 0; t < rows.tokens; ++t) {
       const __m256i xf = fixed(load8(rows.row(t), c, dtype));
       acc.add<false>(_mm256_sub_epi32(_mm256_max_epi32(xf, m), _mm256_min_epi32(xf, m)));
+      step_acc.add<false>(_mm256_sub_epi32(_mm256_max_epi32(xf, prev), _mm256_min_epi32(xf, prev)));
+      prev = xf;
     }
     acc.add_to(dev + c);
+    step_acc.add_to(step_dev + c);
   }
 }
 
 __attribute__((target("avx2,f16c"))) void lossy_tokenize_avx2(
-    const SegmentRows& rows, DType dtype, const float* step, const std::int32_t* center,
+    const SegmentRows& rows, DType dtype, const float* step, const References& refs,
     std::uint8_t* token, std::uint16_t* raw, std::uint32_t* hist) {
   const std::size_t C = rows.channels;
   const __m256 lo = _mm256_set1_ps(-32767.0f), hi = _mm256_set1_ps(32767.0f);
+  std::int32_t* ref = refs.ref;
   for (std::uint32_t t = 0; t < rows.tokens; ++t) {
     const std::byte* row = rows.row(t);
     const std::size_t i = std::size_t{t} * C;
+    if (t % refs.per == 0) std::copy(refs.center, refs.center + C, ref);
     for (std::size_t c = 0; c < C; c += 8) {
       const __m256 q =
           _mm256_round_ps(_mm256_div_ps(load8(row, c, dtype), _mm256_loadu_ps(step + c)),
                           _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m256i v = _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(q, lo), hi));
       const __m256i d =
-          _mm256_sub_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(center + c)));
+          _mm256_sub_epi32(v, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ref + c)));
+      if (refs.previous_token) _mm256_storeu_si256(reinterpret_cast<__m256i*>(ref + c), v);
       tokenize8(_mm256_srai_epi32(_mm256_slli_epi32(d, 16), 16), token + i + c, raw + i + c);
     }
     count_row(token + i, C, hist);

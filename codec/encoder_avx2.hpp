@@ -25,22 +25,31 @@ struct SegmentRows {
 // when some value is not finite or |x| >= 2^15 (beyond the vector's 32-bit fixed point): the
 // scalar code redoes the segment, and reports a bad value.
 bool lossy_sums_avx2(const SegmentRows& rows, DType dtype, std::int64_t* sum, std::int64_t* absmax);
-// Adds |x - mean| per channel (fixed point) to `dev`.
+// Adds |x - mean| per channel (fixed point) to `dev`, and |x - x of the previous token| to
+// `step_dev`.
 void lossy_deviations_avx2(const SegmentRows& rows, DType dtype, const std::int64_t* mean,
-                           std::int64_t* dev);
+                           std::int64_t* dev, std::int64_t* step_dev);
+// How values are coded relative to references (FORMAT.md "Symbols").
+struct References {
+  const std::int32_t* center;
+  bool previous_token;  // the previous-token predictor
+  std::uint32_t per;    // tokens per substream: the center is the reference at their first
+  std::int32_t* ref;    // scratch, one per channel
+};
+
 // v = round(x / step) clamped to +-32767, then the token and raw bits of
-// zigzag(wrap16(v - center)) per value, and the per-channel token histogram.
+// zigzag(wrap16(v - reference)) per value, and the per-channel token histogram.
 void lossy_tokenize_avx2(const SegmentRows& rows, DType dtype, const float* step,
-                         const std::int32_t* center, std::uint8_t* token, std::uint16_t* raw,
+                         const References& refs, std::uint8_t* token, std::uint16_t* raw,
                          std::uint32_t* hist);
 
 // The same with AVX-512, for channels a multiple of 16 (encoder_avx512.cpp).
 bool lossy_sums_avx512(const SegmentRows& rows, DType dtype, std::int64_t* sum,
                        std::int64_t* absmax);
 void lossy_deviations_avx512(const SegmentRows& rows, DType dtype, const std::int64_t* mean,
-                             std::int64_t* dev);
+                             std::int64_t* dev, std::int64_t* step_dev);
 void lossy_tokenize_avx512(const SegmentRows& rows, DType dtype, const float* step,
-                           const std::int32_t* center, std::uint8_t* token, std::uint16_t* raw,
+                           const References& refs, std::uint8_t* token, std::uint16_t* raw,
                            std::uint32_t* hist);
 
 // Split16 (f16 or bf16, R low mantissa bits): the per-channel sum of v = magnitude >> R.

@@ -5,6 +5,8 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "encoder_avx2.hpp"
 #include "symbols.hpp"
 
@@ -93,7 +95,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c"))) bool los
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c"))) void
 lossy_deviations_avx512(const SegmentRows& rows, DType dtype, const std::int64_t* mean,
-                        std::int64_t* dev) {
+                        std::int64_t* dev, std::int64_t* step_dev) {
   const std::size_t C = rows.channels;
   for (std::size_t c = 0; c < C; c += 16) {
     // |mean| <= max |x| < 2^31; |xf - mean| < 2^32 as an unsigned difference of max and min.
@@ -101,28 +103,36 @@ lossy_deviations_avx512(const SegmentRows& rows, DType dtype, const std::int64_t
         _mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_loadu_si512(mean + c))),
         _mm512_cvtepi64_epi32(_mm512_loadu_si512(mean + c + 8)), 1);
     Acc64 acc{_mm512_setzero_si512(), _mm512_setzero_si512()};
+    Acc64 step_acc{_mm512_setzero_si512(), _mm512_setzero_si512()};
+    __m512i prev = fixed(load16(rows.row(0), c, dtype));
     for (std::uint32_t t = 0; t < rows.tokens; ++t) {
       const __m512i xf = fixed(load16(rows.row(t), c, dtype));
       acc.add<false>(_mm512_sub_epi32(_mm512_max_epi32(xf, m), _mm512_min_epi32(xf, m)));
+      step_acc.add<false>(_mm512_sub_epi32(_mm512_max_epi32(xf, prev), _mm512_min_epi32(xf, prev)));
+      prev = xf;
     }
     acc.add_to(dev + c);
+    step_acc.add_to(step_dev + c);
   }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c"))) void lossy_tokenize_avx512(
-    const SegmentRows& rows, DType dtype, const float* step, const std::int32_t* center,
+    const SegmentRows& rows, DType dtype, const float* step, const References& refs,
     std::uint8_t* token, std::uint16_t* raw, std::uint32_t* hist) {
   const std::size_t C = rows.channels;
   const __m512 lo = _mm512_set1_ps(-32767.0f), hi = _mm512_set1_ps(32767.0f);
+  std::int32_t* ref = refs.ref;
   for (std::uint32_t t = 0; t < rows.tokens; ++t) {
     const std::byte* row = rows.row(t);
     const std::size_t i = std::size_t{t} * C;
+    if (t % refs.per == 0) std::copy(refs.center, refs.center + C, ref);
     for (std::size_t c = 0; c < C; c += 16) {
       const __m512 q =
           _mm512_roundscale_ps(_mm512_div_ps(load16(row, c, dtype), _mm512_loadu_ps(step + c)),
                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
       const __m512i v = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(q, lo), hi));
-      const __m512i d = _mm512_sub_epi32(v, _mm512_loadu_si512(center + c));
+      const __m512i d = _mm512_sub_epi32(v, _mm512_loadu_si512(ref + c));
+      if (refs.previous_token) _mm512_storeu_si512(ref + c, v);
       tokenize16(_mm512_srai_epi32(_mm512_slli_epi32(d, 16), 16), token + i + c, raw + i + c);
     }
     count_row(token + i, C, hist);

@@ -20,6 +20,7 @@
 namespace kvstream {
 namespace {
 
+using testing_data::fill_smooth;
 using testing_data::fill_synthetic;
 using testing_data::float_at;
 
@@ -132,6 +133,71 @@ TEST(Codec, LossyErrorIsWithinHalfAStep) {
   }
 }
 
+// The predictor byte of every segment of a chunk.
+std::vector<int> predictors(const std::vector<std::byte>& chunk) {
+  std::uint32_t segments;
+  std::memcpy(&segments, chunk.data() + 32, 4);
+  std::vector<int> p;
+  for (std::uint32_t i = 0; i < segments; ++i) {
+    std::uint32_t off;
+    std::memcpy(&off, chunk.data() + 48 + 12 * i, 4);
+    p.push_back(static_cast<int>(chunk[off + 1]));
+  }
+  return p;
+}
+
+TEST(Codec, PreviousTokenPredictionIsChosenWherePaysAndDecodesWithinHalfAStep) {
+  const KvLayout lay = layout(DType::f32, 64);
+  auto smooth = KvBuffer::create(lay);
+  auto noise = KvBuffer::create(lay);
+  fill_smooth(smooth->view(), 4);
+  fill_synthetic(noise->view(), 4, false);
+  for (std::uint8_t level = 1; level <= 5; ++level) {
+    const auto chunk = encode(smooth->view(), 0, 64, level);
+    for (int p : predictors(chunk))
+      EXPECT_EQ(p, 1) << "level " << int(level);
+    for (int p : predictors(encode(noise->view(), 0, 64, level)))
+      EXPECT_EQ(p, 0) << "level " << int(level);
+    // Predicted or not, every value is within half its channel's step (read from the chunk).
+    auto dst = KvBuffer::create(lay);
+    ASSERT_TRUE(decode_chunk(chunk, dst->view()).is_ok());
+    for (std::uint32_t l = 0; l < lay.layers; ++l) {
+      for (KvPart p : {KvPart::key, KvPart::value}) {
+        std::uint32_t seg;
+        std::memcpy(&seg, chunk.data() + 48 + 12 * (2 * l + static_cast<std::uint32_t>(p)), 4);
+        for (std::uint32_t c = 0; c < lay.row_values(); ++c) {
+          const double step = codec::step_of_code(static_cast<std::uint8_t>(chunk[seg + 8 + c]));
+          for (std::uint32_t t = 0; t < 64; ++t) {
+            const double err =
+                std::abs(float_at(dst->view(), l, p, t, c) - float_at(smooth->view(), l, p, t, c));
+            ASSERT_LE(err, 0.5 * step * 1.0001) << int(level) << " " << l << " " << c << " " << t;
+          }
+        }
+      }
+    }
+  }
+  // Prediction pays: the same values with their tokens shuffled (so that neighbours are no
+  // longer close, and the encoder does not predict) take far more room.
+  auto shuffled = KvBuffer::create(lay);
+  ASSERT_TRUE(copy_kv(smooth->view(), shuffled->view()).is_ok());
+  for (std::uint32_t l = 0; l < lay.layers; ++l) {
+    for (KvPart p : {KvPart::key, KvPart::value}) {
+      for (std::uint32_t c = 0; c < lay.row_values(); ++c) {
+        for (std::uint32_t t = 0; t < 64; ++t) {
+          const std::uint32_t u = (t * 37) % 64;  // a fixed permutation of the tokens
+          testing_data::store(shuffled->view(), l, p, u, c,
+                              static_cast<float>(float_at(smooth->view(), l, p, t, c)));
+        }
+      }
+    }
+  }
+  const auto predicted = encode(smooth->view(), 0, 64, 1);
+  const auto unpredicted = encode(shuffled->view(), 0, 64, 1);
+  for (int p : predictors(unpredicted))
+    EXPECT_EQ(p, 0);
+  EXPECT_LT(predicted.size(), unpredicted.size() * 9 / 10);
+}
+
 TEST(Codec, HigherLevelsAreSmaller) {
   auto src = KvBuffer::create(layout(DType::f16, 128));
   fill_synthetic(src->view(), 5, false);
@@ -241,6 +307,7 @@ TEST(Codec, VectorDecoderMatchesScalarBitForBit) {
       auto src = KvBuffer::create(k.layout);
       ASSERT_TRUE(src);
       testing_data::fill_synthetic(src->view(), 17, false);
+      fill_smooth(src->view(), 17, /*keys_only=*/true);  // K segments use the predictor
       KvLayout out_layout = k.layout;
       const std::uint32_t blocks = (k.layout.tokens + 15) / 16;
       std::vector<std::uint32_t> table(blocks);
@@ -289,6 +356,7 @@ TEST(Codec, VectorEncoderMatchesScalarBitForBit) {
         auto src = KvBuffer::create(lay);
         ASSERT_TRUE(src);
         fill_synthetic(src->view(), 23, /*specials=*/false);
+        fill_smooth(src->view(), 23, /*keys_only=*/true);  // K segments use the predictor
         // A value beyond the vector statistics' fixed point sends its segment to the scalar
         // code (f32 and bf16 can hold it; fp16 rounds 40000 to 40000 too).
         if (tokens > 4) testing_data::store(src->view(), 1, KvPart::value, 4, 5, 40000.0f);

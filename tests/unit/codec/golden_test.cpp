@@ -25,6 +25,7 @@ struct GoldenCase {
   std::uint8_t level;
   std::uint32_t lanes, substream_values;
   bool specials;
+  bool smooth_keys = false;  // K drifts slowly, so that its segments use the predictor
 };
 
 const GoldenCase kCases[] = {
@@ -43,6 +44,7 @@ const GoldenCase kCases[] = {
     {"bf16-level0-2lanes", {1, 1, 32, DType::bf16, 128}, 0, 128, 0, 2, 1 << 20, true},
     {"f16-level3-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 3, 8, 1 << 20, false},
     {"f16-level0-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 0, 8, 1 << 20, true},
+    {"f16-level2-predicted", {2, 4, 16, DType::f16, 256}, 0, 256, 2, 8, 2048, false, true},
 };
 
 const std::filesystem::path kDir = KVSTREAM_GOLDEN_DIR;
@@ -89,6 +91,7 @@ TEST(Golden, EncoderReproducesAndDecoderReadsEveryFile) {
     auto src = KvBuffer::create(g.layout);
     ASSERT_TRUE(src);
     testing_data::fill_synthetic(src->view(), 42, g.specials);
+    if (g.smooth_keys) testing_data::fill_smooth(src->view(), 42, /*keys_only=*/true);
     EncodeOptions o;
     o.level = g.level;
     o.lanes = g.lanes;

@@ -92,4 +92,26 @@ inline void fill_synthetic(const KvView& v, std::uint64_t seed, bool specials) {
   }
 }
 
+// KV whose neighbouring tokens are close, as in models where a token's K and V drift slowly
+// (an AR(1) walk per channel, correlation 0.97 between neighbours): the previous-token
+// predictor pays on it.
+// With keys_only, V keeps what it held, so that a chunk mixes predicted and plain segments.
+inline void fill_smooth(const KvView& v, std::uint64_t seed, bool keys_only = false) {
+  const KvLayout& L = v.layout();
+  for (std::uint32_t l = 0; l < L.layers; ++l) {
+    for (KvPart p : {KvPart::key, KvPart::value}) {
+      if (keys_only && p == KvPart::value) continue;
+      const std::uint64_t seg = mix(seed * 1000 + l * 2 + static_cast<unsigned>(p));
+      for (std::size_t c = 0; c < L.row_values(); ++c) {
+        const double offset = gaussish(seg + c * 7);
+        double x = 0;
+        for (std::uint32_t t = 0; t < L.tokens; ++t) {
+          x = 0.97 * x + 0.25 * gaussish(seg ^ mix(c * 65537 + t));
+          store(v, l, p, t, c, static_cast<float>(offset + x));
+        }
+      }
+    }
+  }
+}
+
 }  // namespace kvstream::testing_data
