@@ -125,7 +125,7 @@ struct ChunkDecoder::Scratch {
   std::vector<Channel> channels;
   std::vector<std::int32_t> ref;  // per channel: the reference of its next value
   // The vector path: per segment channel arrays (C entries each), and one job per substream.
-  std::vector<std::int32_t> simd_lut, simd_center, simd_ref;
+  std::vector<std::int32_t> simd_lut, simd_ref;
   std::vector<float> simd_step;
   std::vector<SimdChannels> simd_channels;
   std::vector<SimdJob> jobs;
@@ -440,13 +440,12 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
   const std::size_t segments = sc.views.size();
   sc.simd_lut.resize(segments * C);
   sc.simd_step.resize(segments * C);
-  sc.simd_center.resize(segments * C);
   sc.simd_channels.resize(segments);
   sc.first_job.assign(segments, kNoJobs);
   sc.jobs.clear();
   std::size_t last_bytes = 0;  // of the last job's substream
   for (std::size_t i = 0; i < segments; ++i) {
-    const SegmentView& s = sc.views[i];
+    SegmentView& s = sc.views[i];
     if (s.lanes != 8) continue;
     for (std::size_t c = 0; c < C; ++c) {
       sc.simd_lut[i * C + c] =
@@ -454,7 +453,6 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       sc.simd_step[i * C + c] = s.coding == Coding::quantized
                                     ? step_table()[static_cast<std::uint8_t>(s.step_codes[c])]
                                     : 0.0f;
-      sc.simd_center[i * C + c] = s.centers[c];
     }
     sc.simd_channels[i] = {&sc.simd_lut[i * C], &sc.simd_step[i * C], C};
     sc.first_job[i] = sc.jobs.size();
@@ -482,7 +480,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       job.part = part;
       job.token_begin = info.token_begin;
       job.values_ok = true;
-      job.ref = &sc.simd_center[i * C];  // previous-token segments get their own copy below
+      job.ref = s.centers.data();  // read only; previous-token segments get a copy below
       job.predicted = s.predictor == Predictor::previous_token;
     }
   }

@@ -11,10 +11,6 @@
 
 namespace kvstream::codec {
 
-namespace {
-
-// For each refill mask, which of the loaded words each lane takes: the rank of the lane among
-// the lanes that refill, so words go to lanes in lane order, as in the scalar decoder.
 const std::array<std::array<std::int32_t, 8>, 256>& refill_permutations() {
   static const auto table = [] {
     std::array<std::array<std::int32_t, 8>, 256> t{};
@@ -28,6 +24,8 @@ const std::array<std::array<std::int32_t, 8>, 256>& refill_permutations() {
   }();
   return table;
 }
+
+namespace {
 
 __attribute__((target("avx2,f16c,popcnt"), always_inline)) inline __m256i refill(
     __m256i x, const std::byte*& p, const std::array<std::int32_t, 8>* permutations) {

@@ -4,6 +4,7 @@
 // substream to it.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -61,6 +62,11 @@ struct SimdJob {
     if (++t < t_end) row = dst->row(layer, part, token_begin + t);
   }
 };
+
+// For each refill mask (bit j: lane j takes a word), which of the 8 loaded words each lane
+// takes: its rank among the lanes that refill, so that words go to lanes in lane order, as in
+// the scalar decoder. Shared by the AVX2 and AVX-512 paths.
+const std::array<std::array<std::int32_t, 8>, 256>& refill_permutations();
 
 // True when this CPU runs the AVX2 + F16C path and it is enabled.
 bool simd_decode_available() noexcept;

@@ -26,20 +26,6 @@ namespace {
 
 using Permutations = std::array<std::int32_t, 8>;
 
-// Which loaded word each lane takes, per refill mask (decoder_avx2.cpp's table).
-const std::array<Permutations, 256>& refill_permutations() {
-  static const auto table = [] {
-    std::array<Permutations, 256> t{};
-    for (std::uint32_t mask = 0; mask < 256; ++mask) {
-      std::int32_t rank = 0;
-      for (std::uint32_t j = 0; j < 8; ++j)
-        t[mask][j] = (mask >> j) & 1u ? rank++ : 0;
-    }
-    return t;
-  }();
-  return table;
-}
-
 // a in lanes 0..7, b in 8..15.
 KVS_TARGET __m512i combine(__m256i a, __m256i b) {
   return _mm512_inserti64x4(_mm512_castsi256_si512(a), b, 1);
