@@ -16,6 +16,8 @@ inline constexpr std::uint32_t kSegmentFixedSize = 8;
 inline constexpr std::uint32_t kMaxChannels = 65536;
 inline constexpr std::uint32_t kMaxTokens = 65536;
 inline constexpr std::uint32_t kMaxLayers = 65535;
+// Header flags: the chunk codes transform coefficients (FORMAT.md "Transform coding").
+inline constexpr std::uint16_t kFlagTransform = 1;
 
 enum class Coding : std::uint8_t { quantized = 0, split16 = 1, split32 = 2 };
 

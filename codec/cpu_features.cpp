@@ -12,9 +12,9 @@ namespace {
 bool detect_avx2_f16c() noexcept {
   unsigned a = 0, b = 0, c = 0, d = 0;
   if (__get_cpuid(1, &a, &b, &c, &d) == 0) return false;
-  const bool popcnt = (c >> 23) & 1u, osxsave = (c >> 27) & 1u, avx = (c >> 28) & 1u;
-  const bool f16c = (c >> 29) & 1u;
-  if (!(popcnt && osxsave && avx && f16c)) return false;
+  const bool fma = (c >> 12) & 1u, popcnt = (c >> 23) & 1u, osxsave = (c >> 27) & 1u;
+  const bool avx = (c >> 28) & 1u, f16c = (c >> 29) & 1u;
+  if (!(fma && popcnt && osxsave && avx && f16c)) return false;
   unsigned xcr0 = 0, xcr0_high = 0;
   __asm__("xgetbv" : "=a"(xcr0), "=d"(xcr0_high) : "c"(0));
   if ((xcr0 & 6u) != 6u) return false;  // the OS saves XMM and YMM state

@@ -3,7 +3,7 @@
 
 namespace kvstream::codec {
 
-// AVX2, F16C and POPCNT, with the OS saving the YMM state.
+// AVX2, FMA, F16C and POPCNT, with the OS saving the YMM state.
 bool cpu_has_avx2_f16c() noexcept;
 // AVX-512 F, BW, VL and DQ, with the OS saving the ZMM state.
 bool cpu_has_avx512() noexcept;

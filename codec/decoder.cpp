@@ -2,6 +2,8 @@
 // anything, and every read of the payload stays inside the substream it belongs to.
 #include <fmt/format.h>
 
+#include <immintrin.h>
+
 #include <cstring>
 
 #include "byte_io.hpp"
@@ -12,6 +14,7 @@
 #include "kvstream/half.hpp"
 #include "rans.hpp"
 #include "symbols.hpp"
+#include "transform.hpp"
 
 namespace kvstream {
 
@@ -65,7 +68,11 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
   if (level > kMaxLevel) return corrupt(fmt::format("level {}", level));
   if (dtype > static_cast<std::uint8_t>(DType::bf16))
     return corrupt(fmt::format("dtype {}", dtype));
-  if (flags != 0 || reserved != 0) return corrupt("reserved header bits set");
+  const bool transformed = flags == kFlagTransform;
+  if ((flags != 0 && !transformed) || (!transformed && reserved != 0)) {
+    return corrupt("reserved header bits set");
+  }
+  if (transformed && level == 0) return corrupt("a lossless chunk marked transform-coded");
   if (layers == 0 || layers > kMaxLayers || heads == 0 || dim == 0 ||
       std::uint64_t{heads} * dim > kMaxChannels) {
     return corrupt(fmt::format("shape {} layers x {} heads x {} dims", layers, heads, dim));
@@ -85,7 +92,9 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
   crc = crc32c(chunk.subspan(kHeaderSize, table_end - kHeaderSize), crc);
   if (crc != header_crc) return corrupt("header checksum mismatch");
 
-  const ChunkInfo info{level, static_cast<DType>(dtype), layers, heads, dim, begin, count, total};
+  const ChunkInfo info{
+      level,      static_cast<DType>(dtype), layers, heads, dim, begin, count, total, reserved,
+      transformed};
   segments_out.resize(segments);
   std::size_t expected_offset = table_end;
   for (std::uint32_t i = 0; i < segments; ++i) {
@@ -131,6 +140,12 @@ struct ChunkDecoder::Scratch {
   std::vector<SimdJob> jobs;
   std::vector<std::size_t> first_job;  // per segment: its first job, or kNoJobs
   std::vector<std::byte> tail_copy;    // the chunk's last substream, padded (decode_simd)
+  // Transform coding: the decoded coefficients (fp32, tokens from 0), one layer's synthesized
+  // rows, rotation angles, and S transposed for the transform it was made from.
+  std::unique_ptr<KvBuffer> coefficients;
+  std::vector<float> z, synthesis_t;
+  std::vector<CosSin> angles;
+  std::shared_ptr<const KvTransform> transposed_for;
 };
 
 namespace {
@@ -232,6 +247,31 @@ inline void store_bits(std::byte* row, std::size_t c, DType src, DType dst, std:
                   : src == DType::f16 ? half_to_float(static_cast<std::uint16_t>(bits))
                                       : bf16_to_float(static_cast<std::uint16_t>(bits));
   store(row, c, dst, f);
+}
+
+__attribute__((target("avx2,f16c"))) void store_row_f16c(const float* z, std::size_t n,
+                                                         std::byte* row) {
+  std::size_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    _mm_storeu_si128(
+        reinterpret_cast<__m128i*>(row + 2 * c),
+        _mm256_cvtps_ph(_mm256_loadu_ps(z + c), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
+  for (; c < n; ++c)
+    store(row, c, DType::f16, z[c]);
+}
+
+// A row of decoded floats into the destination dtype (round-to-nearest-even; F16C's conversion
+// rounds as float_to_half does).
+void store_row(const float* z, std::size_t n, DType dt, std::byte* row) {
+  if (dt == DType::f32) {
+    std::memcpy(row, z, n * sizeof(float));
+  } else if (dt == DType::f16 && simd_decode_available()) {
+    store_row_f16c(z, n, row);
+  } else {
+    for (std::size_t c = 0; c < n; ++c)
+      store(row, c, dt, z[c]);
+  }
 }
 
 // Branch-free renormalisation: mispredicted refills would cost more than the decode itself.
@@ -420,7 +460,7 @@ Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, co
   return Status(Errc::internal, "unknown coding");
 }
 
-enum class SimdPath { none, quantized_f16, split16 };
+enum class SimdPath { none, quantized_f16, quantized_f32, split16 };
 
 // The vector path that applies to this chunk decoded into this destination, if any.
 SimdPath simd_path(const ChunkInfo& info, const KvView& dst) {
@@ -428,7 +468,11 @@ SimdPath simd_path(const ChunkInfo& info, const KvView& dst) {
   if ((std::size_t{info.kv_heads} * info.head_dim) % 8 != 0 || !simd_decode_available()) {
     return SimdPath::none;
   }
-  if (info.level > 0) return out == DType::f16 ? SimdPath::quantized_f16 : SimdPath::none;
+  if (info.level > 0) {
+    return out == DType::f16   ? SimdPath::quantized_f16
+           : out == DType::f32 ? SimdPath::quantized_f32
+                               : SimdPath::none;
+  }
   return info.dtype != DType::f32 && info.dtype == out ? SimdPath::split16 : SimdPath::none;
 }
 
@@ -504,6 +548,8 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
   }
   if (path == SimdPath::quantized_f16) {
     decode_jobs_quantized_f16_avx2(sc.jobs);
+  } else if (path == SimdPath::quantized_f32) {
+    decode_jobs_quantized_f32_avx2(sc.jobs);
   } else {
     const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
     decode_jobs_split16_avx2(sc.jobs, R, std::int32_t{1} << (15 - R));
@@ -522,7 +568,8 @@ ChunkDecoder::~ChunkDecoder() = default;
 ChunkDecoder::ChunkDecoder(ChunkDecoder&&) noexcept = default;
 ChunkDecoder& ChunkDecoder::operator=(ChunkDecoder&&) noexcept = default;
 
-Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst) {
+Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
+                            const CodecProfile* profile) {
   Scratch& sc = *scratch_;
   KVS_ASSIGN_OR_RETURN(const ChunkInfo info, parse_header(chunk, sc.segments));
   const KvLayout& dl = dst.layout();
@@ -534,6 +581,66 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst)
   }
   KVS_RETURN_IF_ERROR(
       dst.check_range(info.token_begin, info.token_count).with_context("decode_chunk"));
+  if (!info.transformed) return decode_values(chunk, info, dst);
+  const KvTransform* t = profile != nullptr ? profile->transform() : nullptr;
+  if (t == nullptr || profile->transform_id() != info.transform_id) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("chunk is transform-coded with transform {:08x}; {}", info.transform_id,
+                    t == nullptr
+                        ? "no profile with a transform was given"
+                        : fmt::format("the profile's is {:08x}", profile->transform_id())));
+  }
+  if (sc.transposed_for != profile->shared_transform()) {
+    // Held, so that no other transform can take its address while the copy is in use.
+    sc.transposed_for = profile->shared_transform();
+    transpose_layers(t->synthesis, 2 * std::size_t{t->channels}, sc.synthesis_t);
+  }
+  if (t->channels != std::size_t{info.kv_heads} * info.head_dim || t->head_dim != info.head_dim ||
+      t->layers() != info.layers) {
+    return corrupt("its shape differs from its transform's");  // same id, other shape
+  }
+  // The coefficients decode like an fp32 KV cache of the chunk's tokens, then go through S.
+  const KvLayout cl{info.layers, info.kv_heads, info.head_dim, DType::f32, info.token_count};
+  if (!sc.coefficients || !sc.coefficients->layout().same_shape(cl) ||
+      sc.coefficients->layout().tokens != info.token_count) {
+    KVS_ASSIGN_OR_RETURN(KvBuffer b, KvBuffer::create(cl));
+    sc.coefficients = std::make_unique<KvBuffer>(std::move(b));
+  }
+  ChunkInfo local = info;
+  local.token_begin = 0;
+  const KvView coefficients = sc.coefficients->view();
+  KVS_RETURN_IF_ERROR(decode_values(chunk, local, coefficients));
+  synthesize(*t, info, coefficients, dst);
+  return Status::ok();
+}
+
+void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
+                              const KvView& coefficients, const KvView& dst) {
+  Scratch& sc = *scratch_;
+  const std::size_t C = t.channels, n = 2 * C, T = info.token_count;
+  rope_table(info.token_begin, info.token_count, t.frequencies, sc.angles);
+  sc.z.resize(T * n);
+  const DType out = dst.layout().dtype;
+  for (std::uint32_t layer = 0; layer < info.layers; ++layer) {
+    // The coefficient buffer is contiguous: the layer's "K" rows, then its "V" rows.
+    const auto* k_rows = reinterpret_cast<const float*>(coefficients.row(layer, KvPart::key, 0));
+    const auto* v_rows = reinterpret_cast<const float*>(coefficients.row(layer, KvPart::value, 0));
+    multiply_rows(n, std::span(sc.synthesis_t).subspan(layer * n * n, n * n), T,
+                  HalfRows<const float>{k_rows, v_rows - C, C, C},
+                  HalfRows<float>{sc.z.data(), sc.z.data(), C, n});
+    if (!t.frequencies.empty()) rotate_keys(t, T, sc.angles.data(), sc.z.data());
+    for (std::size_t i = 0; i < T; ++i) {
+      const auto token = info.token_begin + static_cast<std::uint32_t>(i);
+      store_row(&sc.z[i * n], C, out, dst.row(layer, KvPart::key, token));
+      store_row(&sc.z[i * n + C], C, out, dst.row(layer, KvPart::value, token));
+    }
+  }
+}
+
+Status ChunkDecoder::decode_values(std::span<const std::byte> chunk, const ChunkInfo& info,
+                                   const KvView& dst) {
+  Scratch& sc = *scratch_;
   sc.views.resize(sc.segments.size());
   for (std::uint32_t i = 0; i < sc.segments.size(); ++i) {
     const SegmentEntry& e = sc.segments[i];
@@ -558,9 +665,10 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst)
   return Status::ok();
 }
 
-Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst) {
+Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst,
+                    const CodecProfile* profile) {
   ChunkDecoder decoder;
-  return decoder.decode(chunk, dst);
+  return decoder.decode(chunk, dst, profile);
 }
 
 }  // namespace kvstream

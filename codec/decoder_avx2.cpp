@@ -72,8 +72,10 @@ __attribute__((target("avx2,f16c,popcnt"), always_inline)) inline __m256i decode
   return _mm256_srai_epi32(_mm256_slli_epi32(v, 16), 16);
 }
 
-// One group of a quantized job: values times their steps, rounded to fp16.
-struct QuantizedF16 {
+// One group of a quantized job: values times their steps, rounded to fp16, or kept in fp32
+// (the coefficients of transform coding, or an fp32 destination).
+template <bool kF32>
+struct Quantized {
   static constexpr std::ptrdiff_t kGroupBytes = 32;  // at most 16 words
   __attribute__((target("avx2,f16c,popcnt"), always_inline)) void operator()(
       __m256i& x, const std::byte*& p, SimdJob& job, std::size_t c, const int* lut,
@@ -82,8 +84,12 @@ struct QuantizedF16 {
     const __m256i v = decode_values(x, p, ch.lut_offset + c, job.ref + c, lut, permutations);
     if (job.predicted) _mm256_storeu_si256(reinterpret_cast<__m256i*>(job.ref + c), v);
     const __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(ch.step + c));
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(job.row + 2 * c),
-                     _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if constexpr (kF32) {
+      _mm256_storeu_ps(reinterpret_cast<float*>(job.row + 4 * c), f);
+    } else {
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(job.row + 2 * c),
+                       _mm256_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
   }
 };
 
@@ -176,7 +182,12 @@ void set_simd_decode_enabled(bool enabled) noexcept {
 
 void decode_jobs_quantized_f16_avx2(std::span<SimdJob> jobs) noexcept {
   const std::size_t done = avx512_decode_available() ? decode_rows_quantized_f16_avx512(jobs) : 0;
-  run_all(jobs, QuantizedF16{}, done);
+  run_all(jobs, Quantized<false>{}, done);
+}
+
+void decode_jobs_quantized_f32_avx2(std::span<SimdJob> jobs) noexcept {
+  const std::size_t done = avx512_decode_available() ? decode_rows_quantized_f32_avx512(jobs) : 0;
+  run_all(jobs, Quantized<true>{}, done);
 }
 
 void decode_jobs_split16_avx2(std::span<SimdJob> jobs, std::uint32_t shift,

@@ -1,4 +1,4 @@
-// The AVX2 + F16C decoding paths for the commonest cases: quantized coding into fp16, and
+// The AVX2 + F16C decoding paths for the commonest cases: quantized coding into fp16 or fp32, and
 // lossless split16 into its own dtype, 8 lanes, channels a multiple of 8. They decode whole
 // groups (FORMAT.md) exactly as the scalar loop does, bit for bit, and leave the rest of each
 // substream to it.
@@ -78,6 +78,7 @@ bool avx512_decode_available() noexcept;
 // The AVX-512 variants' whole rows, for jobs in pairs; they return how many leading jobs they
 // took (the rest, and every job's last rows, are left to the AVX2 paths).
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept;
+std::size_t decode_rows_quantized_f32_avx512(std::span<SimdJob> jobs) noexcept;
 std::size_t decode_rows_split16_avx512(std::span<SimdJob> jobs, std::uint32_t shift,
                                        std::int32_t v_limit) noexcept;
 
@@ -91,6 +92,9 @@ inline constexpr std::size_t kMaxCopiedSubstream = 65536;
 // reads at most 16 words here). Jobs run four at a time: one substream's groups
 // form a serial chain (gather, multiply, refill) and independent chains hide its latency.
 void decode_jobs_quantized_f16_avx2(std::span<SimdJob> jobs) noexcept;
+
+// The same into fp32 rows.
+void decode_jobs_quantized_f32_avx2(std::span<SimdJob> jobs) noexcept;
 
 // The same for lossless split16 segments decoded into their own 16-bit dtype (a bit copy):
 // `shift` is the coding's R, `v_limit` 2^(15 - R). A job whose exponent field was out of range

@@ -84,9 +84,10 @@ KVS_TARGET void store_pair(const SimdJob& ja, const SimdJob& jb, std::size_t c, 
   _mm_storeu_si128(reinterpret_cast<__m128i*>(jb.row + 2 * c), _mm256_extracti128_si256(h, 1));
 }
 
-// A group of each of two quantized jobs: v x step, rounded to fp16. (Groups of a kind that
-// checks its values set the lanes of `bad` whose value was out of range.)
-struct QuantizedF16 {
+// A group of each of two quantized jobs: v x step, rounded to fp16 or kept in fp32. (Groups of
+// a kind that checks its values set the lanes of `bad` whose value was out of range.)
+template <bool kF32>
+struct Quantized {
   static constexpr std::ptrdiff_t kGroupBytes = 32;  // at most 16 words
   KVS_TARGET void operator()(__m512i& x, const std::byte*& pa, const std::byte*& pb, SimdJob& ja,
                              SimdJob& jb, std::size_t c, __mmask16&, const int* lut,
@@ -100,7 +101,13 @@ struct QuantizedF16 {
     }
     const __m512 f = _mm512_mul_ps(
         _mm512_cvtepi32_ps(v), _mm512_castsi512_ps(load_pair(ja.ch->step + c, jb.ch->step + c)));
-    store_pair(ja, jb, c, _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    if constexpr (kF32) {
+      _mm256_storeu_ps(reinterpret_cast<float*>(ja.row + 4 * c), _mm512_castps512_ps256(f));
+      _mm256_storeu_ps(reinterpret_cast<float*>(jb.row + 4 * c),
+                       _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(f), 1)));
+    } else {
+      store_pair(ja, jb, c, _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
   }
 };
 
@@ -184,7 +191,11 @@ bool avx512_decode_available() noexcept {
 }
 
 std::size_t decode_rows_quantized_f16_avx512(std::span<SimdJob> jobs) noexcept {
-  return run_pairs(jobs, QuantizedF16{});
+  return run_pairs(jobs, Quantized<false>{});
+}
+
+std::size_t decode_rows_quantized_f32_avx512(std::span<SimdJob> jobs) noexcept {
+  return run_pairs(jobs, Quantized<true>{});
 }
 
 std::size_t decode_rows_split16_avx512(std::span<SimdJob> jobs, std::uint32_t shift,

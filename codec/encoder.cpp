@@ -2,6 +2,7 @@
 // is computed with integer or exactly specified float operations, so that another encoder (the
 // CUDA one) can produce the same bytes.
 #include <fmt/format.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <array>
@@ -19,6 +20,7 @@
 #include "rans_avx2.hpp"
 #include "symbols.hpp"
 #include "table_choice.hpp"
+#include "transform.hpp"
 
 namespace kvstream {
 
@@ -54,6 +56,29 @@ float load_float(const std::byte* row, std::size_t c, DType dt) {
       return bf16_to_float(load_bits16(row, c));
   }
   return 0.0f;
+}
+
+__attribute__((target("avx2,f16c"))) void load_row_f16c(const std::byte* row, std::size_t n,
+                                                        float* out) {
+  std::size_t c = 0;
+  for (; c + 8 <= n; c += 8) {
+    _mm256_storeu_ps(
+        out + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * c))));
+  }
+  for (; c < n; ++c)
+    out[c] = load_float(row, c, DType::f16);
+}
+
+// A row of n values as floats (exact: every f16 and bf16 value is a float).
+void load_row(const std::byte* row, std::size_t n, DType dt, float* out) {
+  if (dt == DType::f32) {
+    std::memcpy(out, row, n * sizeof(float));
+  } else if (dt == DType::f16 && cpu_has_avx2_f16c()) {
+    load_row_f16c(row, n, out);
+  } else {
+    for (std::size_t c = 0; c < n; ++c)
+      out[c] = load_float(row, c, dt);
+  }
 }
 
 // The smallest-error step no larger than `target` that still keeps |x| / step within int16.
@@ -101,6 +126,11 @@ struct ChunkEncoder::Scratch {
   std::vector<SegmentScratch> window;
   std::vector<RansJob> jobs;
   std::vector<std::uint32_t> offsets;
+  // Transform coding: the chunk's coefficients (fp32, tokens from 0), rotation angles, rows.
+  std::unique_ptr<KvBuffer> coefficients;
+  std::vector<CosSin> angles;
+  std::vector<float> k, v, z, analysis_t;  // z: a layer's rows; A transposed
+  std::shared_ptr<const KvTransform> analysis_for;
 };
 
 namespace {
@@ -173,6 +203,8 @@ Status lossy_sums(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
 // histogram of v = round(x / step). The vector passes, where they apply, compute the same.
 Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profile,
                 std::uint8_t level, std::uint32_t per, SegmentScratch& s) {
+  // Transform coefficients have absolute steps: the transform already weighs them equally.
+  const bool absolute = profile.transform() != nullptr;
   const std::size_t C = rows.channels;
   const std::uint32_t tokens = rows.tokens;
   s.sum.assign(C, 0);
@@ -216,7 +248,7 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
     const float sigma = static_cast<float>(s.dev[c] / tokens) * (kMadToSigma / 65536.0f);
     const float rel_step = profile.relative_step(
         level, rows.layer, rows.part, static_cast<std::uint32_t>(c * profile.groups() / C));
-    s.step_code[c] = choose_step_code(sigma * rel_step, s.absmax[c]);
+    s.step_code[c] = choose_step_code(absolute ? rel_step : sigma * rel_step, s.absmax[c]);
     s.step[c] = steps[s.step_code[c]];
     const float mean = static_cast<float>(s.sum[c]) / 65536.0f;
     s.center[c] = static_cast<std::int32_t>(
@@ -383,6 +415,52 @@ void write_segment(Coding coding, std::size_t C, const SegmentScratch& s, ByteWr
     w.put_bytes(std::as_bytes(st.words()));
 }
 
+// Transform coding: the coefficients of tokens [begin, begin + count) of src into `out` (whose
+// token 0 is `begin`), with a bad input value named as the lossy levels name it.
+Status analyze_chunk(const KvView& src, std::uint32_t begin, std::uint32_t count,
+                     const CodecProfile& profile, ChunkEncoder::Scratch& sc, const KvView& out) {
+  const KvTransform& t = *profile.transform();
+  const KvLayout& l = src.layout();
+  const std::size_t C = l.row_values(), n = 2 * C;
+  if (sc.analysis_for != profile.shared_transform()) {
+    sc.analysis_for = profile.shared_transform();  // held: its address stays its own
+    transpose_layers(t.analysis, n, sc.analysis_t);
+  }
+  rope_table(begin, count, t.frequencies, sc.angles);
+  sc.k.resize(C);
+  sc.v.resize(C);
+  sc.z.resize(count * n);
+  for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
+    for (std::uint32_t i = 0; i < count; ++i) {
+      for (std::uint32_t part = 0; part < 2; ++part) {
+        const std::byte* row = src.row(layer, static_cast<KvPart>(part), begin + i);
+        float* dst = part == 0 ? sc.k.data() : sc.v.data();
+        load_row(row, C, l.dtype, dst);
+        for (std::size_t c = 0; c < C; ++c) {
+          const float x = dst[c];
+          if (!(std::fabs(x) <= kMaxLossyMagnitude)) {
+            return Status(
+                std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
+                fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
+                            "levels need finite values within +-2^30",
+                            layer, part == 0 ? "K" : "V", begin + i, c, c / l.head_dim,
+                            c % l.head_dim, x));
+          }
+        }
+      }
+      unrotate_token(t, sc.k.data(), sc.v.data(),
+                     sc.angles.data() + std::size_t{i} * t.frequencies.size(), &sc.z[i * n]);
+    }
+    // Coefficients 0..C-1 go to the layer's "K" rows, C..2C-1 to its "V" rows (contiguous).
+    auto* k_rows = reinterpret_cast<float*>(out.row(layer, KvPart::key, 0));
+    auto* v_rows = reinterpret_cast<float*>(out.row(layer, KvPart::value, 0));
+    multiply_rows(n, std::span(sc.analysis_t).subspan(layer * n * n, n * n), count,
+                  HalfRows<const float>{sc.z.data(), sc.z.data(), C, n},
+                  HalfRows<float>{k_rows, v_rows - C, C, C});
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 ChunkEncoder::ChunkEncoder() : scratch_(std::make_unique<Scratch>()) {}
@@ -429,7 +507,15 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
                                 o.level, profile->levels(), profile->layers(), profile->groups(),
                                 l.layers, l.row_values()));
     }
+    if (const KvTransform* t = profile->transform();
+        t != nullptr && (t->channels != l.row_values() || t->head_dim != l.head_dim)) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("the profile's transform is for {} channels of {}-dim heads; the "
+                                "KV has {} of {}",
+                                t->channels, t->head_dim, l.row_values(), l.head_dim));
+    }
   }
+  const KvTransform* transform = o.level > 0 ? profile->transform() : nullptr;
   const Coding coding = o.level > 0             ? Coding::quantized
                         : l.dtype == DType::f32 ? Coding::split32
                                                 : Coding::split16;
@@ -440,6 +526,25 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
   ByteWriter w(out);
   out.resize(kHeaderSize + std::size_t{segments} * kSegmentEntrySize);
   Scratch& scratch = *scratch_;
+  // Transform coding codes the coefficients as if they were an fp32 KV cache of the chunk.
+  const KvView* values = &src;
+  KvView coefficient_view;
+  DType values_dtype = l.dtype;
+  std::uint32_t values_begin = token_begin;
+  if (transform != nullptr) {
+    const KvLayout cl{l.layers, l.kv_heads, l.head_dim, DType::f32, token_count};
+    if (!scratch.coefficients || !scratch.coefficients->layout().same_shape(cl) ||
+        scratch.coefficients->layout().tokens != token_count) {
+      KVS_ASSIGN_OR_RETURN(KvBuffer b, KvBuffer::create(cl));
+      scratch.coefficients = std::make_unique<KvBuffer>(std::move(b));
+    }
+    KVS_RETURN_IF_ERROR(analyze_chunk(src, token_begin, token_count, *profile, scratch,
+                                      scratch.coefficients->view()));
+    coefficient_view = scratch.coefficients->view();
+    values = &coefficient_view;
+    values_dtype = DType::f32;
+    values_begin = 0;
+  }
   std::vector<std::uint32_t>& offsets = scratch.offsets;
   offsets.assign(segments + 1, 0);
   scratch.window.resize(std::min(segments, kWindow));
@@ -448,11 +553,11 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
     scratch.jobs.clear();
     for (std::uint32_t i = 0; i < count; ++i) {
       SegmentScratch& seg = scratch.window[i];
-      const SegmentRows rows{&src,        (first + i) / 2, static_cast<KvPart>((first + i) % 2),
-                             token_begin, token_count,     C};
+      const SegmentRows rows{values,       (first + i) / 2, static_cast<KvPart>((first + i) % 2),
+                             values_begin, token_count,     C};
       if (coding == Coding::quantized) {
-        KVS_RETURN_IF_ERROR(
-            quantize(rows, l.dtype, *profile, o.level, substream_tokens(token_count, C, o), seg));
+        KVS_RETURN_IF_ERROR(quantize(rows, values_dtype, *profile, o.level,
+                                     substream_tokens(token_count, C, o), seg));
       } else {
         split(rows, l.dtype, seg);
       }
@@ -476,7 +581,7 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
   w.put_at<std::uint16_t>(6, kHeaderSize);
   w.put_at<std::uint8_t>(8, o.level);
   w.put_at<std::uint8_t>(9, static_cast<std::uint8_t>(l.dtype));
-  w.put_at<std::uint16_t>(10, 0);
+  w.put_at<std::uint16_t>(10, transform != nullptr ? kFlagTransform : 0);
   w.put_at<std::uint32_t>(12, l.layers);
   w.put_at<std::uint32_t>(16, l.kv_heads);
   w.put_at<std::uint32_t>(20, l.head_dim);
@@ -484,7 +589,7 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
   w.put_at<std::uint32_t>(28, token_count);
   w.put_at<std::uint32_t>(32, segments);
   w.put_at<std::uint32_t>(36, offsets[segments]);
-  w.put_at<std::uint32_t>(40, 0);
+  w.put_at<std::uint32_t>(40, transform != nullptr ? profile->transform_id() : 0);
   for (std::uint32_t i = 0; i < segments; ++i) {
     const std::size_t entry = kHeaderSize + std::size_t{i} * kSegmentEntrySize;
     const std::uint32_t size = offsets[i + 1] - offsets[i];

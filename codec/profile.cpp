@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "chunk_format.hpp"
 #include "kvstream/codec.hpp"
 
 namespace kvstream {
@@ -61,6 +62,25 @@ Expected<CodecProfile> CodecProfile::from_steps(std::uint32_t layers, std::uint3
   p.levels_ = levels;
   p.steps_ = std::move(steps);
   return p;
+}
+
+std::span<const float, 256> quantization_steps() noexcept {
+  return codec::step_table();
+}
+
+Status CodecProfile::set_transform(KvTransform transform) {
+  KVS_RETURN_IF_ERROR(transform.validate());
+  if (transform.layers() != layers_) {
+    return Status(Errc::invalid_argument, fmt::format("transform of {} layers for a profile of {}",
+                                                      transform.layers(), layers_));
+  }
+  if (transform.channels % groups_ != 0) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("{} channels in {} groups", transform.channels, groups_));
+  }
+  transform_id_ = transform.id();
+  transform_ = std::make_shared<const KvTransform>(std::move(transform));
+  return Status::ok();
 }
 
 }  // namespace kvstream

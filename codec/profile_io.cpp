@@ -13,6 +13,78 @@
 
 namespace kvstream {
 
+namespace {
+
+Status bad_line(const std::string& what) {
+  return Status(Errc::corrupt_data, what);
+}
+
+// The transform lines, after the level lines: "transform C head_dim interleaved|halves",
+// "frequencies f...", then "analysis L ..." and "synthesis L ..." with (2C)^2 entries for each
+// layer L in order.
+Status read_transform_line(const std::string& key, std::istringstream& ls, KvTransform& t,
+                           bool& started) {
+  const auto read_floats = [&](std::size_t n, std::vector<float>& out) -> Status {
+    for (std::size_t i = 0; i < n; ++i) {
+      float f = 0;
+      if (!(ls >> f)) return bad_line(fmt::format("'{}' entry {} missing", key, i));
+      out.push_back(f);
+    }
+    return Status::ok();
+  };
+  const std::size_t n = std::size_t{4} * t.channels * t.channels;
+  if (key == "transform") {
+    std::string pairs;
+    if (started || !(ls >> t.channels >> t.head_dim >> pairs) ||
+        (pairs != "interleaved" && pairs != "halves") || t.channels == 0 || t.channels > 4096) {
+      return bad_line("expected one 'transform C head_dim interleaved|halves' line");
+    }
+    t.pairs = pairs == "interleaved" ? RopePairs::interleaved : RopePairs::halves;
+    started = true;
+  } else if (!started) {
+    return bad_line(fmt::format("'{}' before the 'transform' line", key));
+  } else if (key == "frequencies") {
+    if (!t.frequencies.empty() || !t.analysis.empty()) return bad_line("misplaced 'frequencies'");
+    KVS_RETURN_IF_ERROR(read_floats(t.head_dim / 2, t.frequencies));
+  } else {
+    std::vector<float>& m = key == "analysis" ? t.analysis : t.synthesis;
+    std::uint32_t layer = 0;
+    if (!(ls >> layer) || layer != m.size() / n ||
+        (key == "synthesis" && t.synthesis.size() >= t.analysis.size())) {
+      return bad_line(
+          fmt::format("'{}' lines out of order (analysis L, synthesis L, layer by "
+                      "layer)",
+                      key));
+    }
+    KVS_RETURN_IF_ERROR(read_floats(n, m));
+  }
+  std::string extra;
+  if (ls >> extra) return bad_line(fmt::format("unexpected '{}'", extra));
+  return Status::ok();
+}
+
+void write_transform(const KvTransform& t, std::string& text) {
+  text += fmt::format("transform {} {} {}\n", t.channels, t.head_dim,
+                      t.pairs == RopePairs::interleaved ? "interleaved" : "halves");
+  if (!t.frequencies.empty()) {
+    text += "frequencies";
+    for (float f : t.frequencies)
+      text += fmt::format(" {:.9g}", f);
+    text += '\n';
+  }
+  const std::size_t n = std::size_t{4} * t.channels * t.channels;
+  for (std::uint32_t l = 0; l < t.layers(); ++l) {
+    for (const auto* m : {&t.analysis, &t.synthesis}) {
+      text += fmt::format("{} {}", m == &t.analysis ? "analysis" : "synthesis", l);
+      for (std::size_t i = 0; i < n; ++i)
+        text += fmt::format(" {:.9g}", (*m)[l * n + i]);
+      text += '\n';
+    }
+  }
+}
+
+}  // namespace
+
 Expected<CodecProfile> CodecProfile::load(const std::string& path) {
   std::ifstream in(path);
   if (!in) return Status(Errc::not_found, fmt::format("cannot open profile '{}'", path));
@@ -26,6 +98,8 @@ Expected<CodecProfile> CodecProfile::load(const std::string& path) {
   static constexpr const char* kKeys[] = {"", "layers", "groups", "levels"};
   std::vector<float> steps;
   std::vector<double> targets;
+  KvTransform transform;
+  bool has_transform = false;
   while (std::getline(in, line)) {
     ++lineno;
     if (line.empty() || line[0] == '#') continue;
@@ -44,10 +118,14 @@ Expected<CodecProfile> CodecProfile::load(const std::string& path) {
         return bad(lineno, fmt::format("expected '{} N'", kKeys[stage]));
       }
       (stage == 1 ? layers : stage == 2 ? heads : levels) = v;
+    } else if (key == "transform" || key == "frequencies" || key == "analysis" ||
+               key == "synthesis") {
+      KVS_RETURN_IF_ERROR(read_transform_line(key, ls, transform, has_transform)
+                              .with_context(fmt::format("{}:{}", path, lineno)));
     } else {
       std::uint32_t level = 0;
       double target = 0;
-      if (key != "level" || !(ls >> level >> target) || level != next_level) {
+      if (has_transform || key != "level" || !(ls >> level >> target) || level != next_level) {
         return bad(lineno, fmt::format("expected 'level {} <target> <steps>'", next_level));
       }
       targets.push_back(target);
@@ -70,6 +148,7 @@ Expected<CodecProfile> CodecProfile::load(const std::string& path) {
   }
   KVS_ASSIGN_OR_RETURN(CodecProfile p, from_steps(layers, heads, levels, std::move(steps)));
   p.set_targets(std::move(targets));
+  if (has_transform) KVS_RETURN_IF_ERROR(p.set_transform(std::move(transform)).with_context(path));
   return p;
 }
 
@@ -85,6 +164,7 @@ Status CodecProfile::save(const std::string& path) const {
     }
     text += '\n';
   }
+  if (transform_) write_transform(*transform_, text);
   const std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
   {
     std::ofstream out(tmp, std::ios::trunc);

@@ -16,10 +16,47 @@ namespace kvstream {
 
 inline constexpr std::uint8_t kMaxLevel = 15;
 
+// How RoPE pairs a head's dimensions: (2i, 2i + 1) as in Meta's Llama and llama2.c, or
+// (i, i + head_dim / 2) as in Hugging Face's rotate_half.
+enum class RopePairs : std::uint8_t { interleaved = 0, halves = 1 };
+
+// The dims (a, b) of a head that RoPE rotates together as its pair i.
+inline void rope_pair(RopePairs pairs, std::uint32_t head_dim, std::uint32_t i, std::uint32_t& a,
+                      std::uint32_t& b) noexcept {
+  a = pairs == RopePairs::interleaved ? 2 * i : i;
+  b = pairs == RopePairs::interleaved ? 2 * i + 1 : i + head_dim / 2;
+}
+
+// A calibrated linear transform of each layer's K and V (FORMAT.md "Transform coding"). The
+// encoder undoes RoPE on K (so that K's channels keep fixed statistics along the context), joins
+// a token's un-rotated K and V into one vector z of 2C values, and codes the 2C coefficients
+// y = A z; the decoder rebuilds z = S y and rotates K again. A profile's calibration picks A and
+// S so that the coefficients are uncorrelated and equally important to the model, which is
+// where most of the redundancy of a small model's KV cache lies. Both are per layer, row-major.
+struct KvTransform {
+  std::uint32_t channels = 0;  // C = kv_heads * head_dim
+  std::uint32_t head_dim = 0;
+  RopePairs pairs = RopePairs::interleaved;
+  // The angle of pair i at position p is p * frequencies[i]; empty when K is not rotated.
+  std::vector<float> frequencies;
+  std::vector<float> analysis;   // A: layers * (2C)^2
+  std::vector<float> synthesis;  // S: layers * (2C)^2
+  std::uint32_t layers() const noexcept;
+  // Checks shapes and finiteness; errors name what is wrong.
+  Status validate() const;
+  // The CRC32C of the transform's canonical bytes: what a chunk records to name its transform.
+  std::uint32_t id() const;
+  // The 2C values z of a token at `position` that the transform codes, as the encoder computes
+  // them: its K (C values) with RoPE undone, then its V (C values).
+  void unrotated(std::uint32_t position, const float* k, const float* v, float* z) const;
+};
+
 // How an encoder quantizes each lossy level: the quantization step of every (layer, K|V,
 // channel group) as a multiple of its channels' spread (a relative step). A segment's C
 // channels form `groups` equal groups: channel c is in group c * groups / C (one group per KV
-// head is the default calibration). Decoders never need it.
+// head is the default calibration). A profile may also hold a KvTransform; then every lossy
+// level codes transform coefficients, its steps are absolute coefficient steps (segment "K" of a
+// layer holds coefficients 0..C-1, "V" C..2C-1), and decoders need the profile too.
 class CodecProfile {
  public:
   // The rule used when no calibrated profile is given: steps grow with depth (shallow layers
@@ -51,6 +88,12 @@ class CodecProfile {
   // The quality each level was calibrated for (mean KL, nats); empty for the built-in rule.
   const std::vector<double>& targets() const noexcept { return targets_; }
   void set_targets(std::vector<double> targets) { targets_ = std::move(targets); }
+  // Null when lossy levels code K and V directly.
+  const KvTransform* transform() const noexcept { return transform_.get(); }
+  const std::shared_ptr<const KvTransform>& shared_transform() const noexcept { return transform_; }
+  std::uint32_t transform_id() const noexcept { return transform_id_; }  // its id(), or 0
+  // Validates the transform against the profile's layers.
+  Status set_transform(KvTransform transform);
 
  private:
   std::uint32_t layers_ = 0;
@@ -58,7 +101,13 @@ class CodecProfile {
   std::uint32_t levels_ = 0;
   std::vector<float> steps_;
   std::vector<double> targets_;
+  std::shared_ptr<const KvTransform> transform_;  // immutable once set; copies share it
+  std::uint32_t transform_id_ = 0;
 };
+
+// The steps a lossy chunk can use, increasing (FORMAT.md: (8 + (s & 7)) * 2^((s >> 3) - 19) for
+// step code s); the encoder uses the largest not above the step it aims at.
+std::span<const float, 256> quantization_steps() noexcept;
 
 struct EncodeOptions {
   std::uint8_t level = 0;
@@ -99,6 +148,8 @@ struct ChunkInfo {
   std::uint32_t layers = 0, kv_heads = 0, head_dim = 0;
   std::uint32_t token_begin = 0, token_count = 0;
   std::uint32_t total_size = 0;
+  std::uint32_t transform_id = 0;  // KvTransform::id() of a transform-coded chunk, else 0
+  bool transformed = false;
 };
 
 // Validates the header and segment table (not the segments) and describes the chunk.
@@ -116,18 +167,25 @@ class ChunkDecoder {
   ChunkDecoder& operator=(const ChunkDecoder&) = delete;
 
   // As decode_chunk below.
-  Status decode(std::span<const std::byte> chunk, const KvView& dst);
+  Status decode(std::span<const std::byte> chunk, const KvView& dst,
+                const CodecProfile* profile = nullptr);
 
   struct Scratch;
 
  private:
+  Status decode_values(std::span<const std::byte> chunk, const ChunkInfo& info, const KvView& dst);
+  void synthesize(const KvTransform& t, const ChunkInfo& info, const KvView& coefficients,
+                  const KvView& dst);
   std::unique_ptr<Scratch> scratch_;
 };
 
 // Validates the whole chunk, then decodes it into tokens [token_begin, token_begin + count) of
 // `dst` (any dtype and layout of the same shape). Nothing is written when validation fails; a
 // hostile chunk that passes its checksums but fails while decoding leaves those destination
-// tokens unspecified (and the error says so), never memory outside them.
-Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst);
+// tokens unspecified (and the error says so), never memory outside them. A transform-coded
+// chunk needs the profile holding its transform (an error names the transform id otherwise);
+// other chunks ignore `profile`.
+Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst,
+                    const CodecProfile* profile = nullptr);
 
 }  // namespace kvstream

@@ -5,9 +5,11 @@
 
 #include <vector>
 
+#include "cpu_features.hpp"
 #include "crc32c.hpp"
 #include "kv_test_data.hpp"
 #include "kvstream/codec.hpp"
+#include "transform.hpp"
 
 namespace kvstream {
 namespace {
@@ -67,10 +69,40 @@ void BM_Crc32c(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * data.size()));
 }
 
+// Transform coding's matrix product (codec/transform.hpp): one layer of a stories260K chunk,
+// 128 tokens x 64 values, by a 64 x 64 matrix. Arg: 0 scalar, 1 AVX2, 2 AVX-512. Bytes: fp16
+// values produced, for comparison with the decode benchmarks.
+void BM_TransformMultiply(benchmark::State& state) {
+  constexpr std::size_t n = 64, tokens = 128;
+  std::vector<float> m(n * n), in(n * tokens), out(n * tokens);
+  for (std::size_t i = 0; i < m.size(); ++i)
+    m[i] = static_cast<float>((i * 2654435761u) % 1000) / 1000.0f - 0.5f;
+  for (std::size_t i = 0; i < in.size(); ++i)
+    in[i] = static_cast<float>(i % 97) - 48.0f;
+  const auto path = state.range(0);
+  if ((path == 2 && !codec::cpu_has_avx512()) || (path >= 1 && !codec::cpu_has_avx2_f16c())) {
+    state.SkipWithError("this CPU lacks the path");
+    return;
+  }
+  codec::set_simd_transform_enabled(path > 0);
+  codec::set_avx512_enabled(path == 2);
+  for (auto _ : state) {
+    codec::multiply_rows(n, m, tokens, {in.data(), in.data(), n / 2, n},
+                         {out.data(), out.data(), n / 2, n});
+    benchmark::ClobberMemory();
+  }
+  codec::set_simd_transform_enabled(true);
+  codec::set_avx512_enabled(true);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * n * tokens * 2));
+  state.counters["GFMA/s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * n * n * tokens) / 1e9, benchmark::Counter::kIsRate);
+}
+
 // Args: {shape (0 stories chunk, 1 7B-like slice), level}.
 BENCHMARK(BM_Encode)->ArgsProduct({{0, 1}, {0, 2, 5}})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Decode)->ArgsProduct({{0, 1}, {0, 2, 5}})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Crc32c)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_TransformMultiply)->Arg(0)->Arg(1)->Arg(2)->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace kvstream

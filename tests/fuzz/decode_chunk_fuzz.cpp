@@ -1,17 +1,37 @@
 // libFuzzer target: any byte string handed to the chunk decoder must give a clean error or a
 // clean decode, never a crash, an out-of-bounds access or undefined behaviour. Each input is
 // decoded as is (the checksums reject almost every mutation) and again with its checksums
-// recomputed, so that mutations reach the structural checks and the entropy decoder.
+// recomputed, so that mutations reach the structural checks and the entropy decoder. A
+// transform-coded chunk gets the test transform of its shape (and, in the second pass, that
+// transform's id), so that the synthesis runs on whatever coefficients the mutation left.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <map>
 #include <span>
+#include <tuple>
 #include <vector>
 
 #include "crc32c.hpp"
+#include "kv_test_data.hpp"
 #include "kvstream/codec.hpp"
 
 namespace {
+
+// The test transform profile of a shape (golden files use seed 3), for small shapes only.
+const kvstream::CodecProfile* profile_for(std::uint32_t layers, std::uint32_t heads,
+                                          std::uint32_t dim) {
+  if (layers > 8 || std::uint64_t{heads} * dim > 64 || dim % 2 != 0) return nullptr;
+  static std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, kvstream::CodecProfile>
+      cache;
+  const auto key = std::make_tuple(layers, heads, dim);
+  auto it = cache.find(key);
+  if (it == cache.end()) {
+    it = cache.emplace(key, kvstream::testing_data::make_transform_profile(layers, heads, dim, 3))
+             .first;
+  }
+  return &it->second;
+}
 
 void decode(std::span<const std::byte> chunk, kvstream::DType dtype) {
   const auto info = kvstream::read_chunk_info(chunk);
@@ -24,7 +44,9 @@ void decode(std::span<const std::byte> chunk, kvstream::DType dtype) {
                                   info->token_begin + info->token_count};
   auto buffer = kvstream::KvBuffer::create(layout);
   if (!buffer) return;
-  kvstream::decode_chunk(chunk, buffer->view()).ignore();
+  const kvstream::CodecProfile* profile =
+      info->transformed ? profile_for(info->layers, info->kv_heads, info->head_dim) : nullptr;
+  kvstream::decode_chunk(chunk, buffer->view(), profile).ignore();
 }
 
 template <typename T>
@@ -46,6 +68,14 @@ void refresh_checksums(std::vector<std::byte>& c) {
     if (off > c.size() || size > c.size() - off) continue;
     const std::uint32_t crc = kvstream::codec::crc32c(std::span(c).subspan(off, size));
     std::memcpy(c.data() + entry + 8, &crc, 4);
+  }
+  // A transform-coded chunk names the transform the fuzzer will give it.
+  if ((load<std::uint16_t>(c, 10) & 1) != 0) {
+    if (const auto* p = profile_for(load<std::uint32_t>(c, 12), load<std::uint32_t>(c, 16),
+                                    load<std::uint32_t>(c, 20))) {
+      const std::uint32_t id = p->transform_id();
+      std::memcpy(c.data() + 40, &id, 4);
+    }
   }
   std::uint32_t crc = kvstream::codec::crc32c(std::span(c).first(44));
   crc = kvstream::codec::crc32c(std::span(c).subspan(48, std::size_t{12} * segments), crc);

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
+#include "cli/transform_fit.hpp"
 #include "runner/parallel.hpp"
 #include "runner/scoring.hpp"
 
@@ -60,7 +62,7 @@ Expected<double> KlMeter::measure(const CodecProfile& profile, std::uint8_t leve
         for (std::uint32_t s = 0; s < ctx_; s += chunk_) {
           KVS_RETURN_IF_ERROR(
               wk.encoder.encode(refs_[i].view(), s, std::min(chunk_, ctx_ - s), options, wk.chunk));
-          KVS_RETURN_IF_ERROR(wk.decoder.decode(wk.chunk, wk.decoded->view()));
+          KVS_RETURN_IF_ERROR(wk.decoder.decode(wk.chunk, wk.decoded->view(), &profile));
         }
         const std::span<const std::int32_t> tokens = contexts_[i];
         KVS_ASSIGN_OR_RETURN(std::vector<float> logits,
@@ -83,6 +85,137 @@ constexpr float kNearLossless = 1e-3f;
 constexpr float kMaxRelativeStep = 16.0f;
 }  // namespace
 
+namespace {
+
+// Finds, for each target in turn, the largest scale k whose profile make(k) measures within the
+// target (KL grows about as k^2), never below the previous level's. Returns every level's k.
+Expected<std::vector<double>> search_scales(
+    KlMeter& meter, const CalibrationOptions& o, double first_guess,
+    const std::function<Expected<CodecProfile>(double)>& make,
+    const std::function<void(const std::string&)>& log) {
+  std::vector<double> scales;
+  double k_floor = 0.0;
+  for (std::size_t level = 0; level < o.targets.size(); ++level) {
+    const double target = o.targets[level];
+    double k = std::max(k_floor, first_guess * std::sqrt(target / o.targets.front()));
+    double best_k = 0.0;
+    for (int it = 0; it < o.iterations; ++it) {
+      KVS_ASSIGN_OR_RETURN(CodecProfile p, make(k));
+      KVS_ASSIGN_OR_RETURN(double kl, meter.measure(p, 1));
+      log(fmt::format("level {} target KL {:.3e}: scale {:.4g} -> KL {:.3e}", level + 1, target, k,
+                      kl));
+      if (kl <= target) best_k = std::max(best_k, k);
+      k *= std::clamp(std::sqrt(target / std::max(kl, 1e-12)), 0.5, 2.0);
+      if (best_k > 0 && k < best_k) k = best_k * 1.02;
+    }
+    if (best_k == 0.0) best_k = std::max(k_floor, k / 4);  // never met: stay finer
+    k_floor = best_k;
+    scales.push_back(best_k);
+  }
+  return scales;
+}
+
+// Transform levels: every coefficient weighs the same, so one step each, from the format's table
+// (8 per octave, so KL moves by 20-30% from one code to the next). Walks from a guess to the
+// coarsest code whose KL meets each target (never finer than the previous level's), then moves
+// as many channel groups one code coarser as still meet it. Returns every level's steps.
+Expected<std::vector<float>> search_steps(KlMeter& meter, const CalibrationOptions& o,
+                                          std::uint32_t layers, std::uint32_t groups,
+                                          const KvTransform& transform,
+                                          const std::function<void(const std::string&)>& log) {
+  const auto table = quantization_steps();
+  const std::uint32_t segments = 2 * layers * groups;
+  // Steps with the first `coarser` groups at code + 1 and the rest at code.
+  const auto steps_of = [&](int code, std::uint32_t coarser) {
+    std::vector<float> steps(segments, table[code]);
+    std::fill_n(steps.begin(), coarser, table[std::min(code + 1, 255)]);
+    return steps;
+  };
+  const auto measure = [&](const std::vector<float>& steps) -> Expected<double> {
+    KVS_ASSIGN_OR_RETURN(CodecProfile p, CodecProfile::from_steps(layers, groups, 1, steps));
+    KVS_RETURN_IF_ERROR(p.set_transform(transform));
+    return meter.measure(p, 1);
+  };
+  std::map<int, double> measured;  // step code -> KL
+  const auto kl_of = [&](int code) -> Expected<double> {
+    if (auto it = measured.find(code); it != measured.end()) return it->second;
+    KVS_ASSIGN_OR_RETURN(double kl, measure(steps_of(code, 0)));
+    log(fmt::format("step {:.4g} (code {}) -> KL {:.3e}", table[code], code, kl));
+    measured[code] = kl;
+    return kl;
+  };
+  // The weights are in units of KL per squared error, so that KL ~ coefficients * step^2.
+  const double coefficients = 2.0 * transform.channels * layers;
+  const auto code_near = [&](double step) {
+    const auto it = std::lower_bound(table.begin(), table.end(), static_cast<float>(step));
+    return static_cast<int>(std::clamp<std::ptrdiff_t>(it - table.begin(), 0, 255));
+  };
+  std::vector<float> steps;
+  int floor_code = 0;
+  double guess = std::sqrt(o.targets.front() / coefficients);
+  for (std::size_t level = 0; level < o.targets.size(); ++level) {
+    const double target = o.targets[level];
+    int code = std::max(floor_code, code_near(guess));
+    KVS_ASSIGN_OR_RETURN(double kl, kl_of(code));
+    if (kl <= target) {
+      while (code < 255) {
+        KVS_ASSIGN_OR_RETURN(double next, kl_of(code + 1));
+        if (next > target) break;
+        ++code;
+      }
+    } else {
+      while (code > floor_code) {
+        --code;
+        KVS_ASSIGN_OR_RETURN(kl, kl_of(code));
+        if (kl <= target) break;
+      }
+    }
+    // Between two codes: as many groups as still meet the target take the coarser one.
+    std::uint32_t lo = 0, hi = segments;  // lo meets the target, hi does not
+    double kl_lo = measured[code];
+    while (code < 255 && hi - lo > 1) {
+      const std::uint32_t mid = (lo + hi) / 2;
+      KVS_ASSIGN_OR_RETURN(double kl_mid, measure(steps_of(code, mid)));
+      log(fmt::format("step {:.4g} in {} groups, {:.4g} in {} -> KL {:.3e}", table[code + 1], mid,
+                      table[code], segments - mid, kl_mid));
+      (kl_mid <= target ? lo : hi) = mid;
+      if (kl_mid <= target) kl_lo = kl_mid;
+    }
+    log(
+        fmt::format("level {} target KL {:.3e}: step {:.4g} (code {}), {} groups one code "
+                    "coarser, KL {:.3e}",
+                    level + 1, target, table[code], code, lo, kl_lo));
+    const auto level_steps = steps_of(code, lo);
+    steps.insert(steps.end(), level_steps.begin(), level_steps.end());
+    floor_code = code;
+    // The next target, if KL grows as step^2 from here.
+    if (level + 1 < o.targets.size()) {
+      guess = table[code] * std::sqrt(o.targets[level + 1] / std::max(measured[code], 1e-12));
+    }
+  }
+  return steps;
+}
+
+// Per (layer, K|V, channel): the KL per unit of squared error implied by the group
+// sensitivities (KL per squared relative step, shared by the group's channels) and the
+// channels' spreads.
+std::vector<double> channel_weights(const KlMeter& meter, std::uint32_t layers,
+                                    std::uint32_t groups, std::span<const double> sensitivity) {
+  const std::vector<double> spread =
+      channel_spreads(meter.references(), meter.ctx(), meter.chunk());
+  const std::size_t C = spread.size() / (2 * layers);
+  std::vector<double> w(spread.size());
+  for (std::size_t i = 0; i < w.size(); ++i) {
+    const std::size_t lp = i / C, c = i % C;
+    const double sigma = std::max(spread[i], 1e-6);
+    w[i] = sensitivity[lp * groups + c * groups / C] /
+           (static_cast<double>(C / groups) * sigma * sigma);
+  }
+  return w;
+}
+
+}  // namespace
+
 Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t groups,
                                  const CalibrationOptions& o,
                                  const std::function<void(const std::string&)>& log) {
@@ -99,41 +232,46 @@ Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint
                     i / (2 * groups), (i / groups) % 2 == 0 ? "K" : "V", i % groups, kl,
                     o.probe_step, sensitivity[i]));
   }
-
-  const auto steps_for = [&](double k) {
-    std::vector<float> steps(segments);
-    for (std::uint32_t i = 0; i < segments; ++i) {
-      steps[i] =
-          static_cast<float>(std::min<double>(k / std::sqrt(sensitivity[i]), kMaxRelativeStep));
-    }
-    return steps;
-  };
+  const auto levels = static_cast<std::uint32_t>(o.targets.size());
   std::vector<float> all;
-  double k_floor = 0.0;
-  for (std::size_t level = 0; level < o.targets.size(); ++level) {
-    const double target = o.targets[level];
+  CodecProfile profile;
+  if (o.transform) {
+    TransformFitInput in;
+    in.caches = meter.references();
+    in.tokens = meter.ctx();
+    in.chunk = meter.chunk();
+    in.frequencies = o.rope_frequencies;
+    in.pairs = o.rope_pairs;
+    in.weights = channel_weights(meter, layers, groups, sensitivity);
+    KVS_ASSIGN_OR_RETURN(KvTransform fitted, fit_transform(in));
+    log(fmt::format("transform fitted: {} layers of {} x {} (id {:08x})", layers,
+                    2 * fitted.channels, 2 * fitted.channels, fitted.id()));
+    // Every coefficient weighs the same, so one step per level, from the format's table.
+    KVS_ASSIGN_OR_RETURN(all, search_steps(meter, o, layers, groups, fitted, log));
+    KVS_ASSIGN_OR_RETURN(profile, CodecProfile::from_steps(layers, groups, levels, all));
+    KVS_RETURN_IF_ERROR(profile.set_transform(std::move(fitted)));
+  } else {
+    const auto steps_for = [&](double k) {
+      std::vector<float> steps(segments);
+      for (std::uint32_t i = 0; i < segments; ++i) {
+        steps[i] =
+            static_cast<float>(std::min<double>(k / std::sqrt(sensitivity[i]), kMaxRelativeStep));
+      }
+      return steps;
+    };
+    const auto with_scale = [&](double k) {
+      return CodecProfile::from_steps(layers, groups, 1, steps_for(k));
+    };
     // Additive model: KL = sum_i s_i * step_i^2 = segments * k^2.
-    double k = std::max(k_floor, std::sqrt(target / segments));
-    double best_k = 0.0;
-    for (int it = 0; it < o.iterations; ++it) {
-      KVS_ASSIGN_OR_RETURN(CodecProfile p,
-                           CodecProfile::from_steps(layers, groups, 1, steps_for(k)));
-      KVS_ASSIGN_OR_RETURN(double kl, meter.measure(p, 1));
-      log(fmt::format("level {} target KL {:.3e}: scale {:.4g} -> KL {:.3e}", level + 1, target, k,
-                      kl));
-      if (kl <= target) best_k = std::max(best_k, k);
-      // KL grows about as the square of the steps.
-      k *= std::clamp(std::sqrt(target / std::max(kl, 1e-12)), 0.5, 2.0);
-      if (best_k > 0 && k < best_k) k = best_k * 1.02;
+    KVS_ASSIGN_OR_RETURN(
+        std::vector<double> scales,
+        search_scales(meter, o, std::sqrt(o.targets.front() / segments), with_scale, log));
+    for (double k : scales) {
+      const auto steps = steps_for(k);
+      all.insert(all.end(), steps.begin(), steps.end());
     }
-    if (best_k == 0.0) best_k = std::max(k_floor, k / 4);  // never met: stay finer
-    k_floor = best_k;
-    const auto steps = steps_for(best_k);
-    all.insert(all.end(), steps.begin(), steps.end());
+    KVS_ASSIGN_OR_RETURN(profile, CodecProfile::from_steps(layers, groups, levels, all));
   }
-  KVS_ASSIGN_OR_RETURN(
-      CodecProfile profile,
-      CodecProfile::from_steps(layers, groups, static_cast<std::uint32_t>(o.targets.size()), all));
   profile.set_targets(o.targets);
   return profile;
 }

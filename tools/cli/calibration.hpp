@@ -23,6 +23,10 @@ class KlMeter {
       const runner::Model& model, std::span<const std::vector<std::int32_t>> contexts,
       std::uint32_t ctx, std::uint32_t chunk, unsigned threads);
   Expected<double> measure(const CodecProfile& profile, std::uint8_t level);
+  // The contexts' fp16 KV caches of `ctx()` tokens, and the chunk size.
+  std::span<const KvBuffer> references() const noexcept { return refs_; }
+  std::uint32_t ctx() const noexcept { return ctx_; }
+  std::uint32_t chunk() const noexcept { return chunk_; }
 
  private:
   KlMeter() = default;
@@ -46,12 +50,18 @@ struct CalibrationOptions {
   std::vector<double> targets = {1e-3, 3e-3, 1e-2, 3e-2, 1e-1};  // mean KL per level, nats
   float probe_step = 0.5f;  // relative step used to measure each segment's sensitivity
   int iterations = 6;       // step-scale refinements per level
+  // Transform coding (codec/FORMAT.md): fit a KvTransform to the meter's caches and calibrate
+  // the levels' coefficient steps. The model's RoPE: its frequencies (empty: none) and pairing.
+  bool transform = false;
+  std::vector<float> rope_frequencies;
+  RopePairs rope_pairs = RopePairs::interleaved;
 };
 
 // Measures each (layer, K|V, channel group)'s sensitivity alone, then for each target sets relative
 // steps proportional to 1/sqrt(sensitivity) (the allocation that minimises size for an additive
-// quality loss) and scales them until the measured KL meets the target. `log` receives one
-// line per measurement.
+// quality loss) and scales them until the measured KL meets the target. With
+// `options.transform`, the sensitivities weigh the channels of a fitted transform instead, whose
+// coefficients then share one step per level. `log` receives one line per measurement.
 Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t groups,
                                  const CalibrationOptions& options,
                                  const std::function<void(const std::string&)>& log);

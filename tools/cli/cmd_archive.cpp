@@ -108,7 +108,7 @@ int codec_inspect(std::span<const std::string_view> args) {
 }
 
 int codec_decode(std::span<const std::string_view> args) {
-  std::string archive_path, out_path;
+  std::string archive_path, out_path, profile_path;
   std::optional<DType> dtype;
   std::int64_t level = 0;
   ArgParser p("kvstream codec decode",
@@ -117,8 +117,17 @@ int codec_decode(std::span<const std::string_view> args) {
   p.option("--archive", "FILE", "context archive", &archive_path, true)
       .option("--out", "FILE", "raw KV file to write", &out_path, true)
       .option("--level", "L", "level to decode", &level, 0, kMaxLevel)
+      .option("--profile", "FILE",
+              "the profile the archive was encoded with (needed when it holds a transform)",
+              &profile_path)
       .option("--dtype", "T", "dtype written (default: the archive's)", &dtype);
   if (auto rc = parse_or_exit(p, args)) return *rc;
+  std::optional<CodecProfile> profile;
+  if (!profile_path.empty()) {
+    auto loaded = CodecProfile::load(profile_path);
+    if (!loaded) return report_failure(p.command(), loaded.error());
+    profile = std::move(*loaded);
+  }
   auto r = ArchiveReader::open(archive_path);
   if (!r) return report_failure(p.command(), r.error());
   KvLayout layout = r->info().layout;
@@ -129,7 +138,7 @@ int codec_decode(std::span<const std::string_view> args) {
   ChunkDecoder decoder;
   for (std::uint32_t i = 0; i < r->info().chunk_count; ++i) {
     Status s = r->read_chunk(i, static_cast<std::uint32_t>(level), chunk);
-    if (s.is_ok()) s = decoder.decode(chunk, kv->view());
+    if (s.is_ok()) s = decoder.decode(chunk, kv->view(), profile ? &*profile : nullptr);
     if (!s.is_ok()) return report_failure(p.command(), s);
   }
   const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());

@@ -252,6 +252,7 @@ int codec_eval(std::span<const std::string_view> args) {
 int codec_calibrate(std::span<const std::string_view> args) {
   std::string model_path, tokens_path, out_path;
   std::int64_t ctx = 384, chunk = 128, limit = 16, groups = 0, threads = runner::default_threads();
+  bool transform = false;
   ArgParser p("kvstream codec calibrate",
               "Measures how much each layer's K and V cost in quality when quantized (KL of the\n"
               "continuation's predictions against the fp16 cache), then chooses every lossy\n"
@@ -268,7 +269,11 @@ int codec_calibrate(std::span<const std::string_view> args) {
               "channel groups per layer's K or V, each with its own steps (0: one "
               "per KV head)",
               &groups, 0, 65536)
-      .option("--threads", "N", "worker threads", &threads, 1, 256);
+      .option("--threads", "N", "worker threads", &threads, 1, 256)
+      .flag("--transform",
+            "fit a transform of each layer's K and V (codec/FORMAT.md \"Transform coding\"); "
+            "decoders then need the profile",
+            &transform);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto inputs = load_model_and_contexts(model_path, tokens_path);
   if (!inputs) return report_failure(p.command(), inputs.error());
@@ -285,10 +290,13 @@ int codec_calibrate(std::span<const std::string_view> args) {
   auto meter = KlMeter::create(model, selected, static_cast<std::uint32_t>(ctx),
                                static_cast<std::uint32_t>(chunk), static_cast<unsigned>(threads));
   if (!meter) return report_failure(p.command(), meter.error());
+  CalibrationOptions options;
+  options.transform = transform;
+  options.rope_frequencies = model.rope_frequencies();
+  options.rope_pairs = RopePairs::interleaved;  // llama2.c
   auto profile =
       calibrate(**meter, model.config().layers,
-                groups > 0 ? static_cast<std::uint32_t>(groups) : model.config().kv_heads,
-                CalibrationOptions{},
+                groups > 0 ? static_cast<std::uint32_t>(groups) : model.config().kv_heads, options,
                 [](const std::string& line) { fmt::print(stderr, "calibrate: {}\n", line); });
   if (!profile) return report_failure(p.command(), profile.error());
   const Status saved = profile->save(out_path);

@@ -233,7 +233,7 @@ class Level final : public EvalMethod {
     return Status::ok();
   }
   Status decode(const Encoded& in, const KvView& kv, std::uint32_t, std::uint32_t) override {
-    return decoder_.decode(in.data, kv);
+    return decoder_.decode(in.data, kv, options_.profile);
   }
 
  private:

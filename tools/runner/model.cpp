@@ -136,13 +136,16 @@ Expected<Model> Model::load(const std::filesystem::path& path) {
   m.classifier_ = c.shared_classifier ? m.embedding_ : p;
 
   // RoPE exactly as llama2.c's run.c computes it (float math), so our logits match it.
+  m.rope_frequencies_.resize(half_head);
+  for (std::size_t i = 0; i < half_head; ++i) {
+    m.rope_frequencies_[i] =
+        1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(c.head_dim()));
+  }
   m.rope_cos_.resize(std::size_t{c.seq_len} * half_head);
   m.rope_sin_.resize(m.rope_cos_.size());
   for (std::uint32_t pos = 0; pos < c.seq_len; ++pos) {
     for (std::size_t i = 0; i < half_head; ++i) {
-      const float freq =
-          1.0f / std::pow(10000.0f, static_cast<float>(2 * i) / static_cast<float>(c.head_dim()));
-      const float val = static_cast<float>(pos) * freq;
+      const float val = static_cast<float>(pos) * m.rope_frequencies_[i];
       m.rope_cos_[pos * half_head + i] = std::cos(val);
       m.rope_sin_[pos * half_head + i] = std::sin(val);
     }

@@ -62,6 +62,8 @@ class Model {
   const LayerWeights& layer(std::uint32_t l) const noexcept { return layers_[l]; }
   const float* rms_final() const noexcept { return rms_final_; }
   const float* classifier() const noexcept { return classifier_; }
+  // The angle per position of each of the head_dim / 2 rotated pairs (2i, 2i + 1).
+  const std::vector<float>& rope_frequencies() const noexcept { return rope_frequencies_; }
   // cos and sin of position `pos` for each of the head_dim / 2 rotated pairs.
   const float* rope_cos(std::uint32_t pos) const noexcept {
     return rope_cos_.data() + std::size_t{pos} * (config_.head_dim() / 2);
@@ -80,6 +82,7 @@ class Model {
   const float* embedding_ = nullptr;
   const float* rms_final_ = nullptr;
   const float* classifier_ = nullptr;
+  std::vector<float> rope_frequencies_;
   std::vector<float> rope_cos_;
   std::vector<float> rope_sin_;
 };

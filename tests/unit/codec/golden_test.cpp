@@ -26,6 +26,7 @@ struct GoldenCase {
   std::uint32_t lanes, substream_values;
   bool specials;
   bool smooth_keys = false;  // K drifts slowly, so that its segments use the predictor
+  bool transform = false;    // coded with testing_data::make_transform_profile(..., 3)
 };
 
 const GoldenCase kCases[] = {
@@ -45,7 +46,14 @@ const GoldenCase kCases[] = {
     {"f16-level3-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 3, 8, 1 << 20, false},
     {"f16-level0-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 0, 8, 1 << 20, true},
     {"f16-level2-predicted", {2, 4, 16, DType::f16, 256}, 0, 256, 2, 8, 2048, false, true},
+    {"f16-level2-transform", {2, 2, 8, DType::f16, 200}, 40, 128, 2, 8, 16384, false, false, true},
 };
+
+CodecProfile profile_of(const GoldenCase& g) {
+  return g.transform ? testing_data::make_transform_profile(g.layout.layers, g.layout.kv_heads,
+                                                            g.layout.head_dim, 3)
+                     : CodecProfile::builtin(g.layout.layers, 1);
+}
 
 const std::filesystem::path kDir = KVSTREAM_GOLDEN_DIR;
 
@@ -71,7 +79,8 @@ std::uint32_t decoded_crc(std::span<const std::byte> chunk, const GoldenCase& g)
   KvLayout l = g.layout;
   l.dtype = DType::f32;
   auto out = KvBuffer::create(l);
-  EXPECT_TRUE(decode_chunk(chunk, out->view()).is_ok()) << g.name;
+  const CodecProfile profile = profile_of(g);
+  EXPECT_TRUE(decode_chunk(chunk, out->view(), &profile).is_ok()) << g.name;
   std::uint32_t crc = 0;
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
     for (KvPart part : {KvPart::key, KvPart::value}) {
@@ -92,8 +101,10 @@ TEST(Golden, EncoderReproducesAndDecoderReadsEveryFile) {
     ASSERT_TRUE(src);
     testing_data::fill_synthetic(src->view(), 42, g.specials);
     if (g.smooth_keys) testing_data::fill_smooth(src->view(), 42, /*keys_only=*/true);
+    const CodecProfile profile = profile_of(g);
     EncodeOptions o;
     o.level = g.level;
+    o.profile = &profile;
     o.lanes = g.lanes;
     o.substream_values = g.substream_values;
     std::vector<std::byte> chunk;

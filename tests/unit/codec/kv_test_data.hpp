@@ -3,11 +3,15 @@
 // <random> distributions whose output differs between standard libraries.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <vector>
 
+#include "kvstream/codec.hpp"
 #include "kvstream/half.hpp"
 #include "kvstream/kv_cache.hpp"
 
@@ -112,6 +116,60 @@ inline void fill_smooth(const KvView& v, std::uint64_t seed, bool keys_only = fa
       }
     }
   }
+}
+
+// A transform for KV of this shape (codec/FORMAT.md "Transform coding") from arithmetic alone,
+// so that golden files do not depend on a libm: S = D U with U a product of Householder
+// reflections and D a diagonal scale, A = U^T D^-1; RoPE frequencies 1, 1/8, 1/64, ...
+inline KvTransform make_test_transform(std::uint32_t layers, std::uint32_t kv_heads,
+                                       std::uint32_t head_dim, std::uint64_t seed) {
+  KvTransform t;
+  t.channels = kv_heads * head_dim;
+  t.head_dim = head_dim;
+  t.pairs = RopePairs::interleaved;
+  for (std::uint32_t i = 0; i < head_dim / 2; ++i)
+    t.frequencies.push_back(1.0f / static_cast<float>(1u << std::min(3 * i, 30u)));
+  const std::size_t n = 2 * std::size_t{t.channels};
+  for (std::uint32_t l = 0; l < layers; ++l) {
+    std::vector<double> u(n * n, 0.0), v(n);
+    for (std::size_t i = 0; i < n; ++i)
+      u[i * n + i] = 1.0;
+    for (int r = 0; r < 3; ++r) {  // u <- u (I - 2 v v^T / v^T v)
+      double vv = 0;
+      for (std::size_t i = 0; i < n; ++i) {
+        v[i] = static_cast<double>(mix(seed * 977 + l * 31 + r * 7 + i) % 2001) / 1000.0 - 1.0;
+        vv += v[i] * v[i];
+      }
+      for (std::size_t i = 0; i < n; ++i) {
+        double uv = 0;
+        for (std::size_t k = 0; k < n; ++k)
+          uv += u[i * n + k] * v[k];
+        for (std::size_t k = 0; k < n; ++k)
+          u[i * n + k] -= 2 * uv * v[k] / vv;
+      }
+    }
+    const auto d = [&](std::size_t i) { return 0.5 + static_cast<double>((i + l) % 5) / 4; };
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        t.synthesis.push_back(static_cast<float>(d(i) * u[i * n + j]));
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        t.analysis.push_back(static_cast<float>(u[j * n + i] / d(j)));
+  }
+  return t;
+}
+
+// A profile of three transform-coded levels (coefficient steps 1/64, 1/16, 1/4) for that
+// transform.
+inline CodecProfile make_transform_profile(std::uint32_t layers, std::uint32_t kv_heads,
+                                           std::uint32_t head_dim, std::uint64_t seed) {
+  std::vector<float> steps;
+  for (float step : {1.0f / 64, 1.0f / 16, 1.0f / 4})
+    steps.insert(steps.end(), 2 * std::size_t{layers}, step);
+  auto p = CodecProfile::from_steps(layers, 1, 3, steps);
+  const Status st = p->set_transform(make_test_transform(layers, kv_heads, head_dim, seed));
+  if (!st.is_ok()) std::abort();
+  return *p;
 }
 
 }  // namespace kvstream::testing_data

@@ -1,0 +1,424 @@
+#include "transform.hpp"
+
+#include <fmt/format.h>
+#include <immintrin.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstring>
+
+#include "cpu_features.hpp"
+#include "crc32c.hpp"
+
+namespace kvstream {
+
+namespace {
+// Frequencies beyond this make angles whose range reduction is needlessly coarse.
+constexpr float kMaxFrequency = 1024.0f;
+}  // namespace
+
+std::uint32_t KvTransform::layers() const noexcept {
+  const std::size_t n = std::size_t{2} * channels * 2 * channels;
+  return n == 0 ? 0 : static_cast<std::uint32_t>(analysis.size() / n);
+}
+
+Status KvTransform::validate() const {
+  const auto bad = [](std::string what) {
+    return Status(Errc::invalid_argument, "transform: " + std::move(what));
+  };
+  if (channels == 0 || channels > 4096 || head_dim == 0 || channels % head_dim != 0) {
+    return bad(fmt::format("{} channels of {}-dim heads", channels, head_dim));
+  }
+  if (!frequencies.empty() && (head_dim % 2 != 0 || frequencies.size() != head_dim / 2)) {
+    return bad(fmt::format("{} RoPE frequencies for head_dim {} (want head_dim / 2)",
+                           frequencies.size(), head_dim));
+  }
+  if (pairs != RopePairs::interleaved && pairs != RopePairs::halves) return bad("RoPE pairing");
+  for (float f : frequencies) {
+    if (!std::isfinite(f) || std::fabs(f) > kMaxFrequency) {
+      return bad(fmt::format("RoPE frequency {} (finite, |f| <= {})", f, kMaxFrequency));
+    }
+  }
+  const std::size_t n = std::size_t{4} * channels * channels;
+  if (analysis.empty() || analysis.size() % n != 0 || synthesis.size() != analysis.size()) {
+    return bad(
+        fmt::format("{} analysis and {} synthesis entries for {} channels (want layers x {})",
+                    analysis.size(), synthesis.size(), channels, n));
+  }
+  for (const auto* m : {&analysis, &synthesis}) {
+    for (float x : *m) {
+      if (!std::isfinite(x)) return bad("a matrix entry is not finite");
+    }
+  }
+  return Status::ok();
+}
+
+std::uint32_t KvTransform::id() const {
+  std::uint32_t head[4] = {channels, head_dim, static_cast<std::uint32_t>(pairs),
+                           static_cast<std::uint32_t>(frequencies.size())};
+  std::uint32_t crc = codec::crc32c(std::as_bytes(std::span(head)));
+  crc = codec::crc32c(std::as_bytes(std::span(frequencies)), crc);
+  crc = codec::crc32c(std::as_bytes(std::span(analysis)), crc);
+  return codec::crc32c(std::as_bytes(std::span(synthesis)), crc);
+}
+
+namespace codec {
+
+namespace {
+// pi/2 in two parts (fdlibm's pio2_1, pio2_1t) and 2/pi.
+constexpr double kPiOver2Hi = 1.57079632673412561417e+00;
+constexpr double kPiOver2Lo = 6.07710050650619224932e-11;
+constexpr double kTwoOverPi = 6.36619772367581382433e-01;
+// Taylor coefficients: sin r = r * sum_k kSin[k] r^2k, cos r = sum_k kCos[k] r^2k.
+constexpr double kSin[] = {1.0,
+                           -1.0 / 6.0,
+                           1.0 / 120.0,
+                           -1.0 / 5040.0,
+                           1.0 / 362880.0,
+                           -1.0 / 39916800.0,
+                           1.0 / 6227020800.0};
+constexpr double kCos[] = {
+    1.0,           -1.0 / 2.0,       1.0 / 24.0,        -1.0 / 720.0,
+    1.0 / 40320.0, -1.0 / 3628800.0, 1.0 / 479001600.0, -1.0 / 87178291200.0};
+
+std::atomic<bool> g_simd_transform{true};
+}  // namespace
+
+void set_simd_transform_enabled(bool enabled) noexcept {
+  g_simd_transform = enabled;
+}
+
+CosSin rope_cos_sin(std::uint32_t position, float frequency) noexcept {
+  const double theta = static_cast<double>(position) * static_cast<double>(frequency);
+  const double q = std::nearbyint(theta * kTwoOverPi);
+  double r = std::fma(-q, kPiOver2Hi, theta);
+  r = std::fma(-q, kPiOver2Lo, r);
+  const double r2 = r * r;
+  double sp = kSin[6];
+  for (int k = 5; k >= 0; --k)
+    sp = std::fma(sp, r2, kSin[k]);
+  double cp = kCos[7];
+  for (int k = 6; k >= 0; --k)
+    cp = std::fma(cp, r2, kCos[k]);
+  const double s = r * sp;
+  const double quadrant = q - 4.0 * std::floor(q * 0.25);  // q mod 4, exact
+  const bool swap = quadrant == 1.0 || quadrant == 3.0;
+  const double c_out = swap ? s : cp, s_out = swap ? cp : s;
+  return {static_cast<float>(quadrant == 1.0 || quadrant == 2.0 ? -c_out : c_out),
+          static_cast<float>(quadrant >= 2.0 ? -s_out : s_out)};
+}
+
+namespace {
+
+// rope_cos_sin for four angles at once, the same operations in the same order.
+__attribute__((target("avx2,fma"))) void rope_cos_sin_x4(const double* position,
+                                                         const double* frequency,
+                                                         CosSin* out) noexcept {
+  const __m256d theta = _mm256_mul_pd(_mm256_loadu_pd(position), _mm256_loadu_pd(frequency));
+  const __m256d q = _mm256_round_pd(_mm256_mul_pd(theta, _mm256_set1_pd(kTwoOverPi)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256d r = _mm256_fnmadd_pd(q, _mm256_set1_pd(kPiOver2Hi), theta);
+  r = _mm256_fnmadd_pd(q, _mm256_set1_pd(kPiOver2Lo), r);
+  const __m256d r2 = _mm256_mul_pd(r, r);
+  __m256d sp = _mm256_set1_pd(kSin[6]);
+  for (int k = 5; k >= 0; --k)
+    sp = _mm256_fmadd_pd(sp, r2, _mm256_set1_pd(kSin[k]));
+  __m256d cp = _mm256_set1_pd(kCos[7]);
+  for (int k = 6; k >= 0; --k)
+    cp = _mm256_fmadd_pd(cp, r2, _mm256_set1_pd(kCos[k]));
+  const __m256d s = _mm256_mul_pd(r, sp);
+  const __m256d quadrant = _mm256_sub_pd(
+      q,
+      _mm256_mul_pd(_mm256_set1_pd(4.0), _mm256_floor_pd(_mm256_mul_pd(q, _mm256_set1_pd(0.25)))));
+  const __m256d q1 = _mm256_cmp_pd(quadrant, _mm256_set1_pd(1.0), _CMP_EQ_OQ);
+  const __m256d q2 = _mm256_cmp_pd(quadrant, _mm256_set1_pd(2.0), _CMP_EQ_OQ);
+  const __m256d q3 = _mm256_cmp_pd(quadrant, _mm256_set1_pd(3.0), _CMP_EQ_OQ);
+  const __m256d swap = _mm256_or_pd(q1, q3);
+  const __m256d c_out = _mm256_blendv_pd(cp, s, swap), s_out = _mm256_blendv_pd(s, cp, swap);
+  const __m256d sign = _mm256_set1_pd(-0.0);
+  const __m256d c_neg = _mm256_and_pd(_mm256_or_pd(q1, q2), sign);
+  const __m256d s_neg = _mm256_and_pd(_mm256_or_pd(q2, q3), sign);
+  const __m128 c4 = _mm256_cvtpd_ps(_mm256_xor_pd(c_out, c_neg));
+  const __m128 s4 = _mm256_cvtpd_ps(_mm256_xor_pd(s_out, s_neg));
+  // Interleave into (c, s) pairs.
+  _mm_storeu_ps(reinterpret_cast<float*>(out), _mm_unpacklo_ps(c4, s4));
+  _mm_storeu_ps(reinterpret_cast<float*>(out) + 4, _mm_unpackhi_ps(c4, s4));
+}
+
+}  // namespace
+
+void rope_table(std::uint32_t begin, std::uint32_t count, std::span<const float> frequencies,
+                std::vector<CosSin>& out) {
+  const std::size_t pairs = frequencies.size(), total = std::size_t{count} * pairs;
+  out.resize(total);
+  std::size_t i = 0;
+  if (cpu_has_avx2_f16c()) {
+    double pos[4], freq[4];
+    for (; i + 4 <= total; i += 4) {
+      for (std::size_t k = 0; k < 4; ++k) {
+        pos[k] = begin + static_cast<double>((i + k) / pairs);
+        freq[k] = frequencies[(i + k) % pairs];
+      }
+      rope_cos_sin_x4(pos, freq, &out[i]);
+    }
+  }
+  for (; i < total; ++i)
+    out[i] = rope_cos_sin(begin + static_cast<std::uint32_t>(i / pairs), frequencies[i % pairs]);
+}
+
+namespace {
+
+[[gnu::always_inline]] inline void unrotate_body(const KvTransform& t, const float* k,
+                                                 const float* v, const CosSin* angles,
+                                                 float* z) noexcept {
+  const std::size_t C = t.channels;
+  std::memcpy(z, k, C * sizeof(float));
+  std::memcpy(z + C, v, C * sizeof(float));
+  const auto pairs = static_cast<std::uint32_t>(t.frequencies.size());
+  for (std::size_t h = 0; h < C; h += t.head_dim) {
+    for (std::uint32_t i = 0; i < pairs; ++i) {
+      std::uint32_t a = 0, b = 0;
+      rope_pair(t.pairs, t.head_dim, i, a, b);
+      const float ka = k[h + a], kb = k[h + b];
+      const CosSin cs = angles[i];
+      z[h + a] = std::fma(ka, cs.c, kb * cs.s);
+      z[h + b] = std::fma(kb, cs.c, -(ka * cs.s));
+    }
+  }
+}
+
+[[gnu::always_inline]] inline void rotate_body(const KvTransform& t, std::size_t tokens,
+                                               const CosSin* angles, float* z) noexcept {
+  const auto pairs = static_cast<std::uint32_t>(t.frequencies.size());
+  const std::size_t n = 2 * std::size_t{t.channels};
+  for (std::size_t k = 0; k < tokens; ++k) {
+    float* zk = z + k * n;
+    const CosSin* row = angles + k * pairs;
+    for (std::size_t h = 0; h < t.channels; h += t.head_dim) {
+      for (std::uint32_t i = 0; i < pairs; ++i) {
+        std::uint32_t a = 0, b = 0;
+        rope_pair(t.pairs, t.head_dim, i, a, b);
+        const float za = zk[h + a], zb = zk[h + b];
+        zk[h + a] = std::fma(za, row[i].c, -(zb * row[i].s));
+        zk[h + b] = std::fma(zb, row[i].c, za * row[i].s);
+      }
+    }
+  }
+}
+
+// The same code where fmaf is an instruction rather than a library call.
+__attribute__((target("avx2,fma"))) void unrotate_fma(const KvTransform& t, const float* k,
+                                                      const float* v, const CosSin* angles,
+                                                      float* z) noexcept {
+  unrotate_body(t, k, v, angles, z);
+}
+
+__attribute__((target("avx2,fma"))) void rotate_fma(const KvTransform& t, std::size_t tokens,
+                                                    const CosSin* angles, float* z) noexcept {
+  rotate_body(t, tokens, angles, z);
+}
+
+}  // namespace
+
+void unrotate_token(const KvTransform& t, const float* k, const float* v, const CosSin* angles,
+                    float* z) noexcept {
+  if (cpu_has_avx2_f16c()) {
+    unrotate_fma(t, k, v, angles, z);
+  } else {
+    unrotate_body(t, k, v, angles, z);
+  }
+}
+
+void rotate_keys(const KvTransform& t, std::size_t tokens, const CosSin* angles,
+                 float* z) noexcept {
+  if (cpu_has_avx2_f16c()) {
+    rotate_fma(t, tokens, angles, z);
+  } else {
+    rotate_body(t, tokens, angles, z);
+  }
+}
+
+void transpose_layers(std::span<const float> m, std::size_t n, std::vector<float>& out) {
+  out.resize(m.size());
+  for (std::size_t l = 0; l < m.size() / (n * n); ++l) {
+    const float* s = m.data() + l * n * n;
+    float* o = out.data() + l * n * n;
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j = 0; j < n; ++j)
+        o[j * n + i] = s[i * n + j];
+  }
+}
+
+namespace {
+
+void multiply_scalar(std::size_t n, const float* mt, std::size_t tokens,
+                     const HalfRows<const float>& in, const HalfRows<float>& out) noexcept {
+  for (std::size_t u = 0; u < tokens; ++u) {
+    for (std::size_t i = 0; i < n; ++i) {
+      float acc = 0.0f;
+      for (std::size_t j = 0; j < n; ++j)
+        acc = std::fma(mt[j * n + i], *in.at(u, j), acc);
+      *out.at(u, i) = acc;
+    }
+  }
+}
+
+// U tokens by W vectors of outputs: U * W accumulators in registers, W column loads of M per
+// U * W fmas. Constant trip counts, so that the compiler keeps every accumulator in a register.
+// Output vectors lie within one half (callers check that halves are whole vectors).
+template <std::size_t U, std::size_t W>
+__attribute__((target("avx512f"), always_inline)) inline void block_avx512(
+    std::size_t n, const float* mt, const HalfRows<const float>& in, const HalfRows<float>& out,
+    std::size_t t, std::size_t i) noexcept {
+  __m512 acc[U][W];
+#pragma GCC unroll 16
+  for (auto& r : acc)
+#pragma GCC unroll 16
+    for (auto& a : r)
+      a = _mm512_setzero_ps();
+  for (std::size_t j = 0; j < n; ++j) {
+    const float* col = mt + j * n + i;
+    const float* x0 = in.at(t, j);
+    __m512 m[W];
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < W; ++b)
+      m[b] = _mm512_loadu_ps(col + 16 * b);
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < U; ++u) {
+      const __m512 x = _mm512_set1_ps(x0[u * in.stride]);
+#pragma GCC unroll 16
+      for (std::size_t b = 0; b < W; ++b)
+        acc[u][b] = _mm512_fmadd_ps(m[b], x, acc[u][b]);
+    }
+  }
+#pragma GCC unroll 16
+  for (std::size_t u = 0; u < U; ++u)
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < W; ++b)
+      _mm512_storeu_ps(out.at(t + u, i + 16 * b), acc[u][b]);
+}
+
+template <std::size_t U>
+__attribute__((target("avx512f"))) void rows_avx512(std::size_t n, const float* mt,
+                                                    const HalfRows<const float>& in,
+                                                    const HalfRows<float>& out,
+                                                    std::size_t t) noexcept {
+  std::size_t i = 0;
+  for (; i + 64 <= n; i += 64)
+    block_avx512<U, 4>(n, mt, in, out, t, i);
+  switch ((n - i) / 16) {
+    case 3:
+      block_avx512<U, 3>(n, mt, in, out, t, i);
+      break;
+    case 2:
+      block_avx512<U, 2>(n, mt, in, out, t, i);
+      break;
+    case 1:
+      block_avx512<U, 1>(n, mt, in, out, t, i);
+      break;
+    default:
+      break;
+  }
+}
+
+__attribute__((target("avx512f"))) void multiply_avx512(std::size_t n, const float* mt,
+                                                        std::size_t tokens,
+                                                        const HalfRows<const float>& in,
+                                                        const HalfRows<float>& out) noexcept {
+  std::size_t t = 0;
+  for (; t + 4 <= tokens; t += 4)
+    rows_avx512<4>(n, mt, in, out, t);
+  for (; t < tokens; ++t)
+    rows_avx512<1>(n, mt, in, out, t);
+}
+
+template <std::size_t U, std::size_t W>
+__attribute__((target("avx2,fma"), always_inline)) inline void block_avx2(
+    std::size_t n, const float* mt, const HalfRows<const float>& in, const HalfRows<float>& out,
+    std::size_t t, std::size_t i) noexcept {
+  __m256 acc[U][W];
+#pragma GCC unroll 16
+  for (auto& r : acc)
+#pragma GCC unroll 16
+    for (auto& a : r)
+      a = _mm256_setzero_ps();
+  for (std::size_t j = 0; j < n; ++j) {
+    const float* col = mt + j * n + i;
+    const float* x0 = in.at(t, j);
+    __m256 m[W];
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < W; ++b)
+      m[b] = _mm256_loadu_ps(col + 8 * b);
+#pragma GCC unroll 16
+    for (std::size_t u = 0; u < U; ++u) {
+      const __m256 x = _mm256_set1_ps(x0[u * in.stride]);
+#pragma GCC unroll 16
+      for (std::size_t b = 0; b < W; ++b)
+        acc[u][b] = _mm256_fmadd_ps(m[b], x, acc[u][b]);
+    }
+  }
+#pragma GCC unroll 16
+  for (std::size_t u = 0; u < U; ++u)
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < W; ++b)
+      _mm256_storeu_ps(out.at(t + u, i + 8 * b), acc[u][b]);
+}
+
+template <std::size_t U>
+__attribute__((target("avx2,fma"))) void rows_avx2(std::size_t n, const float* mt,
+                                                   const HalfRows<const float>& in,
+                                                   const HalfRows<float>& out,
+                                                   std::size_t t) noexcept {
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32)
+    block_avx2<U, 4>(n, mt, in, out, t, i);
+  switch ((n - i) / 8) {
+    case 3:
+      block_avx2<U, 3>(n, mt, in, out, t, i);
+      break;
+    case 2:
+      block_avx2<U, 2>(n, mt, in, out, t, i);
+      break;
+    case 1:
+      block_avx2<U, 1>(n, mt, in, out, t, i);
+      break;
+    default:
+      break;
+  }
+}
+
+// Three tokens by 32 outputs per block: 12 of the 16 ymm registers accumulate.
+__attribute__((target("avx2,fma"))) void multiply_avx2(std::size_t n, const float* mt,
+                                                       std::size_t tokens,
+                                                       const HalfRows<const float>& in,
+                                                       const HalfRows<float>& out) noexcept {
+  std::size_t t = 0;
+  for (; t + 3 <= tokens; t += 3)
+    rows_avx2<3>(n, mt, in, out, t);
+  for (; t < tokens; ++t)
+    rows_avx2<1>(n, mt, in, out, t);
+}
+
+}  // namespace
+
+void multiply_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
+                   HalfRows<const float> in, HalfRows<float> out) noexcept {
+  if (g_simd_transform && n % 16 == 0 && out.half % 16 == 0 && avx512_enabled()) {
+    multiply_avx512(n, mt.data(), tokens, in, out);
+  } else if (g_simd_transform && n % 8 == 0 && out.half % 8 == 0 && cpu_has_avx2_f16c()) {
+    multiply_avx2(n, mt.data(), tokens, in, out);
+  } else {
+    multiply_scalar(n, mt.data(), tokens, in, out);
+  }
+}
+
+}  // namespace codec
+
+void KvTransform::unrotated(std::uint32_t position, const float* k, const float* v,
+                            float* z) const {
+  std::vector<codec::CosSin> angles;
+  codec::rope_table(position, 1, frequencies, angles);
+  codec::unrotate_token(*this, k, v, angles.data(), z);
+}
+
+}  // namespace kvstream

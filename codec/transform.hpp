@@ -1,0 +1,61 @@
+// Transform coding (codec/FORMAT.md "Transform coding"): RoPE angles computed the same way on
+// every platform, and the per-token analysis (encoder) and synthesis (decoder) with a fixed
+// order of fused multiply-adds, so that every decoder of the format writes the same bits.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kvstream/codec.hpp"
+
+namespace kvstream::codec {
+
+struct CosSin {
+  float c, s;
+};
+
+// cos and sin of position * frequency, as FORMAT.md specifies them (double precision range
+// reduction and Taylor polynomials, rounded to fp32).
+CosSin rope_cos_sin(std::uint32_t position, float frequency) noexcept;
+
+// The angles of tokens [begin, begin + count): count rows of frequencies.size() entries.
+void rope_table(std::uint32_t begin, std::uint32_t count, std::span<const float> frequencies,
+                std::vector<CosSin>& out);
+
+// Encoder: the 2C values z that a token's coefficients code: its K (C values, rotated as the
+// engine holds them) with RoPE undone (z_a = fmaf(k_a, c, k_b s), z_b = fmaf(k_b, c, -(k_a s))),
+// then its V. `angles` is the token's row of the rotation table (unused without frequencies).
+void unrotate_token(const KvTransform& t, const float* k, const float* v, const CosSin* angles,
+                    float* z) noexcept;
+
+// Rows of n values whose two halves may lie apart: value i of row u is at
+// (i < half ? lo : hi) + u * stride + i. Contiguous rows: lo = hi = base, stride = n.
+template <class T>
+struct HalfRows {
+  T* lo;
+  T* hi;
+  std::size_t half, stride;
+  T* at(std::size_t u, std::size_t i) const noexcept {
+    return (i < half ? lo : hi) + u * stride + i;
+  }
+};
+
+// out = M in for `tokens` rows of n values, M given transposed (`mt`: column j of M
+// contiguous). Every path computes out_i as FORMAT.md's chain acc = fmaf(M_ij, in_j, acc) over
+// j = 0..n-1 from acc = 0, so all agree bit for bit. The encoder applies A, the decoder S.
+void multiply_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
+                   HalfRows<const float> in, HalfRows<float> out) noexcept;
+
+// Decoder: RoPE on the first C values (K) of each of `tokens` rows of 2C values:
+// k_a = fmaf(z_a, c, -(z_b s)), k_b = fmaf(z_b, c, z_a s).
+void rotate_keys(const KvTransform& t, std::size_t tokens, const CosSin* angles, float* z) noexcept;
+
+// Each layer's n x n matrix of `m` transposed, for multiply_rows.
+void transpose_layers(std::span<const float> m, std::size_t n, std::vector<float>& out);
+
+// Tests compare the vector paths of multiply_rows with the scalar one.
+void set_simd_transform_enabled(bool enabled) noexcept;
+
+}  // namespace kvstream::codec
