@@ -143,8 +143,9 @@ struct ChunkDecoder::Scratch {
   // Transform coding: the decoded coefficients (fp32, tokens from 0), one layer's synthesized
   // rows, rotation angles, and S transposed for the transform it was made from.
   std::unique_ptr<KvBuffer> coefficients;
-  std::vector<float> z, synthesis_t;
+  std::vector<float> z, k, synthesis_t;  // a layer's synthesized rows, and its K turned by RoPE
   std::vector<CosSin> angles;
+  RopeTurns turns;
   std::shared_ptr<const KvTransform> transposed_for;
 };
 
@@ -601,9 +602,11 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
     return corrupt("its shape differs from its transform's");  // same id, other shape
   }
   // The coefficients decode like an fp32 KV cache of the chunk's tokens, then go through S.
-  const KvLayout cl{info.layers, info.kv_heads, info.head_dim, DType::f32, info.token_count};
+  // One spare token per segment, so that segments do not start a multiple of 4 KiB apart: the
+  // vector path writes all of them at once, and same-set streams would evict each other in L1.
+  const KvLayout cl{info.layers, info.kv_heads, info.head_dim, DType::f32, info.token_count + 1};
   if (!sc.coefficients || !sc.coefficients->layout().same_shape(cl) ||
-      sc.coefficients->layout().tokens != info.token_count) {
+      sc.coefficients->layout().tokens != cl.tokens) {
     KVS_ASSIGN_OR_RETURN(KvBuffer b, KvBuffer::create(cl));
     sc.coefficients = std::make_unique<KvBuffer>(std::move(b));
   }
@@ -619,8 +622,13 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
                               const KvView& coefficients, const KvView& dst) {
   Scratch& sc = *scratch_;
   const std::size_t C = t.channels, n = 2 * C, T = info.token_count;
-  rope_table(info.token_begin, info.token_count, t.frequencies, sc.angles);
+  const bool rotated = !t.frequencies.empty();
+  if (rotated) {
+    rope_table(info.token_begin, info.token_count, t.frequencies, sc.angles);
+    rope_turns(t, sc.angles, T, 1.0f, sc.turns);
+  }
   sc.z.resize(T * n);
+  sc.k.resize(T * C);
   const DType out = dst.layout().dtype;
   for (std::uint32_t layer = 0; layer < info.layers; ++layer) {
     // The coefficient buffer is contiguous: the layer's "K" rows, then its "V" rows.
@@ -629,10 +637,10 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
     multiply_rows(n, std::span(sc.synthesis_t).subspan(layer * n * n, n * n), T,
                   HalfRows<const float>{k_rows, v_rows - C, C, C},
                   HalfRows<float>{sc.z.data(), sc.z.data(), C, n});
-    if (!t.frequencies.empty()) rotate_keys(t, T, sc.angles.data(), sc.z.data());
+    if (rotated) turn_keys(t, sc.turns, T, sc.z.data(), n, sc.k.data(), C);
     for (std::size_t i = 0; i < T; ++i) {
       const auto token = info.token_begin + static_cast<std::uint32_t>(i);
-      store_row(&sc.z[i * n], C, out, dst.row(layer, KvPart::key, token));
+      store_row(rotated ? &sc.k[i * C] : &sc.z[i * n], C, out, dst.row(layer, KvPart::key, token));
       store_row(&sc.z[i * n + C], C, out, dst.row(layer, KvPart::value, token));
     }
   }

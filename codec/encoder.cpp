@@ -129,7 +129,8 @@ struct ChunkEncoder::Scratch {
   // Transform coding: the chunk's coefficients (fp32, tokens from 0), rotation angles, rows.
   std::unique_ptr<KvBuffer> coefficients;
   std::vector<CosSin> angles;
-  std::vector<float> k, v, z, analysis_t;  // z: a layer's rows; A transposed
+  RopeTurns turns;
+  std::vector<float> k, z, analysis_t;  // a layer's K rows and z rows; A transposed
   std::shared_ptr<const KvTransform> analysis_for;
 };
 
@@ -426,15 +427,19 @@ Status analyze_chunk(const KvView& src, std::uint32_t begin, std::uint32_t count
     sc.analysis_for = profile.shared_transform();  // held: its address stays its own
     transpose_layers(t.analysis, n, sc.analysis_t);
   }
-  rope_table(begin, count, t.frequencies, sc.angles);
-  sc.k.resize(C);
-  sc.v.resize(C);
+  const bool rotated = !t.frequencies.empty();
+  if (rotated) {
+    rope_table(begin, count, t.frequencies, sc.angles);
+    rope_turns(t, sc.angles, count, -1.0f, sc.turns);
+  }
+  sc.k.resize(count * C);
   sc.z.resize(count * n);
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
+    // z rows: K (RoPE undone below), then V.
     for (std::uint32_t i = 0; i < count; ++i) {
       for (std::uint32_t part = 0; part < 2; ++part) {
         const std::byte* row = src.row(layer, static_cast<KvPart>(part), begin + i);
-        float* dst = part == 0 ? sc.k.data() : sc.v.data();
+        float* dst = part == 1 ? &sc.z[i * n + C] : rotated ? &sc.k[i * C] : &sc.z[i * n];
         load_row(row, C, l.dtype, dst);
         for (std::size_t c = 0; c < C; ++c) {
           const float x = dst[c];
@@ -448,9 +453,8 @@ Status analyze_chunk(const KvView& src, std::uint32_t begin, std::uint32_t count
           }
         }
       }
-      unrotate_token(t, sc.k.data(), sc.v.data(),
-                     sc.angles.data() + std::size_t{i} * t.frequencies.size(), &sc.z[i * n]);
     }
+    if (rotated) turn_keys(t, sc.turns, count, sc.k.data(), C, sc.z.data(), n);
     // Coefficients 0..C-1 go to the layer's "K" rows, C..2C-1 to its "V" rows (contiguous).
     auto* k_rows = reinterpret_cast<float*>(out.row(layer, KvPart::key, 0));
     auto* v_rows = reinterpret_cast<float*>(out.row(layer, KvPart::value, 0));

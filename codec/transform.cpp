@@ -166,75 +166,98 @@ void rope_table(std::uint32_t begin, std::uint32_t count, std::span<const float>
     out[i] = rope_cos_sin(begin + static_cast<std::uint32_t>(i / pairs), frequencies[i % pairs]);
 }
 
+void rope_turns(const KvTransform& t, std::span<const CosSin> angles, std::size_t tokens,
+                float sign, RopeTurns& out) {
+  const std::size_t hd = t.head_dim, pairs = t.frequencies.size();
+  out.period = hd % 8 == 0 ? hd : 8 % hd == 0 ? 8 : hd;
+  out.c.resize(tokens * out.period);
+  out.s.resize(tokens * out.period);
+  for (std::size_t k = 0; k < tokens; ++k) {
+    for (std::size_t e = 0; e < out.period; ++e) {
+      const std::size_t d = e % hd;
+      const bool first = t.pairs == RopePairs::interleaved ? d % 2 == 0 : d < hd / 2;
+      const std::size_t i = t.pairs == RopePairs::interleaved ? d / 2 : d % (hd / 2);
+      const CosSin cs = angles[k * pairs + i];
+      out.c[k * out.period + e] = cs.c;
+      out.s[k * out.period + e] = (first ? -sign : sign) * cs.s;
+    }
+  }
+}
+
 namespace {
 
-[[gnu::always_inline]] inline void unrotate_body(const KvTransform& t, const float* k,
-                                                 const float* v, const CosSin* angles,
-                                                 float* z) noexcept {
-  const std::size_t C = t.channels;
-  std::memcpy(z, k, C * sizeof(float));
-  std::memcpy(z + C, v, C * sizeof(float));
-  const auto pairs = static_cast<std::uint32_t>(t.frequencies.size());
-  for (std::size_t h = 0; h < C; h += t.head_dim) {
-    for (std::uint32_t i = 0; i < pairs; ++i) {
-      std::uint32_t a = 0, b = 0;
-      rope_pair(t.pairs, t.head_dim, i, a, b);
-      const float ka = k[h + a], kb = k[h + b];
-      const CosSin cs = angles[i];
-      z[h + a] = std::fma(ka, cs.c, kb * cs.s);
-      z[h + b] = std::fma(kb, cs.c, -(ka * cs.s));
-    }
-  }
-}
-
-[[gnu::always_inline]] inline void rotate_body(const KvTransform& t, std::size_t tokens,
-                                               const CosSin* angles, float* z) noexcept {
-  const auto pairs = static_cast<std::uint32_t>(t.frequencies.size());
-  const std::size_t n = 2 * std::size_t{t.channels};
+// out_c = fmaf(in_c, c_e, in_partner(c) * s_e), one channel at a time.
+[[gnu::always_inline]] inline void turn_body(const KvTransform& t, const RopeTurns& turns,
+                                             std::size_t tokens, const float* in,
+                                             std::size_t in_stride, float* out,
+                                             std::size_t out_stride) noexcept {
+  const std::size_t hd = t.head_dim, P = turns.period;
   for (std::size_t k = 0; k < tokens; ++k) {
-    float* zk = z + k * n;
-    const CosSin* row = angles + k * pairs;
-    for (std::size_t h = 0; h < t.channels; h += t.head_dim) {
-      for (std::uint32_t i = 0; i < pairs; ++i) {
-        std::uint32_t a = 0, b = 0;
-        rope_pair(t.pairs, t.head_dim, i, a, b);
-        const float za = zk[h + a], zb = zk[h + b];
-        zk[h + a] = std::fma(za, row[i].c, -(zb * row[i].s));
-        zk[h + b] = std::fma(zb, row[i].c, za * row[i].s);
-      }
+    const float* x = in + k * in_stride;
+    float* y = out + k * out_stride;
+    const float* c = &turns.c[k * P];
+    const float* s = &turns.s[k * P];
+    for (std::size_t ch = 0; ch < t.channels; ++ch) {
+      const std::size_t d = ch % hd, e = ch % P;
+      const std::size_t partner = t.pairs == RopePairs::interleaved ? ch ^ 1
+                                  : d < hd / 2                      ? ch + hd / 2
+                                                                    : ch - hd / 2;
+      y[ch] = std::fma(x[ch], c[e], x[partner] * s[e]);
     }
   }
 }
 
-// The same code where fmaf is an instruction rather than a library call.
-__attribute__((target("avx2,fma"))) void unrotate_fma(const KvTransform& t, const float* k,
-                                                      const float* v, const CosSin* angles,
-                                                      float* z) noexcept {
-  unrotate_body(t, k, v, angles, z);
+// The same where fmaf is an instruction rather than a library call.
+__attribute__((target("avx2,fma"))) void turn_fma(const KvTransform& t, const RopeTurns& turns,
+                                                  std::size_t tokens, const float* in,
+                                                  std::size_t in_stride, float* out,
+                                                  std::size_t out_stride) noexcept {
+  turn_body(t, turns, tokens, in, in_stride, out, out_stride);
 }
 
-__attribute__((target("avx2,fma"))) void rotate_fma(const KvTransform& t, std::size_t tokens,
-                                                    const CosSin* angles, float* z) noexcept {
-  rotate_body(t, tokens, angles, z);
+// Eight channels at a time, where a vector's partners are a shuffle of it or another vector.
+__attribute__((target("avx2,fma"))) bool turn_avx2(const KvTransform& t, const RopeTurns& turns,
+                                                   std::size_t tokens, const float* in,
+                                                   std::size_t in_stride, float* out,
+                                                   std::size_t out_stride) noexcept {
+  const std::size_t hd = t.head_dim, P = turns.period, C = t.channels;
+  const bool interleaved = t.pairs == RopePairs::interleaved;
+  if (C % 8 != 0 || P % 8 != 0 || (!interleaved && hd != 4 && hd != 8 && (hd / 2) % 8 != 0)) {
+    return false;
+  }
+  for (std::size_t k = 0; k < tokens; ++k) {
+    const float* x = in + k * in_stride;
+    float* y = out + k * out_stride;
+    for (std::size_t ch = 0; ch < C; ch += 8) {
+      const __m256 v = _mm256_loadu_ps(x + ch);
+      __m256 partner;
+      if (interleaved) {
+        partner = _mm256_permute_ps(v, 0xB1);  // (1, 0, 3, 2) in each 128-bit lane
+      } else if (hd == 4) {
+        partner = _mm256_permute_ps(v, 0x4E);  // (2, 3, 0, 1)
+      } else if (hd == 8) {
+        partner = _mm256_permute2f128_ps(v, v, 0x01);
+      } else {
+        partner = _mm256_loadu_ps(x + (ch % hd < hd / 2 ? ch + hd / 2 : ch - hd / 2));
+      }
+      const std::size_t e = k * P + ch % P;
+      _mm256_storeu_ps(y + ch,
+                       _mm256_fmadd_ps(v, _mm256_loadu_ps(&turns.c[e]),
+                                       _mm256_mul_ps(partner, _mm256_loadu_ps(&turns.s[e]))));
+    }
+  }
+  return true;
 }
 
 }  // namespace
 
-void unrotate_token(const KvTransform& t, const float* k, const float* v, const CosSin* angles,
-                    float* z) noexcept {
+void turn_keys(const KvTransform& t, const RopeTurns& turns, std::size_t tokens, const float* in,
+               std::size_t in_stride, float* out, std::size_t out_stride) noexcept {
   if (cpu_has_avx2_f16c()) {
-    unrotate_fma(t, k, v, angles, z);
+    if (g_simd_transform && turn_avx2(t, turns, tokens, in, in_stride, out, out_stride)) return;
+    turn_fma(t, turns, tokens, in, in_stride, out, out_stride);
   } else {
-    unrotate_body(t, k, v, angles, z);
-  }
-}
-
-void rotate_keys(const KvTransform& t, std::size_t tokens, const CosSin* angles,
-                 float* z) noexcept {
-  if (cpu_has_avx2_f16c()) {
-    rotate_fma(t, tokens, angles, z);
-  } else {
-    rotate_body(t, tokens, angles, z);
+    turn_body(t, turns, tokens, in, in_stride, out, out_stride);
   }
 }
 
@@ -418,7 +441,14 @@ void KvTransform::unrotated(std::uint32_t position, const float* k, const float*
                             float* z) const {
   std::vector<codec::CosSin> angles;
   codec::rope_table(position, 1, frequencies, angles);
-  codec::unrotate_token(*this, k, v, angles.data(), z);
+  std::memcpy(z + channels, v, channels * sizeof(float));
+  if (frequencies.empty()) {
+    std::memcpy(z, k, channels * sizeof(float));
+    return;
+  }
+  codec::RopeTurns turns;
+  codec::rope_turns(*this, angles, 1, -1.0f, turns);
+  codec::turn_keys(*this, turns, 1, k, channels, z, channels);
 }
 
 }  // namespace kvstream

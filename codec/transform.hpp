@@ -24,11 +24,22 @@ CosSin rope_cos_sin(std::uint32_t position, float frequency) noexcept;
 void rope_table(std::uint32_t begin, std::uint32_t count, std::span<const float> frequencies,
                 std::vector<CosSin>& out);
 
-// Encoder: the 2C values z that a token's coefficients code: its K (C values, rotated as the
-// engine holds them) with RoPE undone (z_a = fmaf(k_a, c, k_b s), z_b = fmaf(k_b, c, -(k_a s))),
-// then its V. `angles` is the token's row of the rotation table (unused without frequencies).
-void unrotate_token(const KvTransform& t, const float* k, const float* v, const CosSin* angles,
-                    float* z) noexcept;
+// RoPE as fused multiply-adds per channel: out_c = fmaf(in_c, c_e, in_partner(c) * s_e), with
+// partner(c) the other channel of c's pair and, for a token's pair of angle (c, s), c_e = c and
+// s_e = -sign * s for the pair's first channel, +sign * s for its second. sign +1 turns K by the
+// angle (the decoder: k_a = fmaf(z_a, c, -(z_b s)), k_b = fmaf(z_b, c, z_a s)), -1 turns it
+// back (the encoder: z_a = fmaf(k_a, c, k_b s), z_b = fmaf(k_b, c, -(k_a s))). The tables hold
+// c_e and s_e per token for `period` channels (a head, or 8 channels when heads are smaller).
+struct RopeTurns {
+  std::size_t period = 0;
+  std::vector<float> c, s;
+};
+void rope_turns(const KvTransform& t, std::span<const CosSin> angles, std::size_t tokens,
+                float sign, RopeTurns& out);
+
+// Turns the C key values of `tokens` rows (strides in floats; in and out must not overlap).
+void turn_keys(const KvTransform& t, const RopeTurns& turns, std::size_t tokens, const float* in,
+               std::size_t in_stride, float* out, std::size_t out_stride) noexcept;
 
 // Rows of n values whose two halves may lie apart: value i of row u is at
 // (i < half ? lo : hi) + u * stride + i. Contiguous rows: lo = hi = base, stride = n.
@@ -47,10 +58,6 @@ struct HalfRows {
 // j = 0..n-1 from acc = 0, so all agree bit for bit. The encoder applies A, the decoder S.
 void multiply_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
                    HalfRows<const float> in, HalfRows<float> out) noexcept;
-
-// Decoder: RoPE on the first C values (K) of each of `tokens` rows of 2C values:
-// k_a = fmaf(z_a, c, -(z_b s)), k_b = fmaf(z_b, c, z_a s).
-void rotate_keys(const KvTransform& t, std::size_t tokens, const CosSin* angles, float* z) noexcept;
 
 // Each layer's n x n matrix of `m` transposed, for multiply_rows.
 void transpose_layers(std::span<const float> m, std::size_t n, std::vector<float>& out);

@@ -21,7 +21,10 @@ namespace {
 // The test transform profile of a shape (golden files use seed 3), for small shapes only.
 const kvstream::CodecProfile* profile_for(std::uint32_t layers, std::uint32_t heads,
                                           std::uint32_t dim) {
-  if (layers > 8 || std::uint64_t{heads} * dim > 64 || dim % 2 != 0) return nullptr;
+  if (layers == 0 || layers > 8 || heads == 0 || dim == 0 || std::uint64_t{heads} * dim > 64 ||
+      dim % 2 != 0) {
+    return nullptr;  // a shape the header check refuses, or too large to fuzz quickly
+  }
   static std::map<std::tuple<std::uint32_t, std::uint32_t, std::uint32_t>, kvstream::CodecProfile>
       cache;
   const auto key = std::make_tuple(layers, heads, dim);

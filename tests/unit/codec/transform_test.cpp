@@ -92,6 +92,43 @@ TEST(Transform, MatrixProductIsTheSameOnEveryPath) {
   }
 }
 
+// RoPE by fused multiply-adds: every path (shuffles for small heads, loads of the other half
+// for large ones, the scalar fallback) gives the same bits, and turning back undoes a turn.
+TEST(Transform, RopeTurnsAreTheSameOnEveryPathAndInvertible) {
+  for (RopePairs pairs : {RopePairs::interleaved, RopePairs::halves}) {
+    for (std::uint32_t hd : {2u, 4u, 6u, 8u, 16u, 32u}) {
+      KvTransform t;
+      t.head_dim = hd;
+      t.channels = hd < 8 ? 24 : 2 * hd;  // multiples of 8; head_dim 6 has no vector path
+      t.pairs = pairs;
+      for (std::uint32_t i = 0; i < hd / 2; ++i)
+        t.frequencies.push_back(1.0f / static_cast<float>(1 + 3 * i));
+      const std::size_t C = t.channels, tokens = 5;
+      std::vector<codec::CosSin> angles;
+      codec::rope_table(300, tokens, t.frequencies, angles);
+      std::vector<float> k(tokens * C), turned(tokens * C), scalar(tokens * C), back(tokens * C);
+      for (std::size_t i = 0; i < k.size(); ++i)
+        k[i] = static_cast<float>(testing_data::gaussish(i + hd * 1000));
+      codec::RopeTurns forward, backward;
+      codec::rope_turns(t, angles, tokens, 1.0f, forward);
+      codec::rope_turns(t, angles, tokens, -1.0f, backward);
+      codec::turn_keys(t, forward, tokens, k.data(), C, turned.data(), C);
+      codec::set_simd_transform_enabled(false);
+      codec::turn_keys(t, forward, tokens, k.data(), C, scalar.data(), C);
+      codec::set_simd_transform_enabled(true);
+      EXPECT_EQ(turned, scalar) << "head_dim " << hd;
+      codec::turn_keys(t, backward, tokens, turned.data(), C, back.data(), C);
+      for (std::size_t i = 0; i < k.size(); ++i)
+        ASSERT_NEAR(back[i], k[i], 1e-5) << "head_dim " << hd << " value " << i;
+      // The first pair of the first head of token 0 turns by 300 * frequency 1.
+      const std::size_t a = 0, b = pairs == RopePairs::interleaved ? 1 : hd / 2;
+      const double c = std::cos(300.0), s_ = std::sin(300.0);
+      EXPECT_NEAR(turned[a], k[a] * c - k[b] * s_, 1e-5);
+      EXPECT_NEAR(turned[b], k[b] * c + k[a] * s_, 1e-5);
+    }
+  }
+}
+
 struct Chunk {
   std::unique_ptr<KvBuffer> src;
   std::vector<std::byte> bytes;
