@@ -80,15 +80,26 @@ int codec_inspect(std::span<const std::string_view> args) {
   const ArchiveInfo& info = r->info();
   const KvLayout& l = info.layout;
   std::vector<std::string> levels;
+  std::vector<std::byte> chunk;
   for (std::uint32_t level = 0; level < info.levels; ++level) {
     std::uint64_t bytes = 0;
     for (std::uint32_t i = 0; i < info.chunk_count; ++i)
       bytes += r->chunk_size(i, level);
     const double bpv = 8.0 * static_cast<double>(bytes) / static_cast<double>(l.total_values());
+    // Transform-coded levels decode only with their profile: say which transform they need.
+    if (Status s = r->read_chunk(0, level, chunk); !s.is_ok()) {
+      return report_failure(p.command(), s);
+    }
+    const auto chunk_info = read_chunk_info(chunk);
+    if (!chunk_info) return report_failure(p.command(), chunk_info.error());
+    const std::string id =
+        chunk_info->transformed ? fmt::format("{:08x}", chunk_info->transform_id) : "";
     levels.push_back(
-        json ? fmt::format("{{\"level\": {}, \"bytes\": {}, \"bits_per_value\": {:.4f}}}", level,
-                           bytes, bpv)
-             : fmt::format("  level {:<2} {:>12} bytes  {:7.3f} bits/value", level, bytes, bpv));
+        json ? fmt::format("{{\"level\": {}, \"bytes\": {}, \"bits_per_value\": {:.4f}, "
+                           "\"transform\": {}}}",
+                           level, bytes, bpv, id.empty() ? "null" : json_string(id))
+             : fmt::format("  level {:<2} {:>12} bytes  {:7.3f} bits/value{}", level, bytes, bpv,
+                           id.empty() ? "" : "  transform " + id));
   }
   if (json) {
     fmt::print(
