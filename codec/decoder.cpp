@@ -141,11 +141,10 @@ struct ChunkDecoder::Scratch {
   std::vector<std::size_t> first_job;  // per segment: its first job, or kNoJobs
   std::vector<std::byte> tail_copy;    // the chunk's last substream, padded (decode_simd)
   // Transform coding: the decoded coefficients (fp32, tokens from 0), one layer's synthesized
-  // rows, rotation angles, and S transposed for the transform it was made from.
+  // rows, RoPE turn tables, and S transposed for the transform it was made from.
   std::unique_ptr<KvBuffer> coefficients;
   std::vector<float> z, k, synthesis_t;  // a layer's synthesized rows, and its K turned by RoPE
-  std::vector<CosSin> angles;
-  RopeTurns turns;
+  TurnCache turns;
   std::shared_ptr<const KvTransform> transposed_for;
 };
 
@@ -623,10 +622,10 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
   Scratch& sc = *scratch_;
   const std::size_t C = t.channels, n = 2 * C, T = info.token_count;
   const bool rotated = !t.frequencies.empty();
-  if (rotated) {
-    rope_table(info.token_begin, info.token_count, t.frequencies, sc.angles);
-    rope_turns(t, sc.angles, T, 1.0f, sc.turns);
-  }
+  std::size_t first_row = 0;
+  const RopeTurns* turns = rotated ? &sc.turns.rows(sc.transposed_for, 1.0f, info.token_begin,
+                                                    info.token_count, first_row)
+                                   : nullptr;
   sc.z.resize(T * n);
   sc.k.resize(T * C);
   const DType out = dst.layout().dtype;
@@ -637,7 +636,7 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
     multiply_rows(n, std::span(sc.synthesis_t).subspan(layer * n * n, n * n), T,
                   HalfRows<const float>{k_rows, v_rows - C, C, C},
                   HalfRows<float>{sc.z.data(), sc.z.data(), C, n});
-    if (rotated) turn_keys(t, sc.turns, T, sc.z.data(), n, sc.k.data(), C);
+    if (rotated) turn_keys(t, *turns, first_row, T, sc.z.data(), n, sc.k.data(), C);
     for (std::size_t i = 0; i < T; ++i) {
       const auto token = info.token_begin + static_cast<std::uint32_t>(i);
       store_row(rotated ? &sc.k[i * C] : &sc.z[i * n], C, out, dst.row(layer, KvPart::key, token));

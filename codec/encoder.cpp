@@ -139,10 +139,9 @@ struct ChunkEncoder::Scratch {
   std::vector<SegmentScratch> window;
   std::vector<RansJob> jobs;
   std::vector<std::uint32_t> offsets;
-  // Transform coding: the chunk's coefficients (fp32, tokens from 0), rotation angles, rows.
+  // Transform coding: the chunk's coefficients (fp32, tokens from 0), RoPE turn tables, rows.
   std::unique_ptr<KvBuffer> coefficients;
-  std::vector<CosSin> angles;
-  RopeTurns turns;
+  TurnCache turns;
   std::vector<float> k, z, analysis_t;  // a layer's K rows and z rows; A transposed
   std::shared_ptr<const KvTransform> analysis_for;
 };
@@ -441,10 +440,10 @@ Status analyze_chunk(const KvView& src, std::uint32_t begin, std::uint32_t count
     transpose_layers(t.analysis, n, sc.analysis_t);
   }
   const bool rotated = !t.frequencies.empty();
-  if (rotated) {
-    rope_table(begin, count, t.frequencies, sc.angles);
-    rope_turns(t, sc.angles, count, -1.0f, sc.turns);
-  }
+  std::size_t first_row = 0;
+  const RopeTurns* turns =
+      rotated ? &sc.turns.rows(profile.shared_transform(), -1.0f, begin, count, first_row)
+              : nullptr;
   sc.k.resize(count * C);
   sc.z.resize(count * n);
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
@@ -467,7 +466,7 @@ Status analyze_chunk(const KvView& src, std::uint32_t begin, std::uint32_t count
         }
       }
     }
-    if (rotated) turn_keys(t, sc.turns, count, sc.k.data(), C, sc.z.data(), n);
+    if (rotated) turn_keys(t, *turns, first_row, count, sc.k.data(), C, sc.z.data(), n);
     // Coefficients 0..C-1 go to the layer's "K" rows, C..2C-1 to its "V" rows (contiguous).
     auto* k_rows = reinterpret_cast<float*>(out.row(layer, KvPart::key, 0));
     auto* v_rows = reinterpret_cast<float*>(out.row(layer, KvPart::value, 0));

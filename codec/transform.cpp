@@ -187,16 +187,17 @@ void rope_turns(const KvTransform& t, std::span<const CosSin> angles, std::size_
 namespace {
 
 // out_c = fmaf(in_c, c_e, in_partner(c) * s_e), one channel at a time.
-[[gnu::always_inline]] inline void turn_body(const KvTransform& t, const RopeTurns& turns,
+[[gnu::always_inline]] inline void turn_body(const KvTransform& t, std::size_t P,
+                                             const float* c_rows, const float* s_rows,
                                              std::size_t tokens, const float* in,
                                              std::size_t in_stride, float* out,
                                              std::size_t out_stride) noexcept {
-  const std::size_t hd = t.head_dim, P = turns.period;
+  const std::size_t hd = t.head_dim;
   for (std::size_t k = 0; k < tokens; ++k) {
     const float* x = in + k * in_stride;
     float* y = out + k * out_stride;
-    const float* c = &turns.c[k * P];
-    const float* s = &turns.s[k * P];
+    const float* c = c_rows + k * P;
+    const float* s = s_rows + k * P;
     for (std::size_t ch = 0; ch < t.channels; ++ch) {
       const std::size_t d = ch % hd, e = ch % P;
       const std::size_t partner = t.pairs == RopePairs::interleaved ? ch ^ 1
@@ -208,19 +209,21 @@ namespace {
 }
 
 // The same where fmaf is an instruction rather than a library call.
-__attribute__((target("avx2,fma"))) void turn_fma(const KvTransform& t, const RopeTurns& turns,
+__attribute__((target("avx2,fma"))) void turn_fma(const KvTransform& t, std::size_t P,
+                                                  const float* c, const float* s,
                                                   std::size_t tokens, const float* in,
                                                   std::size_t in_stride, float* out,
                                                   std::size_t out_stride) noexcept {
-  turn_body(t, turns, tokens, in, in_stride, out, out_stride);
+  turn_body(t, P, c, s, tokens, in, in_stride, out, out_stride);
 }
 
 // Eight channels at a time, where a vector's partners are a shuffle of it or another vector.
-__attribute__((target("avx2,fma"))) bool turn_avx2(const KvTransform& t, const RopeTurns& turns,
+__attribute__((target("avx2,fma"))) bool turn_avx2(const KvTransform& t, std::size_t P,
+                                                   const float* c_rows, const float* s_rows,
                                                    std::size_t tokens, const float* in,
                                                    std::size_t in_stride, float* out,
                                                    std::size_t out_stride) noexcept {
-  const std::size_t hd = t.head_dim, P = turns.period, C = t.channels;
+  const std::size_t hd = t.head_dim, C = t.channels;
   const bool interleaved = t.pairs == RopePairs::interleaved;
   if (C % 8 != 0 || P % 8 != 0 || (!interleaved && hd != 4 && hd != 8 && (hd / 2) % 8 != 0)) {
     return false;
@@ -242,8 +245,8 @@ __attribute__((target("avx2,fma"))) bool turn_avx2(const KvTransform& t, const R
       }
       const std::size_t e = k * P + ch % P;
       _mm256_storeu_ps(y + ch,
-                       _mm256_fmadd_ps(v, _mm256_loadu_ps(&turns.c[e]),
-                                       _mm256_mul_ps(partner, _mm256_loadu_ps(&turns.s[e]))));
+                       _mm256_fmadd_ps(v, _mm256_loadu_ps(c_rows + e),
+                                       _mm256_mul_ps(partner, _mm256_loadu_ps(s_rows + e))));
     }
   }
   return true;
@@ -251,14 +254,48 @@ __attribute__((target("avx2,fma"))) bool turn_avx2(const KvTransform& t, const R
 
 }  // namespace
 
-void turn_keys(const KvTransform& t, const RopeTurns& turns, std::size_t tokens, const float* in,
-               std::size_t in_stride, float* out, std::size_t out_stride) noexcept {
+void turn_keys(const KvTransform& t, const RopeTurns& turns, std::size_t first_row,
+               std::size_t tokens, const float* in, std::size_t in_stride, float* out,
+               std::size_t out_stride) noexcept {
+  const std::size_t skip = first_row * turns.period;
+  const float* c = turns.c.data() + skip;
+  const float* s = turns.s.data() + skip;
   if (cpu_has_avx2_f16c()) {
-    if (g_simd_transform && turn_avx2(t, turns, tokens, in, in_stride, out, out_stride)) return;
-    turn_fma(t, turns, tokens, in, in_stride, out, out_stride);
+    if (g_simd_transform &&
+        turn_avx2(t, turns.period, c, s, tokens, in, in_stride, out, out_stride)) {
+      return;
+    }
+    turn_fma(t, turns.period, c, s, tokens, in, in_stride, out, out_stride);
   } else {
-    turn_body(t, turns, tokens, in, in_stride, out, out_stride);
+    turn_body(t, turns.period, c, s, tokens, in, in_stride, out, out_stride);
   }
+}
+
+const RopeTurns& TurnCache::rows(const std::shared_ptr<const KvTransform>& t, float sign,
+                                 std::uint32_t begin, std::uint32_t count, std::size_t& first_row) {
+  constexpr std::size_t kMaxBytes = std::size_t{4} << 20;
+  if (for_ != t || sign_ != sign) {
+    for_ = t;
+    sign_ = sign;
+    cached_ = 0;
+  }
+  const std::size_t hd = t->head_dim;
+  const std::size_t row_bytes = 2 * sizeof(float) * (hd % 8 == 0 ? hd : 8 % hd == 0 ? 8 : hd);
+  const std::size_t end = std::size_t{begin} + count, most = kMaxBytes / row_bytes;
+  if (end <= most) {
+    if (end > cached_) {
+      const std::size_t grown = std::max(end, std::min(2 * cached_, most));
+      rope_table(0, static_cast<std::uint32_t>(grown), t->frequencies, angles_);
+      rope_turns(*t, angles_, grown, sign, cache_);
+      cached_ = grown;
+    }
+    first_row = begin;
+    return cache_;
+  }
+  rope_table(begin, count, t->frequencies, angles_);
+  rope_turns(*t, angles_, count, sign, own_);
+  first_row = 0;
+  return own_;
 }
 
 void transpose_layers(std::span<const float> m, std::size_t n, std::vector<float>& out) {
@@ -448,7 +485,7 @@ void KvTransform::unrotated(std::uint32_t position, const float* k, const float*
   }
   codec::RopeTurns turns;
   codec::rope_turns(*this, angles, 1, -1.0f, turns);
-  codec::turn_keys(*this, turns, 1, k, channels, z, channels);
+  codec::turn_keys(*this, turns, 0, 1, k, channels, z, channels);
 }
 
 }  // namespace kvstream

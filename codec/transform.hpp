@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -37,9 +38,29 @@ struct RopeTurns {
 void rope_turns(const KvTransform& t, std::span<const CosSin> angles, std::size_t tokens,
                 float sign, RopeTurns& out);
 
-// Turns the C key values of `tokens` rows (strides in floats; in and out must not overlap).
-void turn_keys(const KvTransform& t, const RopeTurns& turns, std::size_t tokens, const float* in,
-               std::size_t in_stride, float* out, std::size_t out_stride) noexcept;
+// Turns the C key values of `tokens` rows (strides in floats; in and out must not overlap), the
+// first with row `first_row` of the tables.
+void turn_keys(const KvTransform& t, const RopeTurns& turns, std::size_t first_row,
+               std::size_t tokens, const float* in, std::size_t in_stride, float* out,
+               std::size_t out_stride) noexcept;
+
+// Turn tables of positions [0, rows) kept between chunks, as engines keep their RoPE cos and sin
+// tables: a stream's chunks, and every context's, reuse them. Rebuilt when the transform or the
+// direction changes, grown by doubling, never beyond 4 MiB (a chunk past that gets a table of
+// its own).
+class TurnCache {
+ public:
+  // A table holding tokens [begin, begin + count), and the row of `begin` in it.
+  const RopeTurns& rows(const std::shared_ptr<const KvTransform>& t, float sign,
+                        std::uint32_t begin, std::uint32_t count, std::size_t& first_row);
+
+ private:
+  std::shared_ptr<const KvTransform> for_;  // held: its address stays its own
+  float sign_ = 0;
+  std::size_t cached_ = 0;  // rows of cache_
+  RopeTurns cache_, own_;
+  std::vector<CosSin> angles_;
+};
 
 // Rows of n values whose two halves may lie apart: value i of row u is at
 // (i < half ? lo : hi) + u * stride + i. Contiguous rows: lo = hi = base, stride = n.

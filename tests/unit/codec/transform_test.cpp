@@ -112,12 +112,12 @@ TEST(Transform, RopeTurnsAreTheSameOnEveryPathAndInvertible) {
       codec::RopeTurns forward, backward;
       codec::rope_turns(t, angles, tokens, 1.0f, forward);
       codec::rope_turns(t, angles, tokens, -1.0f, backward);
-      codec::turn_keys(t, forward, tokens, k.data(), C, turned.data(), C);
+      codec::turn_keys(t, forward, 0, tokens, k.data(), C, turned.data(), C);
       codec::set_simd_transform_enabled(false);
-      codec::turn_keys(t, forward, tokens, k.data(), C, scalar.data(), C);
+      codec::turn_keys(t, forward, 0, tokens, k.data(), C, scalar.data(), C);
       codec::set_simd_transform_enabled(true);
       EXPECT_EQ(turned, scalar) << "head_dim " << hd;
-      codec::turn_keys(t, backward, tokens, turned.data(), C, back.data(), C);
+      codec::turn_keys(t, backward, 0, tokens, turned.data(), C, back.data(), C);
       for (std::size_t i = 0; i < k.size(); ++i)
         ASSERT_NEAR(back[i], k[i], 1e-5) << "head_dim " << hd << " value " << i;
       // The first pair of the first head of token 0 turns by 300 * frequency 1.
