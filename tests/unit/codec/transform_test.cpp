@@ -221,6 +221,31 @@ TEST(Transform, ChunksRoundTripWithinTheirStepsOnEveryPath) {
   }
 }
 
+// A coder keeps RoPE tables between chunks: chunks at any position, in any order, code and
+// decode as a fresh coder does, the ones past the kept tables (65536 positions here) too.
+TEST(Transform, KeptRopeTablesChangeNothing) {
+  const KvLayout layout{1, 1, 8, DType::f16, 70100};
+  const CodecProfile profile = make_transform_profile(1, 1, 8, 6);
+  auto src = KvBuffer::create(layout);
+  testing_data::fill_synthetic(src->view(), 3, false);
+  EncodeOptions o;
+  o.level = 1;
+  o.profile = &profile;
+  ChunkEncoder encoder;
+  ChunkDecoder decoder;
+  auto kept = KvBuffer::create(layout), fresh = KvBuffer::create(layout);
+  for (std::uint32_t begin : {0u, 128u, 5000u, 70000u, 64u, 0u}) {
+    std::vector<std::byte> a, b;
+    ASSERT_TRUE(encoder.encode(src->view(), begin, 100, o, a).is_ok());
+    ASSERT_TRUE(encode_chunk(src->view(), begin, 100, o, b).is_ok());
+    EXPECT_EQ(a, b) << "encoder, chunk at " << begin;
+    ASSERT_TRUE(decoder.decode(a, kept->view(), &profile).is_ok());
+    ASSERT_TRUE(decode_chunk(a, fresh->view(), &profile).is_ok());
+    EXPECT_TRUE(std::equal(kept->bytes().begin(), kept->bytes().end(), fresh->bytes().begin()))
+        << "decoder, chunk at " << begin;
+  }
+}
+
 TEST(Transform, VectorEncoderMatchesScalar) {
   const CodecProfile profile = make_transform_profile(3, 4, 8, 4);
   const KvLayout layout{3, 4, 8, DType::f16, 300};
