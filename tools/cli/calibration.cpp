@@ -214,6 +214,26 @@ std::vector<double> channel_weights(const KlMeter& meter, std::uint32_t layers,
   return w;
 }
 
+// Per (layer, KV head): W_o^T W_o restricted to the head's V dims, summed over the query heads
+// that read it. An error e in a token's V moves each of those heads' attention output by
+// (attention weight) x e, and the layer's output by W_o of that: its first-order cost.
+std::vector<double> value_metrics(const runner::Model& model) {
+  const runner::ModelConfig& c = model.config();
+  const std::size_t hd = c.head_dim(), dim = c.dim, group = c.heads / c.kv_heads;
+  std::vector<double> m(std::size_t{c.layers} * c.kv_heads * hd * hd, 0.0);
+  for (std::uint32_t l = 0; l < c.layers; ++l) {
+    const float* wo = model.layer(l).wo;  // [dim][dim]: out x (head, dim)
+    for (std::size_t q = 0; q < c.heads; ++q) {
+      double* block = &m[((std::size_t{l} * c.kv_heads) + q / group) * hd * hd];
+      for (std::size_t a = 0; a < hd; ++a)
+        for (std::size_t b = 0; b < hd; ++b)
+          for (std::size_t i = 0; i < dim; ++i)
+            block[a * hd + b] += double{wo[i * dim + q * hd + a]} * wo[i * dim + q * hd + b];
+    }
+  }
+  return m;
+}
+
 }  // namespace
 
 Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint32_t groups,
@@ -243,6 +263,7 @@ Expected<CodecProfile> calibrate(KlMeter& meter, std::uint32_t layers, std::uint
     in.frequencies = o.rope_frequencies;
     in.pairs = o.rope_pairs;
     in.weights = channel_weights(meter, layers, groups, sensitivity);
+    in.value_metrics = value_metrics(meter.model());
     KVS_ASSIGN_OR_RETURN(KvTransform fitted, fit_transform(in));
     log(fmt::format("transform fitted: {} layers of {} x {} (id {:08x})", layers,
                     2 * fitted.channels, 2 * fitted.channels, fitted.id()));

@@ -27,6 +27,7 @@ class KlMeter {
   std::span<const KvBuffer> references() const noexcept { return refs_; }
   std::uint32_t ctx() const noexcept { return ctx_; }
   std::uint32_t chunk() const noexcept { return chunk_; }
+  const runner::Model& model() const noexcept { return *model_; }
 
  private:
   KlMeter() = default;

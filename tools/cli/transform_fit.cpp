@@ -133,33 +133,74 @@ Expected<KvTransform> fit_transform(const TransformFitInput& in) {
                   fmt::format("transform fit: {} weights for {} layers x {} channels",
                               in.weights.size(), l.layers, n));
   }
+  const std::size_t hd = l.head_dim, heads = l.kv_heads;
+  if (!in.value_metrics.empty() && in.value_metrics.size() != l.layers * heads * hd * hd) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("transform fit: {} value metric entries for {} layers x {} heads "
+                              "of {} x {}",
+                              in.value_metrics.size(), l.layers, heads, hd, hd));
+  }
   t.analysis.resize(l.layers * n * n);
   t.synthesis.resize(l.layers * n * n);
   std::vector<float> k(C), v(C);
-  std::vector<double> cov(n * n), mean(n), d(n), values, vectors;
+  std::vector<double> cov(n * n), mean(n), g(n * n), root(n * n), inverse_root(n * n),
+      weighted(n * n), values, vectors;
   std::vector<float> chunk_z;
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
-    // Scale of each value: equal weight per unit of scaled error; K's rotated pairs share one.
+    // The metric G of the error in z: K's channel weights (a rotated pair shares one), and V's,
+    // or per V head the given metric scaled to the same total weight.
+    std::fill(g.begin(), g.end(), 0.0);
     for (std::size_t c = 0; c < n; ++c) {
       const double w = in.weights[layer * n + c];
       if (!(w > 0) || !std::isfinite(w)) {
         return Status(Errc::invalid_argument,
                       fmt::format("transform fit: weight {} of layer {} value {}", w, layer, c));
       }
-      d[c] = w;
+      g[c * n + c] = w;
     }
     if (!t.frequencies.empty()) {
-      for (std::size_t h = 0; h < C; h += l.head_dim) {
+      for (std::size_t h = 0; h < C; h += hd) {
         for (std::uint32_t i = 0; i < t.frequencies.size(); ++i) {
           std::uint32_t a = 0, b = 0;
           rope_pair(t.pairs, l.head_dim, i, a, b);
-          d[h + a] = d[h + b] = 0.5 * (d[h + a] + d[h + b]);
+          g[(h + a) * n + h + a] = g[(h + b) * n + h + b] =
+              0.5 * (g[(h + a) * n + h + a] + g[(h + b) * n + h + b]);
         }
       }
     }
-    for (double& x : d)
-      x = 1 / std::sqrt(x);
-    // Covariance of the scaled z within chunks.
+    if (!in.value_metrics.empty()) {
+      for (std::size_t h = 0; h < heads; ++h) {
+        const double* m = &in.value_metrics[((layer * heads) + h) * hd * hd];
+        const std::size_t base = C + h * hd;
+        double total = 0, trace = 0;
+        for (std::size_t a = 0; a < hd; ++a) {
+          total += g[(base + a) * n + base + a];
+          trace += m[a * hd + a];
+        }
+        if (!(trace > 0)) continue;  // keep the diagonal weights
+        for (std::size_t a = 0; a < hd; ++a)
+          for (std::size_t b = 0; b < hd; ++b)
+            g[(base + a) * n + base + b] = m[a * hd + b] * total / trace;
+      }
+    }
+    // G^(1/2) and G^(-1/2), from G's eigenvectors (its eigenvalues floored, for a metric that
+    // is singular in some direction).
+    symmetric_eigen(g, n, values, vectors);
+    const double floor = std::max(values.front(), 1e-300) * 1e-12;
+    for (std::size_t i = 0; i < n; ++i) {
+      for (std::size_t j = 0; j < n; ++j) {
+        double r = 0, ir = 0;
+        for (std::size_t e = 0; e < n; ++e) {
+          const double lambda = std::max(values[e], floor);
+          const double p = vectors[i * n + e] * vectors[j * n + e];
+          r += p * std::sqrt(lambda);
+          ir += p / std::sqrt(lambda);
+        }
+        root[i * n + j] = r;
+        inverse_root[i * n + j] = ir;
+      }
+    }
+    // Covariance of z within chunks.
     std::fill(cov.begin(), cov.end(), 0.0);
     std::size_t samples = 0;
     for (const KvBuffer& cache : in.caches) {
@@ -176,13 +217,13 @@ Expected<KvTransform> fit_transform(const TransformFitInput& in) {
           }
           t.unrotated(s + i, k.data(), v.data(), &chunk_z[i * n]);
           for (std::size_t c = 0; c < n; ++c)
-            mean[c] += chunk_z[i * n + c] / d[c] / count;
+            mean[c] += double{chunk_z[i * n + c]} / count;
         }
         for (std::uint32_t i = 0; i < count; ++i) {
           for (std::size_t a = 0; a < n; ++a) {
-            const double xa = chunk_z[i * n + a] / d[a] - mean[a];
+            const double xa = chunk_z[i * n + a] - mean[a];
             for (std::size_t b = 0; b <= a; ++b)
-              cov[a * n + b] += xa * (chunk_z[i * n + b] / d[b] - mean[b]);
+              cov[a * n + b] += xa * (chunk_z[i * n + b] - mean[b]);
           }
         }
         samples += count;
@@ -191,14 +232,30 @@ Expected<KvTransform> fit_transform(const TransformFitInput& in) {
     for (std::size_t a = 0; a < n; ++a)
       for (std::size_t b = 0; b <= a; ++b)
         cov[b * n + a] = cov[a * n + b] /= static_cast<double>(samples);
-    symmetric_eigen(cov, n, values, vectors);
-    // y = U^T D^-1 z and z = D U y.
+    // The weighted covariance G^(1/2) cov G^(1/2), and its eigenvectors U.
+    const auto multiply = [n](const std::vector<double>& x, const std::vector<double>& y,
+                              std::vector<double>& out) {
+      out.assign(n * n, 0.0);
+      for (std::size_t i = 0; i < n; ++i)
+        for (std::size_t a = 0; a < n; ++a)
+          for (std::size_t j = 0; j < n; ++j)
+            out[i * n + j] += x[i * n + a] * y[a * n + j];
+    };
+    multiply(root, cov, g);  // g is free again: it holds root * cov
+    multiply(g, root, weighted);
+    symmetric_eigen(weighted, n, values, vectors);
+    // y = U^T G^(1/2) z and z = G^(-1/2) U y.
     float* A = t.analysis.data() + layer * n * n;
     float* S = t.synthesis.data() + layer * n * n;
     for (std::size_t i = 0; i < n; ++i) {
       for (std::size_t j = 0; j < n; ++j) {
-        A[i * n + j] = static_cast<float>(vectors[j * n + i] / d[j]);
-        S[i * n + j] = static_cast<float>(d[i] * vectors[i * n + j]);
+        double a = 0, s_ij = 0;
+        for (std::size_t e = 0; e < n; ++e) {
+          a += vectors[e * n + i] * root[e * n + j];
+          s_ij += inverse_root[i * n + e] * vectors[e * n + j];
+        }
+        A[i * n + j] = static_cast<float>(a);
+        S[i * n + j] = static_cast<float>(s_ij);
       }
     }
   }

@@ -22,6 +22,10 @@ struct TransformFitInput {
   // Per (layer, K|V, channel), layer-major: the quality lost per unit of squared error in the
   // channel (any common unit). Coefficients of the transform are equally important in it.
   std::vector<double> weights;
+  // Optional, per (layer, KV head): how an error in the head's V dims costs (head_dim x
+  // head_dim, up to scale; W_o^T W_o over the query heads that read it). It replaces V's
+  // diagonal weights, keeping their total.
+  std::vector<double> value_metrics;
 };
 
 Expected<KvTransform> fit_transform(const TransformFitInput& in);
