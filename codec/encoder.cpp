@@ -572,8 +572,11 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
       const SegmentRows rows{values,       (first + i) / 2, static_cast<KvPart>((first + i) % 2),
                              values_begin, token_count,     C};
       if (coding == Coding::quantized) {
-        KVS_RETURN_IF_ERROR(quantize(rows, values_dtype, *profile, o.level,
-                                     substream_tokens(token_count, C, o), seg));
+        Status q = quantize(rows, values_dtype, *profile, o.level,
+                            substream_tokens(token_count, C, o), seg);
+        // Coefficients are named like channels; say so (only an extreme transform gets here).
+        if (!q.is_ok() && transform != nullptr) q = q.with_context("transform coefficients");
+        KVS_RETURN_IF_ERROR(q);
       } else {
         split(rows, l.dtype, seg);
       }
