@@ -2,7 +2,6 @@
 // is computed with integer or exactly specified float operations, so that another encoder (the
 // CUDA one) can produce the same bytes.
 #include <fmt/format.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <array>
@@ -58,30 +57,12 @@ float load_float(const std::byte* row, std::size_t c, DType dt) {
   return 0.0f;
 }
 
-__attribute__((target("avx2,f16c"))) bool load_row_f16c(const std::byte* row, std::size_t n,
-                                                        float* out) {
-  const __m256 max = _mm256_set1_ps(kMaxLossyMagnitude);
-  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
-  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
-  std::size_t c = 0;
-  for (; c + 8 <= n; c += 8) {
-    const __m256 v =
-        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(row + 2 * c)));
-    _mm256_storeu_ps(out + c, v);
-    ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(v, abs_mask), max, _CMP_LE_OQ));
-  }
-  bool all = _mm256_movemask_ps(ok) == 0xFF;
-  for (; c < n; ++c) {
-    out[c] = load_float(row, c, DType::f16);
-    all &= std::fabs(out[c]) <= kMaxLossyMagnitude;
-  }
-  return all;
-}
-
 // A row of n values as floats (exact: every f16 and bf16 value is a float); false when one is
 // not finite or beyond the lossy levels' +-2^30.
 bool load_row(const std::byte* row, std::size_t n, DType dt, float* out) {
-  if (dt == DType::f16 && cpu_has_avx2_f16c()) return load_row_f16c(row, n, out);
+  if (simd_encode_available() && n % 8 == 0) {
+    return load_row_avx2(row, n, dt, kMaxLossyMagnitude, out);
+  }
   bool ok = true;
   if (dt == DType::f32) {
     std::memcpy(out, row, n * sizeof(float));

@@ -103,6 +103,20 @@ __attribute__((target("avx2,f16c"))) bool lossy_sums_avx2(const SegmentRows& row
   return _mm256_movemask_ps(in_range) == 0xFF;
 }
 
+__attribute__((target("avx2,f16c"))) bool load_row_avx2(const std::byte* row, std::size_t n,
+                                                        DType dtype, float max_magnitude,
+                                                        float* out) {
+  const __m256 max = _mm256_set1_ps(max_magnitude);
+  const __m256 abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+  __m256 ok = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (std::size_t c = 0; c < n; c += 8) {
+    const __m256 v = load8(row, c, dtype);
+    _mm256_storeu_ps(out + c, v);
+    ok = _mm256_and_ps(ok, _mm256_cmp_ps(_mm256_and_ps(v, abs_mask), max, _CMP_LE_OQ));
+  }
+  return _mm256_movemask_ps(ok) == 0xFF;
+}
+
 __attribute__((target("avx2,f16c"))) void lossy_deviations_avx2(const SegmentRows& rows,
                                                                 DType dtype,
                                                                 const std::int64_t* mean,

@@ -21,6 +21,11 @@ struct SegmentRows {
   const std::byte* row(std::uint32_t t) const noexcept { return src->row(layer, part, begin + t); }
 };
 
+// A row of n values (a multiple of 8) as fp32 into `out`; false when one is not finite or its
+// magnitude exceeds max_magnitude.
+bool load_row_avx2(const std::byte* row, std::size_t n, DType dtype, float max_magnitude,
+                   float* out);
+
 // Lossy statistics in 16.16 fixed point: per channel the sum of x and the largest |x|. False
 // when some value is not finite or |x| >= 2^15 (beyond the vector's 32-bit fixed point): the
 // scalar code redoes the segment, and reports a bad value.

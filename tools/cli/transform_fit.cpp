@@ -146,6 +146,9 @@ Expected<KvTransform> fit_transform(const TransformFitInput& in) {
   std::vector<double> cov(n * n), mean(n), g(n * n), root(n * n), inverse_root(n * n),
       weighted(n * n), values, vectors;
   std::vector<float> chunk_z;
+  std::vector<KvBuffer> caches;  // in fp32, once for every layer
+  for (const KvBuffer& cache : in.caches)
+    caches.push_back(as_f32(cache, in.tokens));
   for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
     // The metric G of the error in z: K's channel weights (a rotated pair shares one), and V's,
     // or per V head the given metric scaled to the same total weight.
@@ -203,8 +206,7 @@ Expected<KvTransform> fit_transform(const TransformFitInput& in) {
     // Covariance of z within chunks.
     std::fill(cov.begin(), cov.end(), 0.0);
     std::size_t samples = 0;
-    for (const KvBuffer& cache : in.caches) {
-      const KvBuffer kv = as_f32(cache, in.tokens);
+    for (const KvBuffer& kv : caches) {
       const KvView view = kv.view();
       for (std::uint32_t s = 0; s < in.tokens; s += in.chunk) {
         const std::uint32_t count = std::min(in.chunk, in.tokens - s);
