@@ -6,9 +6,7 @@
 
 #include <cstring>
 
-#include "byte_io.hpp"
-#include "chunk_format.hpp"
-#include "crc32c.hpp"
+#include "chunk_parse.hpp"
 #include "decoder_avx2.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/half.hpp"
@@ -21,107 +19,6 @@ namespace kvstream {
 using namespace codec;
 
 namespace {
-
-Status corrupt(std::string what) {
-  return Status(Errc::corrupt_data, "chunk: " + std::move(what));
-}
-
-struct SegmentEntry {
-  std::uint32_t offset, size, crc;
-};
-
-// Validates the header and the segment table; fills `segments` (reusing its storage).
-Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
-                                 std::vector<SegmentEntry>& segments_out) {
-  ByteReader r(chunk);
-  char magic[4];
-  std::uint16_t version = 0, header_size = 0, flags = 0;
-  std::uint8_t level = 0, dtype = 0;
-  std::uint32_t layers = 0, heads = 0, dim = 0, begin = 0, count = 0, segments = 0, total = 0;
-  std::uint32_t reserved = 0, header_crc = 0;
-  if (chunk.size() < kHeaderSize) {
-    return corrupt(
-        fmt::format("{} bytes, shorter than the {}-byte header", chunk.size(), kHeaderSize));
-  }
-  for (char& m : magic)
-    r.get(m);
-  if (std::memcmp(magic, kMagic, 4) != 0) return corrupt("bad magic (not a kvstream chunk)");
-  r.get(version);
-  if (version != kVersion) {
-    return Status(Errc::unsupported, fmt::format("chunk: format version {} (this decoder reads {})",
-                                                 version, kVersion));
-  }
-  r.get(header_size);
-  r.get(level);
-  r.get(dtype);
-  r.get(flags);
-  r.get(layers);
-  r.get(heads);
-  r.get(dim);
-  r.get(begin);
-  r.get(count);
-  r.get(segments);
-  r.get(total);
-  r.get(reserved);
-  r.get(header_crc);
-  if (header_size != kHeaderSize) return corrupt(fmt::format("header size {}", header_size));
-  if (level > kMaxLevel) return corrupt(fmt::format("level {}", level));
-  if (dtype > static_cast<std::uint8_t>(DType::bf16))
-    return corrupt(fmt::format("dtype {}", dtype));
-  const bool transformed = flags == kFlagTransform;
-  if ((flags != 0 && !transformed) || (!transformed && reserved != 0)) {
-    return corrupt("reserved header bits set");
-  }
-  if (transformed && level == 0) return corrupt("a lossless chunk marked transform-coded");
-  if (layers == 0 || layers > kMaxLayers || heads == 0 || dim == 0 ||
-      std::uint64_t{heads} * dim > kMaxChannels) {
-    return corrupt(fmt::format("shape {} layers x {} heads x {} dims", layers, heads, dim));
-  }
-  if (count == 0 || count > kMaxTokens || std::uint64_t{begin} + count > UINT32_MAX) {
-    return corrupt(fmt::format("token range {} + {}", begin, count));
-  }
-  if (segments != 2 * layers) {
-    return corrupt(fmt::format("{} segments for {} layers", segments, layers));
-  }
-  if (total != chunk.size()) {
-    return corrupt(fmt::format("header says {} bytes, chunk has {}", total, chunk.size()));
-  }
-  const std::size_t table_end = kHeaderSize + std::size_t{segments} * kSegmentEntrySize;
-  if (table_end > chunk.size()) return corrupt("segment table runs past the end");
-  std::uint32_t crc = crc32c(chunk.first(kHeaderCrcOffset));
-  crc = crc32c(chunk.subspan(kHeaderSize, table_end - kHeaderSize), crc);
-  if (crc != header_crc) return corrupt("header checksum mismatch");
-
-  const ChunkInfo info{
-      level,      static_cast<DType>(dtype), layers, heads, dim, begin, count, total, reserved,
-      transformed};
-  segments_out.resize(segments);
-  std::size_t expected_offset = table_end;
-  for (std::uint32_t i = 0; i < segments; ++i) {
-    SegmentEntry& e = segments_out[i];
-    r.get(e.offset);
-    r.get(e.size);
-    r.get(e.crc);
-    if (e.offset != expected_offset || e.size < kSegmentFixedSize ||
-        std::size_t{e.offset} + e.size > chunk.size()) {
-      return corrupt(fmt::format("segment {} at [{}, +{}) is misplaced", i, e.offset, e.size));
-    }
-    expected_offset = std::size_t{e.offset} + e.size;
-  }
-  if (expected_offset != chunk.size()) return corrupt("bytes after the last segment");
-  return info;
-}
-
-// A segment's parsed side information; spans point into the chunk.
-struct SegmentView {
-  Coding coding;
-  Predictor predictor;
-  std::uint32_t lanes, substreams;
-  std::span<const std::byte> step_codes, table_ids;
-  std::vector<std::int32_t> centers;
-  std::vector<std::uint32_t> stream_bytes;
-  std::span<const std::byte> states, words;
-};
 
 struct Channel;
 
@@ -149,78 +46,6 @@ struct ChunkDecoder::Scratch {
 };
 
 namespace {
-
-Status parse_segment(std::span<const std::byte> seg, std::uint32_t index, const ChunkInfo& info,
-                     SegmentView& s) {
-  const auto bad = [&](std::string what) {
-    return corrupt(fmt::format("segment {} (layer {} {}): {}", index, index / 2,
-                               index % 2 == 0 ? "K" : "V", what));
-  };
-  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
-  ByteReader r(seg);
-  std::uint8_t coding = 0, predictor = 0, lanes = 0, res8 = 0;
-  std::uint16_t substreams = 0, res16 = 0;
-  r.get(coding);
-  r.get(predictor);
-  r.get(lanes);
-  r.get(res8);
-  r.get(substreams);
-  r.get(res16);
-  const Coding want = info.level > 0             ? Coding::quantized
-                      : info.dtype == DType::f32 ? Coding::split32
-                                                 : Coding::split16;
-  if (coding != static_cast<std::uint8_t>(want)) {
-    return bad(fmt::format("coding {} where level {} of {} needs {}", coding, info.level,
-                           dtype_name(info.dtype), static_cast<int>(want)));
-  }
-  if (predictor > static_cast<std::uint8_t>(Predictor::previous_token) ||
-      (predictor != 0 && coding != static_cast<std::uint8_t>(Coding::quantized))) {
-    return bad(fmt::format("predictor {} with coding {}", predictor, coding));
-  }
-  if (!valid_lanes(lanes)) return bad(fmt::format("{} lanes", lanes));
-  if (res8 != 0 || res16 != 0) return bad("reserved bits set");
-  if (substreams == 0 || substreams > info.token_count) {
-    return bad(fmt::format("{} substreams for {} tokens", substreams, info.token_count));
-  }
-  const std::uint32_t per = (info.token_count + substreams - 1) / substreams;
-  if (std::uint64_t{substreams} * per - per >= info.token_count) {
-    return bad(fmt::format("{} substreams leave one empty", substreams));
-  }
-  s.coding = static_cast<Coding>(coding);
-  s.predictor = static_cast<Predictor>(predictor);
-  s.lanes = lanes;
-  s.substreams = substreams;
-  if (s.coding == Coding::quantized && !r.get_bytes(C, s.step_codes)) return bad("truncated steps");
-  if (!r.get_bytes(C, s.table_ids)) return bad("truncated table ids");
-  for (std::byte id : s.table_ids) {
-    if (static_cast<std::uint8_t>(id) >= kBankTables) {
-      return bad(fmt::format("table id {}", static_cast<int>(id)));
-    }
-  }
-  s.centers.resize(C);
-  for (std::size_t c = 0; c < C; ++c) {
-    if (!r.get_zigzag_varint(s.centers[c])) return bad(fmt::format("bad center of channel {}", c));
-  }
-  s.stream_bytes.resize(substreams);
-  std::uint64_t total_words = 0;
-  for (std::uint32_t k = 0; k < substreams; ++k) {
-    if (!r.get(s.stream_bytes[k])) return bad("truncated substream sizes");
-    if (s.stream_bytes[k] % 2 != 0) return bad(fmt::format("substream {} has odd size", k));
-    total_words += s.stream_bytes[k];
-  }
-  if (!r.get_bytes(std::size_t{4} * substreams * lanes, s.states)) return bad("truncated states");
-  for (std::size_t i = 0; i < s.states.size(); i += 4) {
-    std::uint32_t x;
-    std::memcpy(&x, s.states.data() + i, 4);
-    if (x < kRansLow) return bad(fmt::format("lane state {} below 2^16", i / 4));
-  }
-  if (total_words != r.remaining()) {
-    return bad(
-        fmt::format("substreams hold {} bytes, segment has {} left", total_words, r.remaining()));
-  }
-  r.get_bytes(r.remaining(), s.words);
-  return Status::ok();
-}
 
 // Writes one decoded value; `T` is the destination dtype's storage.
 inline void store(std::byte* row, std::size_t c, DType dt, float f) {
@@ -572,15 +397,7 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
                             const CodecProfile* profile) {
   Scratch& sc = *scratch_;
   KVS_ASSIGN_OR_RETURN(const ChunkInfo info, parse_header(chunk, sc.segments));
-  const KvLayout& dl = dst.layout();
-  if (dl.layers != info.layers || dl.kv_heads != info.kv_heads || dl.head_dim != info.head_dim) {
-    return Status(
-        Errc::invalid_argument,
-        fmt::format("chunk of {}x{}x{} into a view of {}x{}x{} (layers x heads x dim)", info.layers,
-                    info.kv_heads, info.head_dim, dl.layers, dl.kv_heads, dl.head_dim));
-  }
-  KVS_RETURN_IF_ERROR(
-      dst.check_range(info.token_begin, info.token_count).with_context("decode_chunk"));
+  KVS_RETURN_IF_ERROR(check_destination(info, dst));
   if (!info.transformed) return decode_values(chunk, info, dst);
   const KvTransform* t = profile != nullptr ? profile->transform() : nullptr;
   if (t == nullptr || profile->transform_id() != info.transform_id) {
@@ -650,13 +467,7 @@ Status ChunkDecoder::decode_values(std::span<const std::byte> chunk, const Chunk
   Scratch& sc = *scratch_;
   sc.views.resize(sc.segments.size());
   for (std::uint32_t i = 0; i < sc.segments.size(); ++i) {
-    const SegmentEntry& e = sc.segments[i];
-    const auto seg = chunk.subspan(e.offset, e.size);
-    if (crc32c(seg) != e.crc) {
-      return corrupt(fmt::format("segment {} (layer {} {}) checksum mismatch", i, i / 2,
-                                 i % 2 == 0 ? "K" : "V"));
-    }
-    KVS_RETURN_IF_ERROR(parse_segment(seg, i, info, sc.views[i]));
+    KVS_RETURN_IF_ERROR(parse_segment(chunk, sc.segments[i], i, info, sc.views[i]));
   }
   const SimdPath path = simd_path(info, dst);
   if (path != SimdPath::none) {

@@ -45,7 +45,7 @@ if [[ $mode == demo ]]; then
 fi
 
 echo "bootstrap: checking formatting (clang-format)"
-mapfile -t sources < <(cd "$root" && find include codec tools tests \
+mapfile -t sources < <(cd "$root" && find include codec cuda tools tests \
   \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort)
 (cd "$root" && clang-format --dry-run --Werror "${sources[@]}")
 

@@ -82,6 +82,14 @@ class KvView {
     return pools_[lp] + (block * block_size_ + token % block_size_) * layout_.row_bytes();
   }
 
+  // The view's addressing as row() uses it, for decoders that address the memory elsewhere (a
+  // GPU kernel, when the view holds device pointers): the contiguous buffer (null when paged),
+  // and the paged layout's pools, block table and block size (empty and 0 when contiguous).
+  std::byte* base() const noexcept { return base_; }
+  std::span<std::byte* const> pools() const noexcept { return pools_; }
+  std::span<const std::uint32_t> block_table() const noexcept { return block_table_; }
+  std::uint32_t block_size() const noexcept { return block_size_; }
+
   // Checks that [begin, begin + count) lies inside the view.
   Status check_range(std::uint32_t begin, std::uint32_t count) const;
 

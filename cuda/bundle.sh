@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Builds the GPU tests and benchmarks with CUDA and bundles them with the shared libraries they
+# need, the golden files and the stories260K checkpoint, into a folder that runs on a machine
+# that has a GPU but not this build's packages:
+#   cuda/bundle.sh [BUILD_DIR]          (default build-cuda; the bundle is BUILD_DIR/bundle)
+#   BUILD_DIR/bundle/run.sh [tests|bench|all]   on the GPU machine
+# KVSTREAM_CUDA_ARCH picks the architectures (default 90, Hopper); KVSTREAM_MODELS the folder
+# holding stories260K.bin (default ../shared/models). The checkpoint is copied into the bundle,
+# a build output, never into the source tree.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$(realpath -m "${1:-$root/build-cuda}")
+out=$build/bundle
+models=${KVSTREAM_MODELS:-$root/../shared/models}
+[[ -f $models/stories260K.bin ]] || { echo "bundle: no $models/stories260K.bin (set KVSTREAM_MODELS)" >&2; exit 1; }
+command -v nvcc >/dev/null || export PATH=/usr/local/cuda/bin:$PATH
+
+cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECUTABLE=/usr/bin/python3 \
+  -DCMAKE_CUDA_ARCHITECTURES="${KVSTREAM_CUDA_ARCH:-90}" >/dev/null
+[[ -n $(grep -s '^CMAKE_CUDA_COMPILER:' "$build/CMakeCache.txt") ]] ||
+  { echo "bundle: no CUDA toolkit found (nvcc)" >&2; exit 1; }
+bins=(tests/gpu/gpu_decode_test tests/bench/gpu_decode_bench tests/unit/unit_gpu_logic)
+cmake --build "$build" --target gpu_decode_test gpu_decode_bench unit_gpu_logic
+
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/lib" "$out/models"
+for b in "${bins[@]}"; do cp "$build/$b" "$out/bin/"; done
+# Every shared library the binaries load, except the C library's own and the CUDA driver,
+# which belong to the GPU machine.
+for b in "$out"/bin/*; do
+  ldd "$b" | awk '/=> \//{print $3}'
+done | sort -u | while read -r lib; do
+  case $(basename "$lib") in
+    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
+    *) cp -L "$lib" "$out/lib/" ;;
+  esac
+done
+cp -r "$root/tests/golden" "$out/golden"
+cp "$models/stories260K.bin" "$out/models/"
+cat > "$out/run.sh" <<'RUN'
+#!/usr/bin/env bash
+# Runs the bundled GPU tests and/or the decode benchmark: run.sh [tests|bench|all] [bench args]
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export LD_LIBRARY_PATH=$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export KVSTREAM_GOLDEN_DIR=$here/golden KVSTREAM_MODELS=$here/models
+what=${1:-all}
+shift || true
+rc=0
+if [[ $what == tests || $what == all ]]; then
+  "$here/bin/unit_gpu_logic" || rc=1
+  "$here/bin/gpu_decode_test" || rc=1
+fi
+if [[ $what == bench || $what == all ]]; then
+  "$here/bin/gpu_decode_bench" "$@" || rc=1
+fi
+exit $rc
+RUN
+chmod +x "$out/run.sh"
+du -sh "$out"

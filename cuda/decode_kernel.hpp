@@ -1,0 +1,13 @@
+// The decode kernel's launcher (decode_kernel.cu); the kernel runs decode_logic.hpp.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "decode_logic.hpp"
+
+namespace kvstream::gpu {
+
+// Enqueues the decode of every task of `args` on `stream`; the launch's error, if any.
+cudaError_t launch_decode(const DecodeArgs& args, cudaStream_t stream);
+
+}  // namespace kvstream::gpu

@@ -1,0 +1,141 @@
+// Chunk -> kernel tables, and the CPU run of the kernel's logic.
+#include "decode_plan.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "chunk_parse.hpp"
+#include "table_bank.hpp"
+
+namespace kvstream::gpu {
+
+using codec::check_destination;
+using codec::SegmentEntry;
+using codec::SegmentView;
+
+struct DecodePlanner::Scratch {
+  std::vector<SegmentEntry> entries;
+  SegmentView view;
+};
+
+DecodePlanner::DecodePlanner() : scratch_(std::make_unique<Scratch>()) {}
+DecodePlanner::~DecodePlanner() = default;
+DecodePlanner::DecodePlanner(DecodePlanner&&) noexcept = default;
+DecodePlanner& DecodePlanner::operator=(DecodePlanner&&) noexcept = default;
+
+Status DecodePlanner::plan(std::span<const std::byte> chunk, DecodePlan& p) {
+  Scratch& sc = *scratch_;
+  KVS_ASSIGN_OR_RETURN(p.info, codec::parse_header(chunk, sc.entries));
+  if (p.info.transformed) {
+    return Status(Errc::unsupported,
+                  fmt::format("chunk is transform-coded (transform {:08x}); the GPU decoder "
+                              "decodes plain chunks only, use the CPU decoder for it",
+                              p.info.transform_id));
+  }
+  const std::uint32_t C = p.info.kv_heads * p.info.head_dim;
+  const std::uint32_t segments = static_cast<std::uint32_t>(sc.entries.size());
+  p.segments.resize(segments);
+  p.channels.resize(std::size_t{segments} * C);
+  p.substreams.clear();
+  p.tasks.clear();
+  p.ref_values = 0;
+  const auto& steps = codec::step_table();
+  for (std::uint32_t i = 0; i < segments; ++i) {
+    SegmentView& s = sc.view;
+    KVS_RETURN_IF_ERROR(codec::parse_segment(chunk, sc.entries[i], i, p.info, s));
+    const bool predicted = s.predictor == codec::Predictor::previous_token;
+    p.segments[i] = {static_cast<std::uint32_t>(s.coding), predicted ? 1u : 0u, s.lanes, i * C};
+    for (std::uint32_t c = 0; c < C; ++c) {
+      p.channels[std::size_t{i} * C + c] = {
+          static_cast<std::uint32_t>(s.table_ids[c]) * codec::kProbScale,
+          s.coding == codec::Coding::quantized ? steps[static_cast<std::uint8_t>(s.step_codes[c])]
+                                               : 0.0f,
+          s.centers[c]};
+    }
+    // Offsets into the chunk: the spans point into it.
+    const auto offset = [&](const std::byte* q) {
+      return static_cast<std::uint32_t>(q - chunk.data());
+    };
+    const std::uint32_t per = (p.info.token_count + s.substreams - 1) / s.substreams;
+    const std::uint32_t first = static_cast<std::uint32_t>(p.substreams.size());
+    std::uint32_t words = offset(s.words.data());
+    for (std::uint32_t k = 0; k < s.substreams; ++k) {
+      const std::uint32_t t_end = std::min(p.info.token_count, (k + 1) * per);
+      p.substreams.push_back({words, s.stream_bytes[k] / 2,
+                              offset(s.states.data()) + 4 * k * s.lanes, k * per, t_end,
+                              predicted ? p.ref_values : 0});
+      words += s.stream_bytes[k];
+      if (predicted) p.ref_values += C;
+    }
+    const std::uint32_t per_task = 32 / s.lanes;
+    for (std::uint32_t k = 0; k < s.substreams; k += per_task) {
+      p.tasks.push_back({i, first + k, std::min(per_task, s.substreams - k)});
+    }
+  }
+  return Status::ok();
+}
+
+ViewDesc view_desc(const KvView& dst, std::byte* const* pools, const std::uint32_t* blocks) {
+  ViewDesc d;
+  d.base = dst.base();
+  d.block_size = dst.block_size();
+  if (d.block_size != 0) {
+    d.pools = pools;
+    d.blocks = blocks;
+  }
+  d.tokens = dst.layout().tokens;
+  d.row_bytes = dst.layout().row_bytes();
+  d.dtype = static_cast<std::uint32_t>(dst.layout().dtype);
+  return d;
+}
+
+Status failures_status(const DecodePlan& plan, std::span<const std::uint32_t> failures) {
+  for (const PlanTask& task : plan.tasks) {
+    for (std::uint32_t k = 0; k < task.count; ++k) {
+      const std::uint32_t code = failures[task.first + k];
+      if (code == kFailNone) continue;
+      const char* what = code == kFailWordsOut    ? "words run out"
+                         : code == kFailExponent  ? "lossless exponent field out of range"
+                         : code == kFailWordsLeft ? "words left over"
+                                                  : "final lane state is not the initial one";
+      const PlanTask& first =
+          *std::find_if(plan.tasks.begin(), plan.tasks.end(),
+                        [&](const PlanTask& t) { return t.segment == task.segment; });
+      const ChunkInfo& info = plan.info;
+      return codec::corrupt(fmt::format(
+          "segment {} (layer {} {}) substream {}: {}; tokens {}..{} of the destination are "
+          "unspecified",
+          task.segment, task.segment / 2, task.segment % 2 == 0 ? "K" : "V",
+          task.first + k - first.first, what, info.token_begin,
+          info.token_begin + info.token_count - 1));
+    }
+  }
+  return Status::ok();
+}
+
+Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, const KvView& dst) {
+  KVS_RETURN_IF_ERROR(check_destination(plan.info, dst));
+  std::vector<std::int32_t> refs(plan.ref_values);
+  std::vector<std::uint32_t> failures(plan.substreams.size(), kFailNone);
+  DecodeArgs a;
+  a.chunk = chunk.data();
+  a.segments = plan.segments.data();
+  a.substreams = plan.substreams.data();
+  a.channels = plan.channels.data();
+  a.tasks = plan.tasks.data();
+  a.task_count = static_cast<std::uint32_t>(plan.tasks.size());
+  a.luts = codec::table_bank_luts();
+  a.refs = refs.data();
+  a.failures = failures.data();
+  a.dst = view_desc(dst, dst.pools().data(), dst.block_table().data());
+  a.channels_per_row = plan.info.kv_heads * plan.info.head_dim;
+  a.token_begin = plan.info.token_begin;
+  a.source_dtype = static_cast<std::uint32_t>(plan.info.dtype);
+  HostTeam team;
+  for (std::uint32_t t = 0; t < a.task_count; ++t)
+    decode_task(team, a, t);
+  return failures_status(plan, failures);
+}
+
+}  // namespace kvstream::gpu

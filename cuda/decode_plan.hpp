@@ -1,0 +1,59 @@
+// The host half of GPU decoding: validates a chunk exactly as the CPU decoder does and turns it
+// into the flat tables the kernel reads (decode_logic.hpp), and runs those tables through the
+// kernel's logic on the CPU (what the tests use where there is no GPU).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "decode_logic.hpp"
+#include "kvstream/codec.hpp"
+#include "kvstream/kv_cache.hpp"
+#include "kvstream/status.hpp"
+
+namespace kvstream::gpu {
+
+struct DecodePlan {
+  ChunkInfo info;
+  std::vector<PlanSegment> segments;
+  std::vector<PlanSubstream> substreams;
+  std::vector<PlanChannel> channels;
+  std::vector<PlanTask> tasks;
+  std::uint32_t ref_values = 0;  // the reference scratch that predicted segments need
+};
+
+// Builds plans with reusable scratch memory. Not thread-safe.
+class DecodePlanner {
+ public:
+  DecodePlanner();
+  ~DecodePlanner();
+  DecodePlanner(DecodePlanner&&) noexcept;
+  DecodePlanner& operator=(DecodePlanner&&) noexcept;
+
+  // Validates the whole chunk (header, checksums, every segment's side information) and fills
+  // `plan`. Transform-coded chunks are refused as unsupported: the GPU decoder does not
+  // synthesize yet.
+  Status plan(std::span<const std::byte> chunk, DecodePlan& plan);
+
+  struct Scratch;
+
+ private:
+  std::unique_ptr<Scratch> scratch_;
+};
+
+// The kernel's view of a KvView whose pointers (pools and block table included) are valid
+// where the kernel runs: `pools` and `blocks` point at copies of dst.pools() and
+// dst.block_table() there.
+ViewDesc view_desc(const KvView& dst, std::byte* const* pools, const std::uint32_t* blocks);
+
+// The status of a finished decode from its per-substream failure codes.
+Status failures_status(const DecodePlan& plan, std::span<const std::uint32_t> failures);
+
+// Decodes a planned chunk into a host view by running every task through HostTeam, lane by lane:
+// the kernel's logic, on the CPU.
+Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, const KvView& dst);
+
+}  // namespace kvstream::gpu

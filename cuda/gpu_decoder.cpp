@@ -1,0 +1,167 @@
+// GpuDecoder: host-side validation and planning (decode_plan.cpp), then one kernel launch.
+#include "kvstream/gpu_decoder.hpp"
+
+#include <cstring>
+
+#include "chunk_parse.hpp"
+#include "cuda_handles.hpp"
+#include "decode_kernel.hpp"
+#include "decode_plan.hpp"
+#include "table_bank.hpp"
+
+namespace kvstream {
+
+using namespace gpu;
+
+Expected<int> gpu_device_count() {
+  int n = 0;
+  KVS_CUDA(cudaGetDeviceCount(&n));
+  if (n == 0) return Status(Errc::unsupported, "no CUDA device");
+  return n;
+}
+
+namespace {
+
+constexpr std::size_t align16(std::size_t n) {
+  return (n + 15) & ~std::size_t{15};
+}
+
+}  // namespace
+
+struct GpuDecoder::Impl {
+  int device = 0;
+  Stream stream;
+  DeviceBuffer luts;
+  DecodePlanner planner;
+  DecodePlan plan;
+  bool staged = false;
+  // The staged chunk and its tables (segments, substreams, channels, tasks, 16-byte aligned),
+  // the predictor's references, per-substream failure codes, the view's pools and blocks.
+  DeviceBuffer chunk, tables, refs, failures, view_arrays;
+  std::size_t at_substreams = 0, at_channels = 0, at_tasks = 0;
+  PinnedBuffer tables_host, failures_host;
+  std::vector<std::byte> view_host;
+};
+
+GpuDecoder::GpuDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+GpuDecoder::~GpuDecoder() = default;
+GpuDecoder::GpuDecoder(GpuDecoder&&) noexcept = default;
+GpuDecoder& GpuDecoder::operator=(GpuDecoder&&) noexcept = default;
+
+Expected<GpuDecoder> GpuDecoder::create(int device) {
+  KVS_ASSIGN_OR_RETURN(const int count, gpu_device_count());
+  if (device < 0 || device >= count) {
+    return Status(Errc::invalid_argument,
+                  "CUDA device " + std::to_string(device) + " of " + std::to_string(count));
+  }
+  KVS_CUDA(cudaSetDevice(device));
+  auto impl = std::make_unique<Impl>();
+  impl->device = device;
+  KVS_ASSIGN_OR_RETURN(impl->stream, Stream::create());
+  const std::size_t lut_bytes = std::size_t{codec::kBankTables} * codec::kProbScale * 4;
+  KVS_RETURN_IF_ERROR(impl->luts.reserve(lut_bytes));
+  KVS_CUDA(
+      cudaMemcpy(impl->luts.get(), codec::table_bank_luts(), lut_bytes, cudaMemcpyHostToDevice));
+  return GpuDecoder(std::move(impl));
+}
+
+std::string GpuDecoder::device_name() const {
+  cudaDeviceProp p{};
+  if (cudaGetDeviceProperties(&p, impl_->device) != cudaSuccess) return "unknown CUDA device";
+  return p.name;
+}
+
+void* GpuDecoder::native_stream() const noexcept {
+  return impl_->stream.get();
+}
+
+Status GpuDecoder::stage(std::span<const std::byte> chunk) {
+  Impl& m = *impl_;
+  m.staged = false;
+  KVS_CUDA(cudaSetDevice(m.device));
+  // The previous launch may still read the buffers about to be overwritten.
+  KVS_CUDA(cudaStreamSynchronize(m.stream.get()));
+  KVS_RETURN_IF_ERROR(m.planner.plan(chunk, m.plan));
+  const DecodePlan& p = m.plan;
+  m.at_substreams = align16(p.segments.size() * sizeof(PlanSegment));
+  m.at_channels = m.at_substreams + align16(p.substreams.size() * sizeof(PlanSubstream));
+  m.at_tasks = m.at_channels + align16(p.channels.size() * sizeof(PlanChannel));
+  const std::size_t table_bytes = m.at_tasks + p.tasks.size() * sizeof(PlanTask);
+  KVS_RETURN_IF_ERROR(m.tables_host.reserve(table_bytes));
+  auto* h = m.tables_host.get<std::byte>();
+  std::memcpy(h, p.segments.data(), p.segments.size() * sizeof(PlanSegment));
+  std::memcpy(h + m.at_substreams, p.substreams.data(),
+              p.substreams.size() * sizeof(PlanSubstream));
+  std::memcpy(h + m.at_channels, p.channels.data(), p.channels.size() * sizeof(PlanChannel));
+  std::memcpy(h + m.at_tasks, p.tasks.data(), p.tasks.size() * sizeof(PlanTask));
+  KVS_RETURN_IF_ERROR(m.tables.reserve(table_bytes));
+  KVS_RETURN_IF_ERROR(m.chunk.reserve(chunk.size()));
+  KVS_RETURN_IF_ERROR(m.refs.reserve(std::size_t{p.ref_values} * 4));
+  KVS_RETURN_IF_ERROR(m.failures.reserve(p.substreams.size() * 4));
+  KVS_RETURN_IF_ERROR(m.failures_host.reserve(p.substreams.size() * 4));
+  KVS_CUDA(cudaMemcpyAsync(m.tables.get(), h, table_bytes, cudaMemcpyHostToDevice, m.stream.get()));
+  KVS_CUDA(cudaMemcpyAsync(m.chunk.get(), chunk.data(), chunk.size(), cudaMemcpyHostToDevice,
+                           m.stream.get()));
+  m.staged = true;
+  return Status::ok();
+}
+
+Status GpuDecoder::launch(const KvView& dst) {
+  Impl& m = *impl_;
+  if (!m.staged) return Status(Errc::invalid_argument, "GpuDecoder::launch: no chunk staged");
+  const DecodePlan& p = m.plan;
+  KVS_RETURN_IF_ERROR(codec::check_destination(p.info, dst));
+  KVS_CUDA(cudaSetDevice(m.device));
+  std::byte* const* pools = nullptr;
+  const std::uint32_t* blocks = nullptr;
+  if (dst.is_paged()) {
+    // The pool list and block table travel to the device with the launch.
+    const std::size_t pool_bytes = dst.pools().size() * sizeof(std::byte*);
+    const std::size_t block_bytes = dst.block_table().size() * 4;
+    m.view_host.resize(pool_bytes + block_bytes);
+    std::memcpy(m.view_host.data(), dst.pools().data(), pool_bytes);
+    std::memcpy(m.view_host.data() + pool_bytes, dst.block_table().data(), block_bytes);
+    KVS_RETURN_IF_ERROR(m.view_arrays.reserve(m.view_host.size()));
+    KVS_CUDA(cudaMemcpyAsync(m.view_arrays.get(), m.view_host.data(), m.view_host.size(),
+                             cudaMemcpyHostToDevice, m.stream.get()));
+    KVS_CUDA(cudaStreamSynchronize(m.stream.get()));  // view_host is pageable and reused
+    pools = m.view_arrays.get<std::byte* const>();
+    blocks = reinterpret_cast<const std::uint32_t*>(m.view_arrays.get<std::byte>() + pool_bytes);
+  }
+  KVS_CUDA(cudaMemsetAsync(m.failures.get(), 0, p.substreams.size() * 4, m.stream.get()));
+  DecodeArgs a;
+  const auto* t = m.tables.get<std::byte>();
+  a.chunk = m.chunk.get<std::byte>();
+  a.segments = reinterpret_cast<const PlanSegment*>(t);
+  a.substreams = reinterpret_cast<const PlanSubstream*>(t + m.at_substreams);
+  a.channels = reinterpret_cast<const PlanChannel*>(t + m.at_channels);
+  a.tasks = reinterpret_cast<const PlanTask*>(t + m.at_tasks);
+  a.task_count = static_cast<std::uint32_t>(p.tasks.size());
+  a.luts = m.luts.get<std::uint32_t>();
+  a.refs = m.refs.get<std::int32_t>();
+  a.failures = m.failures.get<std::uint32_t>();
+  a.dst = view_desc(dst, pools, blocks);
+  a.channels_per_row = p.info.kv_heads * p.info.head_dim;
+  a.token_begin = p.info.token_begin;
+  a.source_dtype = static_cast<std::uint32_t>(p.info.dtype);
+  KVS_CUDA(launch_decode(a, m.stream.get()));
+  KVS_CUDA(cudaMemcpyAsync(m.failures_host.get(), m.failures.get(), p.substreams.size() * 4,
+                           cudaMemcpyDeviceToHost, m.stream.get()));
+  return Status::ok();
+}
+
+Status GpuDecoder::wait() {
+  Impl& m = *impl_;
+  KVS_CUDA(cudaSetDevice(m.device));
+  KVS_CUDA(cudaStreamSynchronize(m.stream.get()));
+  return failures_status(
+      m.plan, std::span(m.failures_host.get<const std::uint32_t>(), m.plan.substreams.size()));
+}
+
+Status GpuDecoder::decode(std::span<const std::byte> chunk, const KvView& dst) {
+  KVS_RETURN_IF_ERROR(stage(chunk));
+  KVS_RETURN_IF_ERROR(launch(dst));
+  return wait();
+}
+
+}  // namespace kvstream

@@ -1,0 +1,55 @@
+// Decoding chunks on an NVIDIA GPU, straight into device KV memory (contiguous or paged), with the
+// same output as the CPU decoder bit for bit. Built only when a CUDA toolkit is found
+// (target kvstream::gpu); this header needs no CUDA headers.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "kvstream/codec.hpp"
+#include "kvstream/kv_cache.hpp"
+#include "kvstream/status.hpp"
+
+namespace kvstream {
+
+// How many CUDA devices this process can use; an error saying why when it can use none (no
+// driver, no device), so that callers and tests can say why they skip.
+Expected<int> gpu_device_count();
+
+// One decoder per CUDA stream: it owns the stream, the format's table bank on the device and
+// scratch memory that grows to the largest chunk seen. Not thread-safe.
+class GpuDecoder {
+ public:
+  static Expected<GpuDecoder> create(int device = 0);
+  ~GpuDecoder();
+  GpuDecoder(GpuDecoder&&) noexcept;
+  GpuDecoder& operator=(GpuDecoder&&) noexcept;
+  GpuDecoder(const GpuDecoder&) = delete;
+  GpuDecoder& operator=(const GpuDecoder&) = delete;
+
+  // Decodes `chunk` (host memory) into tokens [token_begin, +count) of `dst`, a view whose
+  // buffer, pools and block table entries address device memory (the pool list and the block
+  // table themselves are host arrays, as KvView::paged keeps them). Validation is the CPU
+  // decoder's; a hostile chunk that passes it but fails while decoding leaves those tokens
+  // unspecified and says so. Returns when the tokens are written.
+  Status decode(std::span<const std::byte> chunk, const KvView& dst);
+
+  // decode() in three steps, for pipelines and benchmarks: stage() validates the chunk and copies
+  // it and its decode tables to the device; launch() enqueues the decode of the staged chunk on
+  // the decoder's stream (it may be launched again); wait() waits for it and reports its status.
+  Status stage(std::span<const std::byte> chunk);
+  Status launch(const KvView& dst);
+  Status wait();
+
+  std::string device_name() const;
+  void* native_stream() const noexcept;  // the cudaStream_t decodes run on
+
+ private:
+  struct Impl;
+  explicit GpuDecoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvstream

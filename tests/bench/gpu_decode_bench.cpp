@@ -1,0 +1,202 @@
+// GPU decode throughput, in bytes of fp16 KV written per second, next to the device-to-device
+// copy bandwidth measured in the same run. The cache has a large model's shape (32 layers, 8 KV
+// heads, head_dim 128, 512 tokens: 64 MiB of fp16) and real values: stories260K's KV of sampled
+// contexts tiled across the channels (a block of 32 channels is one stories260K layer of one
+// context). Every level is checked against the CPU decoder bit for bit before it is timed.
+// Run: build/tests/bench/gpu_decode_bench (KVSTREAM_MODELS names the checkpoint folder).
+#include <benchmark/benchmark.h>
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <tuple>
+
+#include "cuda_handles.hpp"
+#include "kvstream/codec.hpp"
+#include "kvstream/gpu_decoder.hpp"
+#include "kvstream/half.hpp"
+#include "runner/model.hpp"
+#include "runner/runner.hpp"
+#include "runner/sampling.hpp"
+
+namespace kvstream {
+namespace {
+
+constexpr std::uint32_t kTokens = 512, kContexts = 8;
+
+[[noreturn]] void die(const std::string& what) {
+  std::fprintf(stderr, "gpu_decode_bench: %s\n", what.c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T must(Expected<T> e, const char* what) {
+  if (!e) die(std::string(what) + ": " + e.error().to_string());
+  return std::move(*e);
+}
+void must(const Status& s, const char* what) {
+  if (!s.is_ok()) die(std::string(what) + ": " + s.to_string());
+}
+
+// The model-shaped fp16 cache, built once.
+const KvBuffer& big_cache() {
+  static const KvBuffer cache = [] {
+    const auto model =
+        must(runner::Model::load(runner::models_dir() / "stories260K.bin"), "load stories260K");
+    const KvLayout small = model.kv_layout(kTokens, DType::f32);
+    std::vector<KvBuffer> kv;
+    for (std::uint32_t i = 0; i < kContexts; ++i) {
+      runner::Runner r(model);
+      runner::Sampler sampler(100 + i, 0, 1.0f, 0.9f);
+      const auto tokens = must(runner::sample_context(r, sampler, kTokens), "sample");
+      kv.push_back(must(KvBuffer::create(small), "alloc"));
+      runner::Runner capture(model);
+      must(runner::capture_kv(capture, tokens, kv.back().view()), "capture");
+    }
+    const KvLayout big{32, 8, 128, DType::f16, kTokens};
+    KvBuffer out = must(KvBuffer::create(big), "alloc");
+    const std::size_t sc = small.row_values();
+    for (std::uint32_t l = 0; l < big.layers; ++l) {
+      for (KvPart p : {KvPart::key, KvPart::value}) {
+        for (std::uint32_t t = 0; t < kTokens; ++t) {
+          auto* row = reinterpret_cast<std::uint16_t*>(out.view().row(l, p, t));
+          for (std::size_t c = 0; c < big.row_values(); ++c) {
+            const std::size_t block = c / sc;
+            const KvBuffer& src = kv[(block + 3 * l) % kContexts];
+            const auto* s = reinterpret_cast<const float*>(
+                src.view().row(static_cast<std::uint32_t>((l + block) % small.layers), p, t));
+            row[c] = float_to_half(s[c % sc]);
+          }
+        }
+      }
+    }
+    return out;
+  }();
+  return cache;
+}
+
+const std::vector<std::byte>& chunk_at(std::uint8_t level, std::uint32_t lanes,
+                                       std::uint32_t substream_values) {
+  static std::map<std::tuple<int, std::uint32_t, std::uint32_t>, std::vector<std::byte>> chunks;
+  auto& c = chunks[{level, lanes, substream_values}];
+  if (c.empty()) {
+    EncodeOptions o;
+    o.level = level;
+    o.lanes = lanes;
+    o.substream_values = substream_values;
+    must(encode_chunk(big_cache().view(), 0, kTokens, o, c), "encode");
+  }
+  return c;
+}
+
+struct Device {
+  GpuDecoder decoder;
+  gpu::DeviceBuffer out, copy_src;
+  gpu::Event start, stop;
+};
+
+Device& device() {
+  static Device d = [] {
+    auto n = gpu_device_count();
+    if (!n) die("no usable CUDA device: " + n.error().to_string());
+    Device dev{must(GpuDecoder::create(0), "GpuDecoder"),
+               {},
+               {},
+               must(gpu::Event::create(), "event"),
+               must(gpu::Event::create(), "event")};
+    const std::size_t bytes = big_cache().layout().total_bytes();
+    must(dev.out.reserve(bytes), "cudaMalloc");
+    must(dev.copy_src.reserve(bytes), "cudaMalloc");
+    std::fprintf(stderr, "device: %s\n", dev.decoder.device_name().c_str());
+    return dev;
+  }();
+  return d;
+}
+
+// Seconds of GPU time between two events around `enqueue`.
+template <typename F>
+double timed(Device& d, F&& enqueue) {
+  auto stream = static_cast<cudaStream_t>(d.decoder.native_stream());
+  cudaEventRecord(d.start.get(), stream);
+  enqueue(stream);
+  cudaEventRecord(d.stop.get(), stream);
+  cudaEventSynchronize(d.stop.get());
+  float ms = 0;
+  cudaEventElapsedTime(&ms, d.start.get(), d.stop.get());
+  return ms * 1e-3;
+}
+
+void BM_DeviceCopy(benchmark::State& state) {
+  Device& d = device();
+  const std::size_t bytes = big_cache().layout().total_bytes();
+  for (auto _ : state) {
+    state.SetIterationTime(timed(d, [&](cudaStream_t s) {
+      cudaMemcpyAsync(d.out.get(), d.copy_src.get(), bytes, cudaMemcpyDeviceToDevice, s);
+    }));
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+}
+
+// Args: level, lanes, values per substream.
+void BM_GpuDecode(benchmark::State& state) {
+  Device& d = device();
+  const auto level = static_cast<std::uint8_t>(state.range(0));
+  const auto& chunk = chunk_at(level, static_cast<std::uint32_t>(state.range(1)),
+                               static_cast<std::uint32_t>(state.range(2)));
+  const KvLayout& layout = big_cache().layout();
+  const std::size_t bytes = layout.total_bytes();
+  const KvView view = must(KvView::contiguous(d.out.get(), bytes, layout), "view");
+  // Bit for bit what the CPU decoder writes, before any timing.
+  KvBuffer want = must(KvBuffer::create(layout), "alloc");
+  must(decode_chunk(chunk, want.view()), "CPU decode");
+  must(gpu::cuda_status(cudaMemset(d.out.get(), 0xFF, bytes), "cudaMemset"), "poison");
+  must(d.decoder.decode(chunk, view), "GPU decode");
+  std::vector<std::byte> got(bytes);
+  must(gpu::cuda_status(cudaMemcpy(got.data(), d.out.get(), bytes, cudaMemcpyDeviceToHost),
+                        "cudaMemcpy"),
+       "read back");
+  if (std::memcmp(got.data(), want.bytes().data(), bytes) != 0) {
+    state.SkipWithError("GPU output differs from the CPU decoder's");
+    return;
+  }
+  must(d.decoder.stage(chunk), "stage");
+  for (auto _ : state) {
+    state.SetIterationTime(timed(d, [&](cudaStream_t) { must(d.decoder.launch(view), "launch"); }));
+  }
+  must(d.decoder.wait(), "decode");
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  state.counters["bits_per_value"] =
+      8.0 * static_cast<double>(chunk.size()) / static_cast<double>(layout.total_values());
+}
+
+// Host-side cost of a decode: validation (checksums, side information), planning and the copy
+// of the chunk to the device, per fp16 byte that the chunk decodes to.
+void BM_GpuStage(benchmark::State& state) {
+  Device& d = device();
+  const auto& chunk = chunk_at(static_cast<std::uint8_t>(state.range(0)),
+                               static_cast<std::uint32_t>(state.range(1)),
+                               static_cast<std::uint32_t>(state.range(2)));
+  for (auto _ : state) {
+    must(d.decoder.stage(chunk), "stage");
+    cudaStreamSynchronize(static_cast<cudaStream_t>(d.decoder.native_stream()));
+  }
+  state.SetBytesProcessed(
+      static_cast<std::int64_t>(state.iterations() * big_cache().layout().total_bytes()));
+}
+
+BENCHMARK(BM_DeviceCopy)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GpuDecode)
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {32}, {16384}})
+    ->Args({2, 8, 16384})
+    ->Args({2, 32, 4096})
+    ->Args({2, 32, 65536})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GpuStage)->Args({2, 32, 16384})->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace kvstream
+
+BENCHMARK_MAIN();

@@ -1,0 +1,137 @@
+// The chunks that the GPU decoder must decode exactly as the CPU decoder does: the golden files,
+// synthetic caches over every lane count, dtype, level and predictor, and real stories260K
+// caches. The CPU test of the kernel's logic and the GPU test both run them all.
+#pragma once
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "kv_test_data.hpp"
+#include "kvstream/codec.hpp"
+#include "runner/runner.hpp"
+#include "runner/sampling.hpp"
+#include "test_models.hpp"
+
+namespace kvstream::testing_data {
+
+struct DecodeCase {
+  std::string name;
+  KvLayout layout;  // of the destination: the chunk's shape and dtype, tokens to cover it
+  std::vector<std::byte> chunk;
+};
+
+inline std::filesystem::path golden_dir() {
+  const char* env = std::getenv("KVSTREAM_GOLDEN_DIR");
+  return env != nullptr ? env : KVSTREAM_GOLDEN_DIR;
+}
+
+inline std::vector<std::byte> read_bytes(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::vector<char> raw((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::vector<std::byte> out(raw.size());
+  std::memcpy(out.data(), raw.data(), raw.size());
+  return out;
+}
+
+// Every golden chunk that is not transform-coded, decoded into its own dtype and into f32.
+inline std::vector<DecodeCase> golden_cases() {
+  std::vector<DecodeCase> out;
+  for (const auto& e : std::filesystem::directory_iterator(golden_dir())) {
+    if (e.path().extension() != ".kvsc") continue;
+    auto bytes = read_bytes(e.path());
+    auto info = read_chunk_info(bytes);
+    if (!info || info->transformed) continue;
+    for (DType d : {info->dtype, DType::f32}) {
+      KvLayout l{info->layers, info->kv_heads, info->head_dim, d,
+                 info->token_begin + info->token_count};
+      out.push_back({e.path().stem().string() + "-to-" + std::string(dtype_name(d)), l, bytes});
+    }
+  }
+  return out;
+}
+
+inline DecodeCase encode_case(std::string name, const KvView& src, std::uint32_t begin,
+                              std::uint32_t count, std::uint8_t level, std::uint32_t lanes,
+                              std::uint32_t substream_values, DType out) {
+  EncodeOptions o;
+  o.level = level;
+  o.lanes = lanes;
+  o.substream_values = substream_values;
+  DecodeCase c{std::move(name), src.layout(), {}};
+  c.layout.dtype = out;
+  const Status s = encode_chunk(src, begin, count, o, c.chunk);
+  if (!s.is_ok()) throw std::runtime_error(c.name + ": " + s.to_string());
+  return c;
+}
+
+// Synthetic caches: every lane count, every dtype, lossless and lossy, the predictor, fewer
+// channels than lanes, many small substreams.
+inline std::vector<DecodeCase> synthetic_cases() {
+  std::vector<DecodeCase> out;
+  struct Shape {
+    std::uint32_t heads, dim;
+  };
+  for (DType dt : {DType::f16, DType::bf16, DType::f32}) {
+    for (Shape sh : {Shape{2, 16}, Shape{1, 4}, Shape{3, 24}}) {
+      const KvLayout l{2, sh.heads, sh.dim, dt, 96};
+      auto specials = KvBuffer::create(l).value();  // NaN, Inf, subnormals: lossless only
+      fill_synthetic(specials.view(), 11 + sh.dim, true);
+      auto buf = KvBuffer::create(l).value();
+      fill_synthetic(buf.view(), 11 + sh.dim, false);
+      auto smooth = KvBuffer::create(l).value();
+      fill_smooth(smooth.view(), 5 + sh.dim, true);
+      for (std::uint32_t lanes : {1u, 2u, 4u, 8u, 16u, 32u}) {
+        const std::string base = std::string(dtype_name(dt)) + "-" + std::to_string(sh.heads) +
+                                 "x" + std::to_string(sh.dim) + "-L" + std::to_string(lanes);
+        out.push_back(encode_case(base + "-level0", specials.view(), 8, 80, 0, lanes, 300, dt));
+        for (std::uint8_t level : {1, 3, 5}) {
+          for (DType d : {DType::f16, DType::bf16}) {
+            out.push_back(encode_case(
+                base + "-level" + std::to_string(level) + "-to-" + std::string(dtype_name(d)),
+                buf.view(), 0, 96, level, lanes, 500, d));
+          }
+        }
+        out.push_back(
+            encode_case(base + "-smooth-level2", smooth.view(), 3, 90, 2, lanes, 700, DType::f16));
+      }
+    }
+  }
+  return out;
+}
+
+// Real KV: stories260K's cache of a sampled 384-token context, chunks of 128 tokens at every
+// level the built-in profile has, with the encoder's default lanes and with 32.
+inline std::vector<DecodeCase> stories_cases() {
+  const runner::Model& model = kvstream::testing::stories260k();
+  runner::Runner runner(model);
+  runner::Sampler sampler(17, 0, 1.0f, 0.9f);
+  const auto tokens = runner::sample_context(runner, sampler, 384).value();
+  const KvLayout f32 = model.kv_layout(384, DType::f32);
+  auto kv = KvBuffer::create(f32).value();
+  runner::Runner capture(model);
+  if (!runner::capture_kv(capture, tokens, kv.view()).is_ok()) throw std::runtime_error("capture");
+  KvLayout f16 = f32;
+  f16.dtype = DType::f16;
+  auto half = KvBuffer::create(f16).value();
+  if (!copy_kv(kv.view(), half.view()).is_ok()) throw std::runtime_error("copy");
+  std::vector<DecodeCase> out;
+  const std::uint32_t levels = CodecProfile::builtin(f16.layers, 1).levels();
+  for (std::uint32_t lanes : {8u, 32u}) {
+    for (std::uint32_t begin = 0; begin < 384; begin += 128) {
+      for (std::uint8_t level = 0; level <= levels; ++level) {
+        out.push_back(encode_case("stories-L" + std::to_string(lanes) + "-t" +
+                                      std::to_string(begin) + "-level" + std::to_string(level),
+                                  half.view(), begin, 128, level, lanes, 2048, DType::f16));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace kvstream::testing_data
