@@ -31,7 +31,6 @@ constexpr double kFixedScale = 65536.0;              // channel statistics in 16
 constexpr float kMaxLossyMagnitude = 1073741824.0f;  // 2^30: keeps fixed-point sums in int64
 // sigma = mean absolute deviation * sqrt(pi / 2) for a Gaussian.
 constexpr float kMadToSigma = 1.2533141f;
-constexpr std::size_t kValuesPerLane = 512;
 
 std::uint16_t load_bits16(const std::byte* row, std::size_t c) {
   std::uint16_t h;
@@ -367,7 +366,7 @@ void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size
   // value; smaller substreams get fewer lanes. 512 lets a 4096-value segment (a stories260K
   // chunk's) have the 8 lanes that the vector decoder needs.
   s.lanes = o.lanes;
-  while (s.lanes > 1 && std::size_t{s.per} * C < std::size_t{s.lanes} * kValuesPerLane)
+  while (s.lanes > 1 && std::size_t{s.per} * C < std::size_t{s.lanes} * o.lane_values)
     s.lanes /= 2;
   s.symbols = {s.token.data(),
                s.raw.data(),
@@ -484,10 +483,11 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
                   fmt::format("{} layers x {} channels exceed the format's limits", l.layers,
                               l.row_values()));
   }
-  if (!valid_lanes(o.lanes) || o.substream_values == 0) {
+  if (!valid_lanes(o.lanes) || o.substream_values == 0 || o.lane_values == 0) {
     return Status(Errc::invalid_argument,
-                  fmt::format("lanes {} (1, 2, 4, 8, 16 or 32), substream_values {}", o.lanes,
-                              o.substream_values));
+                  fmt::format("lanes {} (1, 2, 4, 8, 16 or 32), substream_values {}, "
+                              "lane_values {} (both at least 1)",
+                              o.lanes, o.substream_values, o.lane_values));
   }
   CodecProfile builtin;
   const CodecProfile* profile = o.profile;

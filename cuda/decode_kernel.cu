@@ -1,4 +1,5 @@
-// The decode kernel: one warp per task of decode_logic.hpp, four warps a block.
+// The decode kernel: a persistent grid of 16-warp blocks; each block gathers the chunk's tables
+// into shared memory once, then each warp runs decode_logic.hpp's tasks one after another.
 #include "decode_kernel.hpp"
 
 namespace kvstream::gpu {
@@ -20,26 +21,72 @@ struct WarpTeam {
   __device__ std::uint32_t ballot(P&& pred) {
     return __ballot_sync(0xFFFFFFFFu, pred(lane));
   }
+  template <class Get, class Src, class Put>
+  __device__ void shuffle(std::uint32_t width, Get&& get, Src&& src, Put&& put) {
+    put(lane, __shfl_sync(0xFFFFFFFFu, get(lane), src(lane), static_cast<int>(width)));
+  }
   __device__ void sync() { __syncwarp(); }
   __device__ void report(std::uint32_t* at, std::uint32_t code) { atomicMax(at, code); }
 };
 
-constexpr unsigned kWarpsPerBlock = 4;
+constexpr unsigned kWarps = 16, kThreads = 32 * kWarps;
 
-__global__ void __launch_bounds__(32 * kWarpsPerBlock) decode_kernel(const DecodeArgs a) {
-  const std::uint32_t task = blockIdx.x * kWarpsPerBlock + threadIdx.x / 32;
-  if (task >= a.task_count) return;  // the whole warp leaves together
+std::size_t shared_bytes(std::uint32_t tables) {
+  return std::size_t{tables} * (64 * 4 + kBuckets) + 256 * 4;
+}
+
+template <std::uint32_t kCoding, std::uint32_t kOut>
+__global__ void __launch_bounds__(kThreads, 2) decode_kernel(const DecodeArgs a) {
+  // Shared memory: per table its 64 token words, then the 256 steps, then per table its
+  // 2048 buckets (copied as 512 words).
+  extern __shared__ std::uint32_t smem[];
+  std::uint32_t* tokens = smem;
+  float* steps = reinterpret_cast<float*>(smem + a.table_count * 64);
+  auto* buckets = reinterpret_cast<std::uint32_t*>(steps + 256);
+  const auto* bank_buckets = reinterpret_cast<const std::uint32_t*>(a.bank_buckets);
+  for (std::uint32_t i = threadIdx.x; i < a.table_count * 64; i += kThreads)
+    tokens[i] = a.bank_tokens[a.tables[i / 64] * 64 + i % 64];
+  for (std::uint32_t i = threadIdx.x; i < 256; i += kThreads)
+    steps[i] = a.steps[i];
+  for (std::uint32_t i = threadIdx.x; i < a.table_count * (kBuckets / 4); i += kThreads)
+    buckets[i] = bank_buckets[a.tables[i / (kBuckets / 4)] * (kBuckets / 4) + i % (kBuckets / 4)];
+  __syncthreads();
+  const Luts luts{reinterpret_cast<const std::uint8_t*>(buckets), tokens, steps};
   WarpTeam team{threadIdx.x % 32};
-  decode_task(team, a, task);
+  // Warps take tasks from a counter, so that none idles while another has two left.
+  for (;;) {
+    std::uint32_t task = 0;
+    if (team.lane == 0) task = atomicAdd(a.next_task, 1u);
+    task = __shfl_sync(0xFFFFFFFFu, task, 0);
+    if (task >= a.task_count) break;
+    decode_task<kCoding, kOut>(team, a, luts, task);
+  }
 }
 
 }  // namespace
 
-cudaError_t launch_decode(const DecodeArgs& args, cudaStream_t stream) {
+cudaError_t launch_decode(const DecodeArgs& args, std::uint32_t coding, cudaStream_t stream) {
   if (args.task_count == 0) return cudaSuccess;
-  const unsigned blocks = (args.task_count + kWarpsPerBlock - 1) / kWarpsPerBlock;
-  decode_kernel<<<blocks, 32 * kWarpsPerBlock, 0, stream>>>(args);
-  return cudaGetLastError();
+  cudaError_t e = cudaSuccess;
+  dispatch(coding, args.dst.dtype, [&]<std::uint32_t kCoding, std::uint32_t kOut>() {
+    const auto kernel = decode_kernel<kCoding, kOut>;
+    const std::size_t smem = shared_bytes(args.table_count);
+    int device = 0, sms = 0, per_sm = 0;
+    if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                  static_cast<int>(smem))) != cudaSuccess ||
+        (e = cudaGetDevice(&device)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) !=
+            cudaSuccess ||
+        (e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem)) !=
+            cudaSuccess) {
+      return;
+    }
+    const unsigned wanted = (args.task_count + kWarps - 1) / kWarps;
+    const unsigned resident = static_cast<unsigned>(sms * (per_sm > 0 ? per_sm : 1));
+    kernel<<<wanted < resident ? wanted : resident, kThreads, smem, stream>>>(args);
+    e = cudaGetLastError();
+  });
+  return e;
 }
 
 }  // namespace kvstream::gpu

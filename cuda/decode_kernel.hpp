@@ -7,7 +7,8 @@
 
 namespace kvstream::gpu {
 
-// Enqueues the decode of every task of `args` on `stream`; the launch's error, if any.
-cudaError_t launch_decode(const DecodeArgs& args, cudaStream_t stream);
+// Enqueues the decode of every task of `args` (a chunk of coding `coding`) on `stream`; the
+// launch's error, if any.
+cudaError_t launch_decode(const DecodeArgs& args, std::uint32_t coding, cudaStream_t stream);
 
 }  // namespace kvstream::gpu

@@ -15,6 +15,11 @@
 #include "kvstream/half.hpp"
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#endif
+
+#if defined(__CUDACC__)
 #define KVS_HD __host__ __device__ inline
 #else
 #define KVS_HD inline
@@ -44,7 +49,7 @@ struct PlanSegment {
   std::uint32_t coding;     // 0 quantized, 1 split16, 2 split32
   std::uint32_t predicted;  // previous-token predictor
   std::uint32_t lanes;
-  std::uint32_t first_channel;  // its C entries in the channel array
+  std::uint32_t first_channel;  // its C words in the channel array
 };
 
 struct PlanSubstream {
@@ -55,11 +60,38 @@ struct PlanSubstream {
   std::uint32_t refs;  // predicted segments: its C references in the reference scratch
 };
 
-struct PlanChannel {
-  std::uint32_t lut;  // table id * 4096: its slot lookup in the bank's lookups
-  float step;         // quantized coding's step
-  std::int32_t center;
+// A channel's side information in one word: its table (an index into the chunk's table list),
+// its step code (quantized coding) and its center (int16), so that a value needs one load.
+KVS_HD std::uint32_t pack_channel(std::uint32_t table, std::uint32_t step_code,
+                                  std::int32_t center) {
+  return table | step_code << 8 | static_cast<std::uint32_t>(center) << 16;
+}
+KVS_HD std::uint32_t channel_table(std::uint32_t ch) { return ch & 0xFFu; }
+KVS_HD std::uint32_t channel_step_code(std::uint32_t ch) { return (ch >> 8) & 0xFFu; }
+KVS_HD std::int32_t channel_center(std::uint32_t ch) {
+  return static_cast<std::int16_t>(static_cast<std::uint16_t>(ch >> 16));
+}
+
+// The slot -> token lookups of the tables a chunk uses, small enough for shared memory: per
+// table, the token at the first slot of each 2-slot bucket (a bucket holds at most two tokens,
+// since every token has a frequency of at least 1), and per token freq | cum << 12 | n << 24 |
+// head << 28 (codec/table_bank.hpp's entry fields, cum in place of the offset).
+inline constexpr std::uint32_t kBuckets = 2048;
+struct Luts {
+  const std::uint8_t* buckets;  // table * kBuckets + slot / 2
+  const std::uint32_t* tokens;  // table * 64 + token
+  const float* steps;           // the 256 quantization steps
 };
+
+// The packed decode entry of codec/table_bank.hpp (freq | offset << 12 | n << 24 | head << 28)
+// for `slot` of table `table`.
+KVS_HD std::uint32_t lookup(const Luts& luts, std::uint32_t table, std::uint32_t slot) {
+  const std::uint32_t* info = luts.tokens + table * 64;
+  const std::uint32_t tok = luts.buckets[table * kBuckets + (slot >> 1)];
+  std::uint32_t e = info[tok];
+  if (slot >= (e & 0xFFFu) + ((e >> 12) & 0xFFFu)) e = info[tok + 1];
+  return (e & 0xFF000FFFu) | (slot - ((e >> 12) & 0xFFFu)) << 12;
+}
 
 struct PlanTask {
   std::uint32_t segment;
@@ -80,12 +112,18 @@ struct DecodeArgs {
   const std::byte* chunk = nullptr;
   const PlanSegment* segments = nullptr;
   const PlanSubstream* substreams = nullptr;
-  const PlanChannel* channels = nullptr;
+  const std::uint32_t* channels = nullptr;  // pack_channel() words
   const PlanTask* tasks = nullptr;
   std::uint32_t task_count = 0;
-  const std::uint32_t* luts = nullptr;  // the table bank's packed slot lookups
+  const std::uint32_t* tables = nullptr;  // the bank ids of the tables the chunk uses
+  std::uint32_t table_count = 0;
+  // Where the kernel gathers its shared-memory Luts from: every bank table in compact form.
+  const std::uint8_t* bank_buckets = nullptr;
+  const std::uint32_t* bank_tokens = nullptr;
+  const float* steps = nullptr;
   std::int32_t* refs = nullptr;         // predicted segments' running references
   std::uint32_t* failures = nullptr;    // per substream: a kFail code, zeroed before the launch
+  std::uint32_t* next_task = nullptr;   // the kernel's task counter, zeroed before the launch
   ViewDesc dst;
   std::uint32_t channels_per_row = 0;  // C
   std::uint32_t token_begin = 0;       // the chunk's first token in the destination
@@ -98,6 +136,14 @@ KVS_HD std::uint32_t popcount32(std::uint32_t v) {
 #else
   return static_cast<std::uint32_t>(__builtin_popcount(v));
 #endif
+}
+
+KVS_HD std::uint32_t load_u16(const std::byte* p) {
+  // Word streams start at any byte; most do at an even one.
+  if ((reinterpret_cast<std::uintptr_t>(p) & 1u) == 0) {
+    return *reinterpret_cast<const std::uint16_t*>(p);
+  }
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8;
 }
 
 KVS_HD std::uint32_t load_u32(const std::byte* p) {
@@ -118,6 +164,22 @@ KVS_HD void store_float(std::byte* row, std::uint32_t c, std::uint32_t dtype, fl
   } else {
     *reinterpret_cast<std::uint16_t*>(row + 2 * std::size_t{c}) =
         dtype == 1 ? float_to_half(f) : float_to_bf16(f);
+  }
+}
+
+// A quantized value (finite or infinite, never NaN) into the destination dtype: the device's
+// conversion instructions round as half.hpp does.
+template <std::uint32_t kOut>
+KVS_HD void store_quantized(std::byte* row, std::uint32_t c, float f) {
+  if constexpr (kOut == 0) {
+    reinterpret_cast<float*>(row)[c] = f;
+  } else {
+#if defined(__CUDA_ARCH__)
+    reinterpret_cast<std::uint16_t*>(row)[c] =
+        kOut == 1 ? __half_as_ushort(__float2half_rn(f)) : __bfloat16_as_ushort(__float2bfloat16_rn(f));
+#else
+    reinterpret_cast<std::uint16_t*>(row)[c] = kOut == 1 ? float_to_half(f) : float_to_bf16(f);
+#endif
   }
 }
 
@@ -145,45 +207,79 @@ struct Lane {
   std::uint32_t sub = 0;     // its substream within the task
   std::uint32_t j = 0;       // its lane within the substream
   std::uint32_t mask = 0;    // the lanes of its substream, as warp bits
+  std::uint32_t before = 0;  // those of them below it
   bool active = false;       // the task has a substream for it
   std::uint32_t cursor = 0;  // next word of its substream (every lane of it keeps a copy)
   PlanSubstream s{};
+  const std::byte* words = nullptr;  // its substream's word stream
+  // A window of 2L words of the stream from the cursor on: w0 = word cursor + j, w1 = word
+  // cursor + L + j (zero past the end). A refill takes its word from a neighbour's w0 by a
+  // shuffle instead of a dependent load, and the window's next words load a refill early.
+  std::uint32_t w0 = 0, w1 = 0;
   std::uint32_t t = 0, c = 0;  // token (in the chunk) and channel of its value in this group
+  std::byte* row = nullptr;    // token t's row in the destination
+  std::uint32_t ch = 0;        // channel c's pack_channel() word
+  std::uint32_t ch_next = 0;   // the next group's, loaded a group ahead
   bool has = false;            // it has a value in this group
   std::uint32_t entry = 0;     // the value's slot lookup entry
   std::uint32_t u = 0;         // the value's zigzagged difference
   std::int32_t v = 0;          // the value
   std::uint32_t extra = 0;     // lossless raw fields
   std::uint32_t fail = kFailNone;
+  std::uint32_t extra_w = 0;  // a word in passing between two shuffles
 };
 
-// Takes the word each lane that needs one is owed, in lane order within its substream.
+KVS_HD std::uint32_t stream_word(const Lane& ln, std::uint32_t at) {
+  return at < ln.s.word_count ? load_u16(ln.words + 2 * std::size_t{at}) : 0u;
+}
+
+// Takes the word each lane that needs one is owed, in lane order within its substream, then
+// moves the substream's window past the words taken.
 template <class Team>
-KVS_HD void refill(Team& team, typename Team::template Var<Lane>& lanes, const std::byte* chunk) {
+KVS_HD void refill(Team& team, typename Team::template Var<Lane>& lanes, std::uint32_t L) {
   const std::uint32_t need =
       team.ballot([&](unsigned l) { return lanes[l].has && lanes[l].x < (1u << 16); });
-  team.each([&](unsigned l) {
-    Lane& ln = lanes[l];
-    if (!ln.active) return;
-    const std::uint32_t mine = need & ln.mask;
-    if ((mine >> l) & 1u) {
-      const std::uint32_t at = ln.cursor + popcount32(mine & ((1u << l) - 1u));
-      if (at < ln.s.word_count) {
-        const std::byte* w = chunk + ln.s.words + 2 * std::size_t{at};
-        ln.x =
-            (ln.x << 16) | static_cast<std::uint32_t>(w[0]) | static_cast<std::uint32_t>(w[1]) << 8;
-      } else {
-        ln.x <<= 16;  // as the CPU decoder: a zero word, and the substream fails
-        ln.fail = ln.fail > kFailWordsOut ? ln.fail : kFailWordsOut;
-      }
-    }
-    ln.cursor += popcount32(mine);
-  });
+  // The word of a lane that needs one is w0 of the lane `before` of its substream's needy lanes.
+  team.shuffle(
+      L, [&](unsigned l) { return lanes[l].w0; },
+      [&](unsigned l) { return popcount32(need & lanes[l].before); },
+      [&](unsigned l, std::uint32_t word) {
+        Lane& ln = lanes[l];
+        if (!ln.active || ((need >> l) & 1u) == 0) return;
+        if (ln.cursor + popcount32(need & ln.before) >= ln.s.word_count) {
+          ln.fail = ln.fail > kFailWordsOut ? ln.fail : kFailWordsOut;  // the word reads as 0
+        }
+        ln.x = (ln.x << 16) | word;
+      });
+  // Window moved by k words: lane j's w0 is old word k + j, from w0 or w1 of lane (k + j) % L.
+  const auto k = [&](unsigned l) { return popcount32(need & lanes[l].mask); };
+  const auto from = [&](unsigned l) { return (k(l) + lanes[l].j) & (L - 1); };
+  team.shuffle(
+      L, [&](unsigned l) { return lanes[l].w1; }, from,
+      [&](unsigned l, std::uint32_t w1_there) {
+        Lane& ln = lanes[l];
+        ln.extra_w = w1_there;
+      });
+  team.shuffle(
+      L, [&](unsigned l) { return lanes[l].w0; }, from,
+      [&](unsigned l, std::uint32_t w0_there) {
+        Lane& ln = lanes[l];
+        if (!ln.active) return;
+        const std::uint32_t taken = k(l);
+        if (taken + ln.j < L) {
+          ln.w0 = w0_there;
+          ln.w1 = ln.extra_w;
+        } else {
+          ln.w0 = ln.extra_w;
+          ln.w1 = stream_word(ln, ln.cursor + taken + L + ln.j);
+        }
+        ln.cursor += taken;
+      });
 }
 
 // Reads a raw field of `bits` bits (0..16) from every lane that has a value.
 template <class Team, class Bits, class Keep>
-KVS_HD void raw_field(Team& team, typename Team::template Var<Lane>& lanes, const std::byte* chunk,
+KVS_HD void raw_field(Team& team, typename Team::template Var<Lane>& lanes, std::uint32_t L,
                       Bits&& bits, Keep&& keep) {
   team.each([&](unsigned l) {
     Lane& ln = lanes[l];
@@ -192,33 +288,41 @@ KVS_HD void raw_field(Team& team, typename Team::template Var<Lane>& lanes, cons
     keep(ln, ln.x & ((1u << b) - 1u));
     ln.x >>= b;
   });
-  refill(team, lanes, chunk);
+  refill(team, lanes, L);
 }
 
-// Decodes task `task_index` of `a` into a.dst.
-template <class Team>
-KVS_HD void decode_task(Team& team, const DecodeArgs& a, std::uint32_t task_index) {
+// Decodes task `task_index` of `a` into a.dst; kCoding is the chunk's coding (all its segments
+// share it) and kOut the destination dtype.
+template <std::uint32_t kCoding, std::uint32_t kOut, class Team>
+KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
+                        std::uint32_t task_index) {
   const PlanTask task = a.tasks[task_index];
   const PlanSegment seg = a.segments[task.segment];
   const std::uint32_t L = seg.lanes, C = a.channels_per_row;
-  const PlanChannel* channels = a.channels + seg.first_channel;
+  const std::uint32_t* channels = a.channels + seg.first_channel;
   typename Team::template Var<Lane> lanes;
   team.each([&](unsigned l) {
     Lane& ln = lanes[l];
     ln.sub = l / L;
     ln.j = l % L;
     ln.mask = (L == 32 ? 0xFFFFFFFFu : ((1u << L) - 1u)) << (ln.sub * L);
+    ln.before = ln.mask & ((1u << l) - 1u);
     ln.active = ln.sub < task.count;
     if (!ln.active) return;
     ln.s = a.substreams[task.first + ln.sub];
     ln.x = load_u32(a.chunk + ln.s.states + 4 * std::size_t{ln.j});
+    ln.words = a.chunk + ln.s.words;
     ln.cursor = 0;
+    ln.w0 = stream_word(ln, ln.j);
+    ln.w1 = stream_word(ln, L + ln.j);
     ln.t = ln.s.t_begin + ln.j / C;  // value j of the substream
     ln.c = ln.j % C;
     ln.has = ln.t < ln.s.t_end;
+    if (ln.has) ln.row = a.dst.row(task.segment, a.token_begin + ln.t);
+    ln.ch_next = ln.has ? channels[ln.c] : 0u;
     if (seg.predicted) {
       for (std::uint32_t c = ln.j; c < C; c += L)
-        a.refs[ln.s.refs + c] = channels[c].center;
+        a.refs[ln.s.refs + c] = channel_center(channels[c]);
     }
   });
   team.sync();
@@ -235,13 +339,14 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, std::uint32_t task_inde
     team.each([&](unsigned l) {  // step 1: tokens
       Lane& ln = lanes[l];
       if (!ln.has) return;
-      const std::uint32_t e = a.luts[channels[ln.c].lut + (ln.x & 4095u)];
+      ln.ch = ln.ch_next;
+      const std::uint32_t e = lookup(luts, channel_table(ln.ch), ln.x & 4095u);
       ln.x = (e & 0xFFFu) * (ln.x >> 12) + ((e >> 12) & 0xFFFu);
       ln.entry = e;
     });
-    refill(team, lanes, a.chunk);
+    refill(team, lanes, L);
     raw_field(  // step 2: the token's raw bits
-        team, lanes, a.chunk, [](const Lane& ln) { return (ln.entry >> 24) & 0xFu; },
+        team, lanes, L, [](const Lane& ln) { return (ln.entry >> 24) & 0xFu; },
         [](Lane& ln, std::uint32_t raw) {
           ln.u = ((ln.entry >> 28) << ((ln.entry >> 24) & 0xFu)) | raw;
         });
@@ -254,25 +359,25 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, std::uint32_t task_inde
           ln.v = wrap16_32(unzigzag32(ln.u) + ref);
           ref = ln.v;
         } else {
-          ln.v = wrap16_32(unzigzag32(ln.u) + channels[ln.c].center);
+          ln.v = wrap16_32(unzigzag32(ln.u) + channel_center(ln.ch));
         }
       });
       if (seg.predicted) team.sync();
     }
-    if (seg.coding == 0) {
+    if constexpr (kCoding == 0) {
       team.each([&](unsigned l) {
         Lane& ln = lanes[l];
         if (!ln.has) return;
-        store_float(a.dst.row(task.segment, a.token_begin + ln.t), ln.c, a.dst.dtype,
-                    static_cast<float>(ln.v) * channels[ln.c].step);
+        store_quantized<kOut>(ln.row, ln.c,
+                              static_cast<float>(ln.v) * luts.steps[channel_step_code(ln.ch)]);
       });
     } else {
       raw_field(  // step 3
-          team, lanes, a.chunk, [&](const Lane&) { return extra_bits; },
+          team, lanes, L, [&](const Lane&) { return extra_bits; },
           [](Lane& ln, std::uint32_t raw) { ln.extra = raw; });
-      if (seg.coding == 2) {  // step 4: split32's high field
+      if constexpr (kCoding == 2) {  // step 4: split32's high field
         raw_field(
-            team, lanes, a.chunk, [&](const Lane&) { return extra2_bits; },
+            team, lanes, L, [&](const Lane&) { return extra2_bits; },
             [](Lane& ln, std::uint32_t raw) { ln.extra |= raw << 16; });
       }
       team.each([&](unsigned l) {
@@ -284,19 +389,23 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, std::uint32_t task_inde
         }
         const std::uint32_t bits = ((ln.extra & 1u) << sign_shift) |
                                    (static_cast<std::uint32_t>(ln.v) << R) | (ln.extra >> 1);
-        store_bits(a.dst.row(task.segment, a.token_begin + ln.t), ln.c, a.source_dtype, a.dst.dtype,
-                   bits);
+        store_bits(ln.row, ln.c, a.source_dtype, kOut, bits);
       });
     }
     team.each([&](unsigned l) {  // the lane's value in the next group
       Lane& ln = lanes[l];
       if (!ln.has) return;
       ln.c += L;
-      while (ln.c >= C) {
-        ln.c -= C;
-        ++ln.t;
+      if (ln.c >= C) {
+        do {
+          ln.c -= C;
+          ++ln.t;
+        } while (ln.c >= C);
+        ln.has = ln.t < ln.s.t_end;
+        if (!ln.has) return;
+        ln.row = a.dst.row(task.segment, a.token_begin + ln.t);
       }
-      ln.has = ln.t < ln.s.t_end;
+      ln.ch_next = channels[ln.c];
     });
   }
   team.each([&](unsigned l) {
@@ -307,6 +416,19 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, std::uint32_t task_inde
     if (ln.x != (1u << 16) && f < kFailFinalState) f = kFailFinalState;
     if (f != kFailNone) team.report(a.failures + task.first + ln.sub, f);
   });
+}
+
+// Calls f.template operator()<kCoding, kOut>() for a chunk's coding and a destination dtype.
+template <class F>
+inline void dispatch(std::uint32_t coding, std::uint32_t out, F&& f) {
+  const auto by_out = [&]<std::uint32_t kCoding>() {
+    if (out == 0) f.template operator()<kCoding, 0>();
+    else if (out == 1) f.template operator()<kCoding, 1>();
+    else f.template operator()<kCoding, 2>();
+  };
+  if (coding == 0) by_out.template operator()<0>();
+  else if (coding == 1) by_out.template operator()<1>();
+  else by_out.template operator()<2>();
 }
 
 // The CPU's stand-in for a warp: every per-lane step runs for lanes 0..31 in turn, and a
@@ -328,6 +450,16 @@ struct HostTeam {
     for (unsigned l = 0; l < 32; ++l)
       m |= pred(l) ? 1u << l : 0u;
     return m;
+  }
+  // Lane l gets put(l, get(m)) with m the lane src(l) of l's group of `width` lanes, every
+  // get() taken before any put(), as __shfl_sync does.
+  template <class Get, class Src, class Put>
+  void shuffle(std::uint32_t width, Get&& get, Src&& src, Put&& put) {
+    std::uint32_t v[32];
+    for (unsigned l = 0; l < 32; ++l)
+      v[l] = get(l);
+    for (unsigned l = 0; l < 32; ++l)
+      put(l, v[(l / width) * width + (src(l) & (width - 1))]);
   }
   void sync() {}
   void report(std::uint32_t* at, std::uint32_t code) { *at = *at > code ? *at : code; }

@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
 
 #include "chunk_parse.hpp"
 #include "table_bank.hpp"
@@ -17,7 +19,53 @@ using codec::SegmentView;
 struct DecodePlanner::Scratch {
   std::vector<SegmentEntry> entries;
   SegmentView view;
+  std::array<std::int16_t, codec::kBankTables> compact;  // bank id -> index in plan.tables
 };
+
+namespace {
+
+struct CompactBank {
+  std::vector<std::uint8_t> buckets;
+  std::vector<std::uint32_t> tokens;
+};
+
+const CompactBank& compact_bank() {
+  static const CompactBank bank = [] {
+    CompactBank b;
+    b.buckets.resize(std::size_t{codec::kBankTables} * kBuckets);
+    b.tokens.resize(std::size_t{codec::kBankTables} * 64);
+    const auto& tables = codec::table_bank();
+    for (std::uint32_t t = 0; t < codec::kBankTables; ++t) {
+      const codec::TokenTable& table = tables[t];
+      for (std::uint32_t tok = 0; tok < codec::kTokens; ++tok) {
+        const std::uint32_t entry = codec::decode_entry(table.freq[tok], 0, tok);
+        b.tokens[t * 64 + tok] = entry | std::uint32_t{table.cum[tok]} << 12;
+        for (std::uint32_t slot = table.cum[tok]; slot < table.cum[tok] + table.freq[tok];
+             ++slot) {
+          if (slot % 2 == 0) b.buckets[t * kBuckets + slot / 2] = static_cast<std::uint8_t>(tok);
+        }
+      }
+    }
+    return b;
+  }();
+  return bank;
+}
+
+}  // namespace
+
+const std::uint8_t* bank_buckets() { return compact_bank().buckets.data(); }
+const std::uint32_t* bank_tokens() { return compact_bank().tokens.data(); }
+const float* quantization_step_table() { return codec::step_table().data(); }
+
+void gather_luts(std::span<const std::uint32_t> tables, std::vector<std::uint8_t>& buckets,
+                 std::vector<std::uint32_t>& tokens) {
+  buckets.resize(tables.size() * kBuckets);
+  tokens.resize(tables.size() * 64);
+  for (std::size_t i = 0; i < tables.size(); ++i) {
+    std::memcpy(&buckets[i * kBuckets], bank_buckets() + tables[i] * kBuckets, kBuckets);
+    std::memcpy(&tokens[i * 64], bank_tokens() + tables[i] * 64, 64 * 4);
+  }
+}
 
 DecodePlanner::DecodePlanner() : scratch_(std::make_unique<Scratch>()) {}
 DecodePlanner::~DecodePlanner() = default;
@@ -40,18 +88,23 @@ Status DecodePlanner::plan(std::span<const std::byte> chunk, DecodePlan& p) {
   p.substreams.clear();
   p.tasks.clear();
   p.ref_values = 0;
-  const auto& steps = codec::step_table();
+  p.tables.clear();
+  sc.compact.fill(-1);
   for (std::uint32_t i = 0; i < segments; ++i) {
     SegmentView& s = sc.view;
     KVS_RETURN_IF_ERROR(codec::parse_segment(chunk, sc.entries[i], i, p.info, s));
     const bool predicted = s.predictor == codec::Predictor::previous_token;
     p.segments[i] = {static_cast<std::uint32_t>(s.coding), predicted ? 1u : 0u, s.lanes, i * C};
     for (std::uint32_t c = 0; c < C; ++c) {
-      p.channels[std::size_t{i} * C + c] = {
-          static_cast<std::uint32_t>(s.table_ids[c]) * codec::kProbScale,
-          s.coding == codec::Coding::quantized ? steps[static_cast<std::uint8_t>(s.step_codes[c])]
-                                               : 0.0f,
-          s.centers[c]};
+      const auto table = static_cast<std::uint8_t>(s.table_ids[c]);
+      if (sc.compact[table] < 0) {
+        sc.compact[table] = static_cast<std::int16_t>(p.tables.size());
+        p.tables.push_back(table);
+      }
+      const std::uint32_t step =
+          s.coding == codec::Coding::quantized ? static_cast<std::uint8_t>(s.step_codes[c]) : 0;
+      p.channels[std::size_t{i} * C + c] =
+          pack_channel(static_cast<std::uint32_t>(sc.compact[table]), step, s.centers[c]);
     }
     // Offsets into the chunk: the spans point into it.
     const auto offset = [&](const std::byte* q) {
@@ -125,16 +178,24 @@ Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, 
   a.channels = plan.channels.data();
   a.tasks = plan.tasks.data();
   a.task_count = static_cast<std::uint32_t>(plan.tasks.size());
-  a.luts = codec::table_bank_luts();
+  a.tables = plan.tables.data();
+  a.table_count = static_cast<std::uint32_t>(plan.tables.size());
   a.refs = refs.data();
   a.failures = failures.data();
   a.dst = view_desc(dst, dst.pools().data(), dst.block_table().data());
   a.channels_per_row = plan.info.kv_heads * plan.info.head_dim;
   a.token_begin = plan.info.token_begin;
   a.source_dtype = static_cast<std::uint32_t>(plan.info.dtype);
+  std::vector<std::uint8_t> buckets;  // what the kernel holds in shared memory
+  std::vector<std::uint32_t> tokens;
+  gather_luts(plan.tables, buckets, tokens);
+  const Luts luts{buckets.data(), tokens.data(), quantization_step_table()};
   HostTeam team;
-  for (std::uint32_t t = 0; t < a.task_count; ++t)
-    decode_task(team, a, t);
+  dispatch(plan.segments.empty() ? 0 : plan.segments[0].coding, a.dst.dtype,
+           [&]<std::uint32_t kCoding, std::uint32_t kOut>() {
+             for (std::uint32_t t = 0; t < a.task_count; ++t)
+               decode_task<kCoding, kOut>(team, a, luts, t);
+           });
   return failures_status(plan, failures);
 }
 

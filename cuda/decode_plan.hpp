@@ -20,7 +20,8 @@ struct DecodePlan {
   ChunkInfo info;
   std::vector<PlanSegment> segments;
   std::vector<PlanSubstream> substreams;
-  std::vector<PlanChannel> channels;
+  std::vector<std::uint32_t> channels;  // pack_channel() words
+  std::vector<std::uint32_t> tables;    // the bank tables its channels use, in first-use order
   std::vector<PlanTask> tasks;
   std::uint32_t ref_values = 0;  // the reference scratch that predicted segments need
 };
@@ -48,6 +49,17 @@ class DecodePlanner {
 // where the kernel runs: `pools` and `blocks` point at copies of dst.pools() and
 // dst.block_table() there.
 ViewDesc view_desc(const KvView& dst, std::byte* const* pools, const std::uint32_t* blocks);
+
+// Every bank table's lookups in decode_logic.hpp's compact form (Luts::buckets and ::tokens
+// layouts, for tables 0..79), and the 256 quantization steps.
+const std::uint8_t* bank_buckets();
+const std::uint32_t* bank_tokens();
+const float* quantization_step_table();
+
+// Copies the lookups of `tables` (bank ids) into `buckets` and `tokens`, in that order: what
+// a decode of the chunk keeps in shared memory.
+void gather_luts(std::span<const std::uint32_t> tables, std::vector<std::uint8_t>& buckets,
+                 std::vector<std::uint32_t>& tokens);
 
 // The status of a finished decode from its per-substream failure codes.
 Status failures_status(const DecodePlan& plan, std::span<const std::uint32_t> failures);

@@ -31,14 +31,15 @@ constexpr std::size_t align16(std::size_t n) {
 struct GpuDecoder::Impl {
   int device = 0;
   Stream stream;
-  DeviceBuffer luts;
+  DeviceBuffer bank_buckets, bank_tokens, steps;  // decode_plan.hpp's compact bank
   DecodePlanner planner;
   DecodePlan plan;
   bool staged = false;
-  // The staged chunk and its tables (segments, substreams, channels, tasks, 16-byte aligned),
+  // The staged chunk and its plan (segments, substreams, channels, tasks, tables; 16-byte
+  // aligned),
   // the predictor's references, per-substream failure codes, the view's pools and blocks.
   DeviceBuffer chunk, tables, refs, failures, view_arrays;
-  std::size_t at_substreams = 0, at_channels = 0, at_tasks = 0;
+  std::size_t at_substreams = 0, at_channels = 0, at_tasks = 0, at_tables = 0;
   PinnedBuffer tables_host, failures_host;
   std::vector<std::byte> view_host;
 };
@@ -58,10 +59,16 @@ Expected<GpuDecoder> GpuDecoder::create(int device) {
   auto impl = std::make_unique<Impl>();
   impl->device = device;
   KVS_ASSIGN_OR_RETURN(impl->stream, Stream::create());
-  const std::size_t lut_bytes = std::size_t{codec::kBankTables} * codec::kProbScale * 4;
-  KVS_RETURN_IF_ERROR(impl->luts.reserve(lut_bytes));
-  KVS_CUDA(
-      cudaMemcpy(impl->luts.get(), codec::table_bank_luts(), lut_bytes, cudaMemcpyHostToDevice));
+  const auto upload = [](DeviceBuffer& to, const void* from, std::size_t bytes) -> Status {
+    KVS_RETURN_IF_ERROR(to.reserve(bytes));
+    KVS_CUDA(cudaMemcpy(to.get(), from, bytes, cudaMemcpyHostToDevice));
+    return Status::ok();
+  };
+  KVS_RETURN_IF_ERROR(
+      upload(impl->bank_buckets, bank_buckets(), std::size_t{codec::kBankTables} * kBuckets));
+  KVS_RETURN_IF_ERROR(
+      upload(impl->bank_tokens, bank_tokens(), std::size_t{codec::kBankTables} * 64 * 4));
+  KVS_RETURN_IF_ERROR(upload(impl->steps, quantization_step_table(), 256 * 4));
   return GpuDecoder(std::move(impl));
 }
 
@@ -85,19 +92,21 @@ Status GpuDecoder::stage(std::span<const std::byte> chunk) {
   const DecodePlan& p = m.plan;
   m.at_substreams = align16(p.segments.size() * sizeof(PlanSegment));
   m.at_channels = m.at_substreams + align16(p.substreams.size() * sizeof(PlanSubstream));
-  m.at_tasks = m.at_channels + align16(p.channels.size() * sizeof(PlanChannel));
-  const std::size_t table_bytes = m.at_tasks + p.tasks.size() * sizeof(PlanTask);
+  m.at_tasks = m.at_channels + align16(p.channels.size() * 4);
+  m.at_tables = m.at_tasks + align16(p.tasks.size() * sizeof(PlanTask));
+  const std::size_t table_bytes = m.at_tables + p.tables.size() * 4;
   KVS_RETURN_IF_ERROR(m.tables_host.reserve(table_bytes));
   auto* h = m.tables_host.get<std::byte>();
   std::memcpy(h, p.segments.data(), p.segments.size() * sizeof(PlanSegment));
   std::memcpy(h + m.at_substreams, p.substreams.data(),
               p.substreams.size() * sizeof(PlanSubstream));
-  std::memcpy(h + m.at_channels, p.channels.data(), p.channels.size() * sizeof(PlanChannel));
+  std::memcpy(h + m.at_channels, p.channels.data(), p.channels.size() * 4);
   std::memcpy(h + m.at_tasks, p.tasks.data(), p.tasks.size() * sizeof(PlanTask));
+  std::memcpy(h + m.at_tables, p.tables.data(), p.tables.size() * 4);
   KVS_RETURN_IF_ERROR(m.tables.reserve(table_bytes));
   KVS_RETURN_IF_ERROR(m.chunk.reserve(chunk.size()));
   KVS_RETURN_IF_ERROR(m.refs.reserve(std::size_t{p.ref_values} * 4));
-  KVS_RETURN_IF_ERROR(m.failures.reserve(p.substreams.size() * 4));
+  KVS_RETURN_IF_ERROR(m.failures.reserve(p.substreams.size() * 4 + 4));  // + the task counter
   KVS_RETURN_IF_ERROR(m.failures_host.reserve(p.substreams.size() * 4));
   KVS_CUDA(cudaMemcpyAsync(m.tables.get(), h, table_bytes, cudaMemcpyHostToDevice, m.stream.get()));
   KVS_CUDA(cudaMemcpyAsync(m.chunk.get(), chunk.data(), chunk.size(), cudaMemcpyHostToDevice,
@@ -128,23 +137,28 @@ Status GpuDecoder::launch(const KvView& dst) {
     pools = m.view_arrays.get<std::byte* const>();
     blocks = reinterpret_cast<const std::uint32_t*>(m.view_arrays.get<std::byte>() + pool_bytes);
   }
-  KVS_CUDA(cudaMemsetAsync(m.failures.get(), 0, p.substreams.size() * 4, m.stream.get()));
+  KVS_CUDA(cudaMemsetAsync(m.failures.get(), 0, p.substreams.size() * 4 + 4, m.stream.get()));
   DecodeArgs a;
   const auto* t = m.tables.get<std::byte>();
   a.chunk = m.chunk.get<std::byte>();
   a.segments = reinterpret_cast<const PlanSegment*>(t);
   a.substreams = reinterpret_cast<const PlanSubstream*>(t + m.at_substreams);
-  a.channels = reinterpret_cast<const PlanChannel*>(t + m.at_channels);
+  a.channels = reinterpret_cast<const std::uint32_t*>(t + m.at_channels);
   a.tasks = reinterpret_cast<const PlanTask*>(t + m.at_tasks);
   a.task_count = static_cast<std::uint32_t>(p.tasks.size());
-  a.luts = m.luts.get<std::uint32_t>();
+  a.tables = reinterpret_cast<const std::uint32_t*>(t + m.at_tables);
+  a.table_count = static_cast<std::uint32_t>(p.tables.size());
+  a.bank_buckets = m.bank_buckets.get<std::uint8_t>();
+  a.bank_tokens = m.bank_tokens.get<std::uint32_t>();
+  a.steps = m.steps.get<float>();
   a.refs = m.refs.get<std::int32_t>();
   a.failures = m.failures.get<std::uint32_t>();
+  a.next_task = a.failures + p.substreams.size();
   a.dst = view_desc(dst, pools, blocks);
   a.channels_per_row = p.info.kv_heads * p.info.head_dim;
   a.token_begin = p.info.token_begin;
   a.source_dtype = static_cast<std::uint32_t>(p.info.dtype);
-  KVS_CUDA(launch_decode(a, m.stream.get()));
+  KVS_CUDA(launch_decode(a, p.segments[0].coding, m.stream.get()));
   KVS_CUDA(cudaMemcpyAsync(m.failures_host.get(), m.failures.get(), p.substreams.size() * 4,
                            cudaMemcpyDeviceToHost, m.stream.get()));
   return Status::ok();

@@ -114,6 +114,10 @@ struct EncodeOptions {
   const CodecProfile* profile = nullptr;   // null: CodecProfile::builtin
   std::uint32_t lanes = 8;                 // rANS lanes per substream: 1, 2, 4, 8, 16 or 32
   std::uint32_t substream_values = 16384;  // target values per independent substream
+  // Substreams with fewer than lanes * lane_values values get fewer lanes: each lane costs a
+  // 4-byte state (about 1% of a 512-value lane at 6 bits per value). A GPU decoder runs one
+  // thread per lane, so streams for GPUs trade that for more lanes (FORMAT.md's lanes).
+  std::uint32_t lane_values = 512;
 };
 
 // Encodes tokens [token_begin, token_begin + token_count) of `src` into `out` (replacing its

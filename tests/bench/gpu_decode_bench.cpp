@@ -14,6 +14,7 @@
 #include <tuple>
 
 #include "cuda_handles.hpp"
+#include "decode_plan.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/gpu_decoder.hpp"
 #include "kvstream/half.hpp"
@@ -77,15 +78,19 @@ const KvBuffer& big_cache() {
   return cache;
 }
 
-const std::vector<std::byte>& chunk_at(std::uint8_t level, std::uint32_t lanes,
-                                       std::uint32_t substream_values) {
-  static std::map<std::tuple<int, std::uint32_t, std::uint32_t>, std::vector<std::byte>> chunks;
-  auto& c = chunks[{level, lanes, substream_values}];
+// The chunk of the whole cache at benchmark arguments (level, lanes, substream values, lane
+// values).
+const std::vector<std::byte>& chunk_at(const benchmark::State& state) {
+  static std::map<std::tuple<std::int64_t, std::int64_t, std::int64_t, std::int64_t>,
+                  std::vector<std::byte>>
+      chunks;
+  auto& c = chunks[{state.range(0), state.range(1), state.range(2), state.range(3)}];
   if (c.empty()) {
     EncodeOptions o;
-    o.level = level;
-    o.lanes = lanes;
-    o.substream_values = substream_values;
+    o.level = static_cast<std::uint8_t>(state.range(0));
+    o.lanes = static_cast<std::uint32_t>(state.range(1));
+    o.substream_values = static_cast<std::uint32_t>(state.range(2));
+    o.lane_values = static_cast<std::uint32_t>(state.range(3));
     must(encode_chunk(big_cache().view(), 0, kTokens, o, c), "encode");
   }
   return c;
@@ -139,12 +144,10 @@ void BM_DeviceCopy(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
 }
 
-// Args: level, lanes, values per substream.
+// Args: level, lanes, values per substream, values per lane (EncodeOptions).
 void BM_GpuDecode(benchmark::State& state) {
   Device& d = device();
-  const auto level = static_cast<std::uint8_t>(state.range(0));
-  const auto& chunk = chunk_at(level, static_cast<std::uint32_t>(state.range(1)),
-                               static_cast<std::uint32_t>(state.range(2)));
+  const auto& chunk = chunk_at(state);
   const KvLayout& layout = big_cache().layout();
   const std::size_t bytes = layout.total_bytes();
   const KvView view = must(KvView::contiguous(d.out.get(), bytes, layout), "view");
@@ -169,15 +172,18 @@ void BM_GpuDecode(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
   state.counters["bits_per_value"] =
       8.0 * static_cast<double>(chunk.size()) / static_cast<double>(layout.total_values());
+  gpu::DecodePlanner planner;
+  gpu::DecodePlan plan;
+  must(planner.plan(chunk, plan), "plan");
+  state.counters["tables"] = static_cast<double>(plan.tables.size());  // in shared memory
+  state.counters["warps"] = static_cast<double>(plan.tasks.size());
 }
 
 // Host-side cost of a decode: validation (checksums, side information), planning and the copy
 // of the chunk to the device, per fp16 byte that the chunk decodes to.
 void BM_GpuStage(benchmark::State& state) {
   Device& d = device();
-  const auto& chunk = chunk_at(static_cast<std::uint8_t>(state.range(0)),
-                               static_cast<std::uint32_t>(state.range(1)),
-                               static_cast<std::uint32_t>(state.range(2)));
+  const auto& chunk = chunk_at(state);
   for (auto _ : state) {
     must(d.decoder.stage(chunk), "stage");
     cudaStreamSynchronize(static_cast<cudaStream_t>(d.decoder.native_stream()));
@@ -187,14 +193,17 @@ void BM_GpuStage(benchmark::State& state) {
 }
 
 BENCHMARK(BM_DeviceCopy)->UseManualTime()->Unit(benchmark::kMicrosecond);
+// A stream for GPUs (32 lanes of ~256 values: one thread each), the same with the encoder's
+// lane sizing, more and smaller lanes, and the encoder's defaults (8 lanes, for the CPU).
 BENCHMARK(BM_GpuDecode)
-    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {32}, {16384}})
-    ->Args({2, 8, 16384})
-    ->Args({2, 32, 4096})
-    ->Args({2, 32, 65536})
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5}, {32}, {4096}, {256}})
+    ->ArgsProduct({{0, 2, 5}, {32}, {16384}, {512}})
+    ->Args({2, 32, 4096, 128})
+    ->Args({2, 32, 2048, 64})
+    ->Args({2, 8, 16384, 512})
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_GpuStage)->Args({2, 32, 16384})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GpuStage)->Args({2, 32, 4096, 256})->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace kvstream
