@@ -75,15 +75,14 @@ cudaError_t launch_decode(const DecodeArgs& args, std::uint32_t coding, cudaStre
     if ((e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                   static_cast<int>(smem))) != cudaSuccess ||
         (e = cudaGetDevice(&device)) != cudaSuccess ||
-        (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) !=
-            cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device)) != cudaSuccess ||
         (e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kThreads, smem)) !=
             cudaSuccess) {
       return;
     }
     const unsigned wanted = (args.task_count + kWarps - 1) / kWarps;
     const unsigned resident = static_cast<unsigned>(sms * (per_sm > 0 ? per_sm : 1));
-    kernel<<<wanted < resident ? wanted : resident, kThreads, smem, stream>>>(args);
+    kernel < <<wanted<resident ? wanted : resident, kThreads, smem, stream>>>(args);
     e = cudaGetLastError();
   });
   return e;

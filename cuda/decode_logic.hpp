@@ -66,8 +66,12 @@ KVS_HD std::uint32_t pack_channel(std::uint32_t table, std::uint32_t step_code,
                                   std::int32_t center) {
   return table | step_code << 8 | static_cast<std::uint32_t>(center) << 16;
 }
-KVS_HD std::uint32_t channel_table(std::uint32_t ch) { return ch & 0xFFu; }
-KVS_HD std::uint32_t channel_step_code(std::uint32_t ch) { return (ch >> 8) & 0xFFu; }
+KVS_HD std::uint32_t channel_table(std::uint32_t ch) {
+  return ch & 0xFFu;
+}
+KVS_HD std::uint32_t channel_step_code(std::uint32_t ch) {
+  return (ch >> 8) & 0xFFu;
+}
 KVS_HD std::int32_t channel_center(std::uint32_t ch) {
   return static_cast<std::int16_t>(static_cast<std::uint16_t>(ch >> 16));
 }
@@ -121,9 +125,9 @@ struct DecodeArgs {
   const std::uint8_t* bank_buckets = nullptr;
   const std::uint32_t* bank_tokens = nullptr;
   const float* steps = nullptr;
-  std::int32_t* refs = nullptr;         // predicted segments' running references
-  std::uint32_t* failures = nullptr;    // per substream: a kFail code, zeroed before the launch
-  std::uint32_t* next_task = nullptr;   // the kernel's task counter, zeroed before the launch
+  std::int32_t* refs = nullptr;        // predicted segments' running references
+  std::uint32_t* failures = nullptr;   // per substream: a kFail code, zeroed before the launch
+  std::uint32_t* next_task = nullptr;  // the kernel's task counter, zeroed before the launch
   ViewDesc dst;
   std::uint32_t channels_per_row = 0;  // C
   std::uint32_t token_begin = 0;       // the chunk's first token in the destination
@@ -175,8 +179,9 @@ KVS_HD void store_quantized(std::byte* row, std::uint32_t c, float f) {
     reinterpret_cast<float*>(row)[c] = f;
   } else {
 #if defined(__CUDA_ARCH__)
-    reinterpret_cast<std::uint16_t*>(row)[c] =
-        kOut == 1 ? __half_as_ushort(__float2half_rn(f)) : __bfloat16_as_ushort(__float2bfloat16_rn(f));
+    reinterpret_cast<std::uint16_t*>(row)[c] = kOut == 1
+                                                   ? __half_as_ushort(__float2half_rn(f))
+                                                   : __bfloat16_as_ushort(__float2bfloat16_rn(f));
 #else
     reinterpret_cast<std::uint16_t*>(row)[c] = kOut == 1 ? float_to_half(f) : float_to_bf16(f);
 #endif
@@ -234,61 +239,56 @@ KVS_HD std::uint32_t stream_word(const Lane& ln, std::uint32_t at) {
 }
 
 // Takes the word each lane that needs one is owed, in lane order within its substream, then
-// moves the substream's window past the words taken.
-template <class Team>
-KVS_HD void refill(Team& team, typename Team::template Var<Lane>& lanes, std::uint32_t L) {
+// moves the substream's window past the words taken. kFull: every lane of the warp has a value
+// in this group (the common case), which spares the per-lane checks.
+template <bool kFull, class Team>
+KVS_HD void refill(Team& team, typename Team::template Var<Lane>& lanes, std::uint32_t lanes_per) {
+  // A full group is one 32-lane substream: its width and masks are constants.
+  const std::uint32_t L = kFull ? 32u : lanes_per;
   const std::uint32_t need =
-      team.ballot([&](unsigned l) { return lanes[l].has && lanes[l].x < (1u << 16); });
+      team.ballot([&](unsigned l) { return (kFull || lanes[l].has) && lanes[l].x < (1u << 16); });
   // The word of a lane that needs one is w0 of the lane `before` of its substream's needy lanes.
+  // A word past the end reads as 0 (the window holds zeros there), as the CPU decoder's does;
+  // the substream's final cursor tells that it ran out.
   team.shuffle(
       L, [&](unsigned l) { return lanes[l].w0; },
       [&](unsigned l) { return popcount32(need & lanes[l].before); },
       [&](unsigned l, std::uint32_t word) {
         Lane& ln = lanes[l];
-        if (!ln.active || ((need >> l) & 1u) == 0) return;
-        if (ln.cursor + popcount32(need & ln.before) >= ln.s.word_count) {
-          ln.fail = ln.fail > kFailWordsOut ? ln.fail : kFailWordsOut;  // the word reads as 0
-        }
-        ln.x = (ln.x << 16) | word;
+        if ((need >> l) & 1u) ln.x = (ln.x << 16) | word;
       });
   // Window moved by k words: lane j's w0 is old word k + j, from w0 or w1 of lane (k + j) % L.
-  const auto k = [&](unsigned l) { return popcount32(need & lanes[l].mask); };
-  const auto from = [&](unsigned l) { return (k(l) + lanes[l].j) & (L - 1); };
+  const auto k = [&](unsigned l) { return popcount32(kFull ? need : need & lanes[l].mask); };
+  const auto from = [&](unsigned l) { return (k(l) + (kFull ? l : lanes[l].j)) & (L - 1); };
   team.shuffle(
       L, [&](unsigned l) { return lanes[l].w1; }, from,
-      [&](unsigned l, std::uint32_t w1_there) {
-        Lane& ln = lanes[l];
-        ln.extra_w = w1_there;
-      });
+      [&](unsigned l, std::uint32_t w1_there) { lanes[l].extra_w = w1_there; });
   team.shuffle(
       L, [&](unsigned l) { return lanes[l].w0; }, from,
       [&](unsigned l, std::uint32_t w0_there) {
         Lane& ln = lanes[l];
-        if (!ln.active) return;
+        if (!kFull && !ln.active) return;
         const std::uint32_t taken = k(l);
-        if (taken + ln.j < L) {
-          ln.w0 = w0_there;
-          ln.w1 = ln.extra_w;
-        } else {
-          ln.w0 = ln.extra_w;
-          ln.w1 = stream_word(ln, ln.cursor + taken + L + ln.j);
-        }
+        const bool inside = taken + ln.j < L;  // old word k + j is in w0, else in w1
+        ln.w0 = inside ? w0_there : ln.extra_w;
+        const std::uint32_t loaded = inside ? 0u : stream_word(ln, ln.cursor + taken + L + ln.j);
+        ln.w1 = inside ? ln.extra_w : loaded;
         ln.cursor += taken;
       });
 }
 
 // Reads a raw field of `bits` bits (0..16) from every lane that has a value.
-template <class Team, class Bits, class Keep>
+template <bool kFull, class Team, class Bits, class Keep>
 KVS_HD void raw_field(Team& team, typename Team::template Var<Lane>& lanes, std::uint32_t L,
                       Bits&& bits, Keep&& keep) {
   team.each([&](unsigned l) {
     Lane& ln = lanes[l];
-    if (!ln.has) return;
+    if (!kFull && !ln.has) return;
     const std::uint32_t b = bits(ln);
     keep(ln, ln.x & ((1u << b) - 1u));
     ln.x >>= b;
   });
-  refill(team, lanes, L);
+  refill<kFull>(team, lanes, L);
 }
 
 // Decodes task `task_index` of `a` into a.dst; kCoding is the chunk's coding (all its segments
@@ -335,17 +335,17 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
   // Values of one group that share a channel (C < L) take their references in value order.
   const std::uint32_t rounds = seg.predicted && C < L ? (L - 1) / C + 1 : 1;
 
-  while (team.ballot([&](unsigned l) { return lanes[l].has; }) != 0) {
+  const auto group = [&]<bool kFull>() {
     team.each([&](unsigned l) {  // step 1: tokens
       Lane& ln = lanes[l];
-      if (!ln.has) return;
+      if (!kFull && !ln.has) return;
       ln.ch = ln.ch_next;
       const std::uint32_t e = lookup(luts, channel_table(ln.ch), ln.x & 4095u);
       ln.x = (e & 0xFFFu) * (ln.x >> 12) + ((e >> 12) & 0xFFFu);
       ln.entry = e;
     });
-    refill(team, lanes, L);
-    raw_field(  // step 2: the token's raw bits
+    refill<kFull>(team, lanes, L);
+    raw_field<kFull>(  // step 2: the token's raw bits
         team, lanes, L, [](const Lane& ln) { return (ln.entry >> 24) & 0xFu; },
         [](Lane& ln, std::uint32_t raw) {
           ln.u = ((ln.entry >> 28) << ((ln.entry >> 24) & 0xFu)) | raw;
@@ -353,7 +353,7 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
     for (std::uint32_t r = 0; r < rounds; ++r) {
       team.each([&](unsigned l) {
         Lane& ln = lanes[l];
-        if (!ln.has || (rounds > 1 && ln.j / C != r)) return;
+        if ((!kFull && !ln.has) || (rounds > 1 && ln.j / C != r)) return;
         if (seg.predicted) {
           std::int32_t& ref = a.refs[ln.s.refs + ln.c];
           ln.v = wrap16_32(unzigzag32(ln.u) + ref);
@@ -367,22 +367,22 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
     if constexpr (kCoding == 0) {
       team.each([&](unsigned l) {
         Lane& ln = lanes[l];
-        if (!ln.has) return;
+        if (!kFull && !ln.has) return;
         store_quantized<kOut>(ln.row, ln.c,
                               static_cast<float>(ln.v) * luts.steps[channel_step_code(ln.ch)]);
       });
     } else {
-      raw_field(  // step 3
+      raw_field<kFull>(  // step 3
           team, lanes, L, [&](const Lane&) { return extra_bits; },
           [](Lane& ln, std::uint32_t raw) { ln.extra = raw; });
       if constexpr (kCoding == 2) {  // step 4: split32's high field
-        raw_field(
+        raw_field<kFull>(
             team, lanes, L, [&](const Lane&) { return extra2_bits; },
             [](Lane& ln, std::uint32_t raw) { ln.extra |= raw << 16; });
       }
       team.each([&](unsigned l) {
         Lane& ln = lanes[l];
-        if (!ln.has) return;
+        if (!kFull && !ln.has) return;
         if (ln.v < 0 || ln.v >= v_limit) {
           ln.fail = ln.fail > kFailExponent ? ln.fail : kFailExponent;
           return;
@@ -394,7 +394,7 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
     }
     team.each([&](unsigned l) {  // the lane's value in the next group
       Lane& ln = lanes[l];
-      if (!ln.has) return;
+      if (!kFull && !ln.has) return;
       ln.c += L;
       if (ln.c >= C) {
         do {
@@ -407,11 +407,20 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
       }
       ln.ch_next = channels[ln.c];
     });
+  };
+  for (;;) {
+    const std::uint32_t has = team.ballot([&](unsigned l) { return lanes[l].has; });
+    if (has == 0) break;
+    if (has == 0xFFFFFFFFu && L == 32) {
+      group.template operator()<true>();
+    } else {
+      group.template operator()<false>();  // a partial group, or substreams of fewer lanes
+    }
   }
   team.each([&](unsigned l) {
     Lane& ln = lanes[l];
     if (!ln.active) return;
-    std::uint32_t f = ln.fail;
+    std::uint32_t f = ln.cursor > ln.s.word_count ? kFailWordsOut : ln.fail;
     if (ln.cursor != ln.s.word_count && f < kFailWordsLeft) f = kFailWordsLeft;
     if (ln.x != (1u << 16) && f < kFailFinalState) f = kFailFinalState;
     if (f != kFailNone) team.report(a.failures + task.first + ln.sub, f);
@@ -422,13 +431,19 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
 template <class F>
 inline void dispatch(std::uint32_t coding, std::uint32_t out, F&& f) {
   const auto by_out = [&]<std::uint32_t kCoding>() {
-    if (out == 0) f.template operator()<kCoding, 0>();
-    else if (out == 1) f.template operator()<kCoding, 1>();
-    else f.template operator()<kCoding, 2>();
+    if (out == 0)
+      f.template operator()<kCoding, 0>();
+    else if (out == 1)
+      f.template operator()<kCoding, 1>();
+    else
+      f.template operator()<kCoding, 2>();
   };
-  if (coding == 0) by_out.template operator()<0>();
-  else if (coding == 1) by_out.template operator()<1>();
-  else by_out.template operator()<2>();
+  if (coding == 0)
+    by_out.template operator()<0>();
+  else if (coding == 1)
+    by_out.template operator()<1>();
+  else
+    by_out.template operator()<2>();
 }
 
 // The CPU's stand-in for a warp: every per-lane step runs for lanes 0..31 in turn, and a

@@ -40,8 +40,7 @@ const CompactBank& compact_bank() {
       for (std::uint32_t tok = 0; tok < codec::kTokens; ++tok) {
         const std::uint32_t entry = codec::decode_entry(table.freq[tok], 0, tok);
         b.tokens[t * 64 + tok] = entry | std::uint32_t{table.cum[tok]} << 12;
-        for (std::uint32_t slot = table.cum[tok]; slot < table.cum[tok] + table.freq[tok];
-             ++slot) {
+        for (std::uint32_t slot = table.cum[tok]; slot < table.cum[tok] + table.freq[tok]; ++slot) {
           if (slot % 2 == 0) b.buckets[t * kBuckets + slot / 2] = static_cast<std::uint8_t>(tok);
         }
       }
@@ -53,9 +52,15 @@ const CompactBank& compact_bank() {
 
 }  // namespace
 
-const std::uint8_t* bank_buckets() { return compact_bank().buckets.data(); }
-const std::uint32_t* bank_tokens() { return compact_bank().tokens.data(); }
-const float* quantization_step_table() { return codec::step_table().data(); }
+const std::uint8_t* bank_buckets() {
+  return compact_bank().buckets.data();
+}
+const std::uint32_t* bank_tokens() {
+  return compact_bank().tokens.data();
+}
+const float* quantization_step_table() {
+  return codec::step_table().data();
+}
 
 void gather_luts(std::span<const std::uint32_t> tables, std::vector<std::uint8_t>& buckets,
                  std::vector<std::uint32_t>& tokens) {
