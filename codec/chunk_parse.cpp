@@ -185,4 +185,21 @@ Status check_destination(const ChunkInfo& info, const KvView& dst) {
   return dst.check_range(info.token_begin, info.token_count).with_context("decode_chunk");
 }
 
+Expected<const KvTransform*> chunk_transform(const ChunkInfo& info, const CodecProfile* profile) {
+  const KvTransform* t = profile != nullptr ? profile->transform() : nullptr;
+  if (t == nullptr || profile->transform_id() != info.transform_id) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("chunk is transform-coded with transform {:08x}; {}", info.transform_id,
+                    t == nullptr
+                        ? "no profile with a transform was given"
+                        : fmt::format("the profile's is {:08x}", profile->transform_id())));
+  }
+  if (t->channels != std::size_t{info.kv_heads} * info.head_dim || t->head_dim != info.head_dim ||
+      t->layers() != info.layers) {
+    return corrupt("its shape differs from its transform's");  // same id, other shape
+  }
+  return t;
+}
+
 }  // namespace kvstream::codec

@@ -44,4 +44,8 @@ Status parse_segment(std::span<const std::byte> chunk, const SegmentEntry& entry
 // Checks that a chunk described by `info` can be decoded into `dst` (shape and token range).
 Status check_destination(const ChunkInfo& info, const KvView& dst);
 
+// The transform a transform-coded chunk needs from `profile`: an error naming the ids when the
+// profile has none or another, corrupt_data when its shape differs from the chunk's.
+Expected<const KvTransform*> chunk_transform(const ChunkInfo& info, const CodecProfile* profile);
+
 }  // namespace kvstream::codec

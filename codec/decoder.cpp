@@ -399,23 +399,11 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
   KVS_ASSIGN_OR_RETURN(const ChunkInfo info, parse_header(chunk, sc.segments));
   KVS_RETURN_IF_ERROR(check_destination(info, dst));
   if (!info.transformed) return decode_values(chunk, info, dst);
-  const KvTransform* t = profile != nullptr ? profile->transform() : nullptr;
-  if (t == nullptr || profile->transform_id() != info.transform_id) {
-    return Status(
-        Errc::invalid_argument,
-        fmt::format("chunk is transform-coded with transform {:08x}; {}", info.transform_id,
-                    t == nullptr
-                        ? "no profile with a transform was given"
-                        : fmt::format("the profile's is {:08x}", profile->transform_id())));
-  }
+  KVS_ASSIGN_OR_RETURN(const KvTransform* t, chunk_transform(info, profile));
   if (sc.transposed_for != profile->shared_transform()) {
     // Held, so that no other transform can take its address while the copy is in use.
     sc.transposed_for = profile->shared_transform();
     transpose_layers(t->synthesis, 2 * std::size_t{t->channels}, sc.synthesis_t);
-  }
-  if (t->channels != std::size_t{info.kv_heads} * info.head_dim || t->head_dim != info.head_dim ||
-      t->layers() != info.layers) {
-    return corrupt("its shape differs from its transform's");  // same id, other shape
   }
   // The coefficients decode like an fp32 KV cache of the chunk's tokens, then go through S.
   // One spare token per segment, so that segments do not start a multiple of 4 KiB apart: the

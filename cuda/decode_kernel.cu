@@ -82,7 +82,8 @@ cudaError_t launch_decode(const DecodeArgs& args, std::uint32_t coding, cudaStre
     }
     const unsigned wanted = (args.task_count + kWarps - 1) / kWarps;
     const unsigned resident = static_cast<unsigned>(sms * (per_sm > 0 ? per_sm : 1));
-    kernel < <<wanted<resident ? wanted : resident, kThreads, smem, stream>>>(args);
+    const unsigned grid = wanted < resident ? wanted : resident;
+    kernel<<<grid, kThreads, smem, stream>>>(args);
     e = cudaGetLastError();
   });
   return e;
