@@ -63,7 +63,20 @@ __global__ void __launch_bounds__(kThreads, 2) decode_kernel(const DecodeArgs a)
   }
 }
 
+__global__ void __launch_bounds__(256) synthesis_kernel(const SynthesisArgs a) {
+  const std::uint64_t item = std::uint64_t{blockIdx.x} * 256 + threadIdx.x;
+  if (item < a.items()) synthesize_item(a, item);
+}
+
 }  // namespace
+
+cudaError_t launch_synthesis(const SynthesisArgs& args, cudaStream_t stream) {
+  const std::uint64_t blocks = (args.items() + 255) / 256;
+  if (blocks == 0) return cudaSuccess;
+  if (blocks > 0x7FFFFFFFu) return cudaErrorInvalidConfiguration;
+  synthesis_kernel<<<static_cast<unsigned>(blocks), 256, 0, stream>>>(args);
+  return cudaGetLastError();
+}
 
 cudaError_t launch_decode(const DecodeArgs& args, std::uint32_t coding, cudaStream_t stream) {
   if (args.task_count == 0) return cudaSuccess;

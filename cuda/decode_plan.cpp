@@ -9,10 +9,12 @@
 
 #include "chunk_parse.hpp"
 #include "table_bank.hpp"
+#include "transform.hpp"
 
 namespace kvstream::gpu {
 
 using codec::check_destination;
+using codec::chunk_transform;
 using codec::SegmentEntry;
 using codec::SegmentView;
 
@@ -80,12 +82,6 @@ DecodePlanner& DecodePlanner::operator=(DecodePlanner&&) noexcept = default;
 Status DecodePlanner::plan(std::span<const std::byte> chunk, DecodePlan& p) {
   Scratch& sc = *scratch_;
   KVS_ASSIGN_OR_RETURN(p.info, codec::parse_header(chunk, sc.entries));
-  if (p.info.transformed) {
-    return Status(Errc::unsupported,
-                  fmt::format("chunk is transform-coded (transform {:08x}); the GPU decoder "
-                              "decodes plain chunks only, use the CPU decoder for it",
-                              p.info.transform_id));
-  }
   const std::uint32_t C = p.info.kv_heads * p.info.head_dim;
   const std::uint32_t segments = static_cast<std::uint32_t>(sc.entries.size());
   p.segments.resize(segments);
@@ -172,8 +168,12 @@ Status failures_status(const DecodePlan& plan, std::span<const std::uint32_t> fa
   return Status::ok();
 }
 
-Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, const KvView& dst) {
-  KVS_RETURN_IF_ERROR(check_destination(plan.info, dst));
+namespace {
+
+// Runs every task of `plan` through HostTeam into `dst`, the chunk's first token at
+// `token_begin`.
+Status run_tasks_on_host(std::span<const std::byte> chunk, const DecodePlan& plan,
+                         const ViewDesc& dst, std::uint32_t token_begin) {
   std::vector<std::int32_t> refs(plan.ref_values);
   std::vector<std::uint32_t> failures(plan.substreams.size(), kFailNone);
   DecodeArgs a;
@@ -187,9 +187,9 @@ Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, 
   a.table_count = static_cast<std::uint32_t>(plan.tables.size());
   a.refs = refs.data();
   a.failures = failures.data();
-  a.dst = view_desc(dst, dst.pools().data(), dst.block_table().data());
+  a.dst = dst;
   a.channels_per_row = plan.info.kv_heads * plan.info.head_dim;
-  a.token_begin = plan.info.token_begin;
+  a.token_begin = token_begin;
   a.source_dtype = static_cast<std::uint32_t>(plan.info.dtype);
   std::vector<std::uint8_t> buckets;  // what the kernel holds in shared memory
   std::vector<std::uint32_t> tokens;
@@ -202,6 +202,58 @@ Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, 
                decode_task<kCoding, kOut>(team, a, luts, t);
            });
   return failures_status(plan, failures);
+}
+
+}  // namespace
+
+SynthesisArgs synthesis_args(const ChunkInfo& info, const KvTransform& t) {
+  SynthesisArgs s;
+  s.coefficient_tokens = info.token_count;
+  s.channels = t.channels;
+  s.head_dim = t.head_dim;
+  s.layers = info.layers;
+  s.tokens = info.token_count;
+  s.halves = t.pairs == RopePairs::halves;
+  s.token_begin = info.token_begin;
+  return s;
+}
+
+void rope_angles(const ChunkInfo& info, const KvTransform& t, std::vector<float>& out) {
+  std::vector<codec::CosSin> angles;
+  codec::rope_table(info.token_begin, info.token_count, t.frequencies, angles);
+  out.resize(2 * angles.size());
+  for (std::size_t i = 0; i < angles.size(); ++i) {
+    out[2 * i] = angles[i].c;
+    out[2 * i + 1] = angles[i].s;
+  }
+}
+
+Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, const KvView& dst,
+                      const CodecProfile* profile) {
+  const ChunkInfo& info = plan.info;
+  KVS_RETURN_IF_ERROR(check_destination(info, dst));
+  const ViewDesc out = view_desc(dst, dst.pools().data(), dst.block_table().data());
+  if (!info.transformed) return run_tasks_on_host(chunk, plan, out, info.token_begin);
+  KVS_ASSIGN_OR_RETURN(const KvTransform* t, codec::chunk_transform(info, profile));
+  // The coefficients decode like an fp32 KV cache of the chunk's tokens, then go through S.
+  KVS_ASSIGN_OR_RETURN(
+      KvBuffer coefficients,
+      KvBuffer::create({info.layers, info.kv_heads, info.head_dim, DType::f32, info.token_count}));
+  const KvView cv = coefficients.view();
+  KVS_RETURN_IF_ERROR(run_tasks_on_host(chunk, plan, view_desc(cv, nullptr, nullptr), 0));
+  std::vector<float> synthesis_t, angles;
+  codec::transpose_layers(t->synthesis, 2 * std::size_t{t->channels}, synthesis_t);
+  SynthesisArgs s = synthesis_args(info, *t);
+  s.coefficients = reinterpret_cast<const float*>(coefficients.bytes().data());
+  s.synthesis_t = synthesis_t.data();
+  if (!t->frequencies.empty()) {
+    rope_angles(info, *t, angles);
+    s.angles = angles.data();
+  }
+  s.dst = out;
+  for (std::uint64_t i = 0; i < s.items(); ++i)
+    synthesize_item(s, i);
+  return Status::ok();
 }
 
 }  // namespace kvstream::gpu

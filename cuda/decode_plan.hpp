@@ -13,6 +13,7 @@
 #include "kvstream/codec.hpp"
 #include "kvstream/kv_cache.hpp"
 #include "kvstream/status.hpp"
+#include "synthesis_logic.hpp"
 
 namespace kvstream::gpu {
 
@@ -35,8 +36,7 @@ class DecodePlanner {
   DecodePlanner& operator=(DecodePlanner&&) noexcept;
 
   // Validates the whole chunk (header, checksums, every segment's side information) and fills
-  // `plan`. Transform-coded chunks are refused as unsupported: the GPU decoder does not
-  // synthesize yet.
+  // `plan`. A transform-coded chunk's plan decodes its coefficients (see SynthesisArgs).
   Status plan(std::span<const std::byte> chunk, DecodePlan& plan);
 
   struct Scratch;
@@ -64,8 +64,16 @@ void gather_luts(std::span<const std::uint32_t> tables, std::vector<std::uint8_t
 // The status of a finished decode from its per-substream failure codes.
 Status failures_status(const DecodePlan& plan, std::span<const std::uint32_t> failures);
 
-// Decodes a planned chunk into a host view by running every task through HostTeam, lane by lane:
-// the kernel's logic, on the CPU.
-Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, const KvView& dst);
+// A transform-coded chunk's synthesis, less its buffers (coefficients, synthesis_t, angles) and
+// destination.
+SynthesisArgs synthesis_args(const ChunkInfo& info, const KvTransform& t);
+// The (cos, sin) of every token and pair of the chunk, as SynthesisArgs::angles wants them.
+void rope_angles(const ChunkInfo& info, const KvTransform& t, std::vector<float>& out);
+
+// Decodes a planned chunk into a host view by running every task through HostTeam, lane by lane,
+// and a transform-coded chunk's synthesis item by item: the kernels' logic, on the CPU.
+// `profile` as for decode_chunk.
+Status decode_on_host(std::span<const std::byte> chunk, const DecodePlan& plan, const KvView& dst,
+                      const CodecProfile* profile = nullptr);
 
 }  // namespace kvstream::gpu

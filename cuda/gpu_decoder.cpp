@@ -8,6 +8,7 @@
 #include "decode_kernel.hpp"
 #include "decode_plan.hpp"
 #include "table_bank.hpp"
+#include "transform.hpp"
 
 namespace kvstream {
 
@@ -41,8 +42,45 @@ struct GpuDecoder::Impl {
   DeviceBuffer chunk, tables, refs, failures, view_arrays;
   std::size_t at_substreams = 0, at_channels = 0, at_tasks = 0, at_tables = 0;
   PinnedBuffer tables_host, failures_host;
+  // Transform coding: S transposed for the transform it was made from (held, so that no other
+  // transform takes its address), the staged chunk's angles, and its decoded coefficients.
+  std::shared_ptr<const KvTransform> synthesis_for;
+  DeviceBuffer synthesis_t, angles, coefficients;
+  std::vector<float> host_floats;
+  SynthesisArgs synthesis;
   std::vector<std::byte> view_host;
 };
+
+namespace {
+
+// Uploads what a transform-coded chunk's synthesis needs besides its coefficients.
+Status stage_transform(GpuDecoder::Impl& m, const ChunkInfo& info, const CodecProfile* profile) {
+  KVS_ASSIGN_OR_RETURN(const KvTransform* t, codec::chunk_transform(info, profile));
+  if (m.synthesis_for != profile->shared_transform()) {
+    m.synthesis_for = nullptr;
+    codec::transpose_layers(t->synthesis, 2 * std::size_t{t->channels}, m.host_floats);
+    KVS_RETURN_IF_ERROR(m.synthesis_t.reserve(m.host_floats.size() * 4));
+    KVS_CUDA(cudaMemcpy(m.synthesis_t.get(), m.host_floats.data(), m.host_floats.size() * 4,
+                        cudaMemcpyHostToDevice));
+    m.synthesis_for = profile->shared_transform();
+  }
+  m.synthesis = synthesis_args(info, *t);
+  m.synthesis.synthesis_t = m.synthesis_t.get<float>();
+  m.synthesis.angles = nullptr;
+  if (!t->frequencies.empty()) {
+    rope_angles(info, *t, m.host_floats);
+    KVS_RETURN_IF_ERROR(m.angles.reserve(m.host_floats.size() * 4));
+    KVS_CUDA(cudaMemcpy(m.angles.get(), m.host_floats.data(), m.host_floats.size() * 4,
+                        cudaMemcpyHostToDevice));
+    m.synthesis.angles = m.angles.get<float>();
+  }
+  const KvLayout cl{info.layers, info.kv_heads, info.head_dim, DType::f32, info.token_count};
+  KVS_RETURN_IF_ERROR(m.coefficients.reserve(cl.total_bytes()));
+  m.synthesis.coefficients = m.coefficients.get<float>();
+  return Status::ok();
+}
+
+}  // namespace
 
 GpuDecoder::GpuDecoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 GpuDecoder::~GpuDecoder() = default;
@@ -82,7 +120,7 @@ void* GpuDecoder::native_stream() const noexcept {
   return impl_->stream.get();
 }
 
-Status GpuDecoder::stage(std::span<const std::byte> chunk) {
+Status GpuDecoder::stage(std::span<const std::byte> chunk, const CodecProfile* profile) {
   Impl& m = *impl_;
   m.staged = false;
   KVS_CUDA(cudaSetDevice(m.device));
@@ -111,6 +149,7 @@ Status GpuDecoder::stage(std::span<const std::byte> chunk) {
   KVS_CUDA(cudaMemcpyAsync(m.tables.get(), h, table_bytes, cudaMemcpyHostToDevice, m.stream.get()));
   KVS_CUDA(cudaMemcpyAsync(m.chunk.get(), chunk.data(), chunk.size(), cudaMemcpyHostToDevice,
                            m.stream.get()));
+  if (p.info.transformed) KVS_RETURN_IF_ERROR(stage_transform(m, p.info, profile));
   m.staged = true;
   return Status::ok();
 }
@@ -157,8 +196,18 @@ Status GpuDecoder::launch(const KvView& dst) {
   a.dst = view_desc(dst, pools, blocks);
   a.channels_per_row = p.info.kv_heads * p.info.head_dim;
   a.token_begin = p.info.token_begin;
+  if (p.info.transformed) {  // the coefficients first, into their fp32 buffer
+    m.synthesis.dst = a.dst;
+    const KvLayout cl{p.info.layers, p.info.kv_heads, p.info.head_dim, DType::f32,
+                      p.info.token_count};
+    KVS_ASSIGN_OR_RETURN(const KvView cv,
+                         KvView::contiguous(m.coefficients.get(), cl.total_bytes(), cl));
+    a.dst = view_desc(cv, nullptr, nullptr);
+    a.token_begin = 0;
+  }
   a.source_dtype = static_cast<std::uint32_t>(p.info.dtype);
   KVS_CUDA(launch_decode(a, p.segments[0].coding, m.stream.get()));
+  if (p.info.transformed) KVS_CUDA(launch_synthesis(m.synthesis, m.stream.get()));
   KVS_CUDA(cudaMemcpyAsync(m.failures_host.get(), m.failures.get(), p.substreams.size() * 4,
                            cudaMemcpyDeviceToHost, m.stream.get()));
   return Status::ok();
@@ -172,8 +221,9 @@ Status GpuDecoder::wait() {
       m.plan, std::span(m.failures_host.get<const std::uint32_t>(), m.plan.substreams.size()));
 }
 
-Status GpuDecoder::decode(std::span<const std::byte> chunk, const KvView& dst) {
-  KVS_RETURN_IF_ERROR(stage(chunk));
+Status GpuDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
+                          const CodecProfile* profile) {
+  KVS_RETURN_IF_ERROR(stage(chunk, profile));
   KVS_RETURN_IF_ERROR(launch(dst));
   return wait();
 }

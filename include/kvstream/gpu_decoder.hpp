@@ -33,21 +33,24 @@ class GpuDecoder {
   // buffer, pools and block table entries address device memory (the pool list and the block
   // table themselves are host arrays, as KvView::paged keeps them). Validation is the CPU
   // decoder's; a hostile chunk that passes it but fails while decoding leaves those tokens
-  // unspecified and says so. Returns when the tokens are written.
-  Status decode(std::span<const std::byte> chunk, const KvView& dst);
+  // unspecified and says so. A transform-coded chunk needs the profile holding its transform,
+  // as decode_chunk does. Returns when the tokens are written.
+  Status decode(std::span<const std::byte> chunk, const KvView& dst,
+                const CodecProfile* profile = nullptr);
 
   // decode() in three steps, for pipelines and benchmarks: stage() validates the chunk and copies
   // it and its decode tables to the device; launch() enqueues the decode of the staged chunk on
   // the decoder's stream (it may be launched again); wait() waits for it and reports its status.
-  Status stage(std::span<const std::byte> chunk);
+  Status stage(std::span<const std::byte> chunk, const CodecProfile* profile = nullptr);
   Status launch(const KvView& dst);
   Status wait();
 
   std::string device_name() const;
   void* native_stream() const noexcept;  // the cudaStream_t decodes run on
 
+  struct Impl;  // its state (gpu_decoder.cpp)
+
  private:
-  struct Impl;
   explicit GpuDecoder(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

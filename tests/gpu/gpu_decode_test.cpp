@@ -34,7 +34,7 @@ class GpuDecode : public ::testing::Test {
     KVS_RETURN_IF_ERROR(dev.reserve(bytes));
     KVS_CUDA(cudaMemset(dev.get(), 0, bytes));
     KVS_ASSIGN_OR_RETURN(const KvView view, KvView::contiguous(dev.get(), bytes, c.layout));
-    KVS_RETURN_IF_ERROR(decoder_->decode(c.chunk, view));
+    KVS_RETURN_IF_ERROR(decoder_->decode(c.chunk, view, c.profile.get()));
     std::vector<std::byte> out(bytes);
     KVS_CUDA(cudaMemcpy(out.data(), dev.get(), bytes, cudaMemcpyDeviceToHost));
     return out;
@@ -44,7 +44,7 @@ class GpuDecode : public ::testing::Test {
     ASSERT_FALSE(cases.empty());
     for (const DecodeCase& c : cases) {
       auto want = KvBuffer::create(c.layout).value();
-      ASSERT_TRUE(decode_chunk(c.chunk, want.view()).is_ok()) << c.name;
+      ASSERT_TRUE(decode_chunk(c.chunk, want.view(), c.profile.get()).is_ok()) << c.name;
       auto got = decode_on_gpu(c);
       ASSERT_TRUE(got.has_value()) << c.name << ": " << got.error().to_string();
       ASSERT_TRUE(std::equal(got->begin(), got->end(), want.bytes().begin())) << c.name;
@@ -113,6 +113,23 @@ TEST_F(GpuDecode, DamagedChunkIsRefusedAndTheDecoderStaysUsable) {
   ASSERT_FALSE(got.has_value());
   EXPECT_EQ(got.error().code(), Errc::corrupt_data) << got.error().to_string();
   expect_same({c});
+}
+
+TEST_F(GpuDecode, TransformCodedChunkWithoutItsProfileIsRefused) {
+  for (DecodeCase c : testing_data::golden_cases()) {
+    if (!c.profile) continue;
+    const std::string want = [&] {
+      auto buf = KvBuffer::create(c.layout).value();
+      return decode_chunk(c.chunk, buf.view()).message();
+    }();
+    c.profile = nullptr;
+    const auto got = decode_on_gpu(c);
+    ASSERT_FALSE(got.has_value());
+    EXPECT_EQ(got.error().code(), Errc::invalid_argument);
+    EXPECT_EQ(got.error().message(), want);
+    return;
+  }
+  FAIL() << "no transform-coded golden file";
 }
 
 }  // namespace

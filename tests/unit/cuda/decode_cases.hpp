@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,6 +25,7 @@ struct DecodeCase {
   std::string name;
   KvLayout layout;  // of the destination: the chunk's shape and dtype, tokens to cover it
   std::vector<std::byte> chunk;
+  std::shared_ptr<const CodecProfile> profile = nullptr;  // transform-coded chunks' profile
 };
 
 inline std::filesystem::path golden_dir() {
@@ -39,18 +41,34 @@ inline std::vector<std::byte> read_bytes(const std::filesystem::path& p) {
   return out;
 }
 
-// Every golden chunk that is not transform-coded, decoded into its own dtype and into f32.
+// A transform profile for KV of this shape (make_transform_profile), with the transform's
+// pairing or rotation changed as asked.
+inline std::shared_ptr<const CodecProfile> transform_profile(const KvLayout& l, std::uint64_t seed,
+                                                             RopePairs pairs, bool rotated) {
+  auto p = std::make_shared<CodecProfile>(
+      make_transform_profile(l.layers, l.kv_heads, l.head_dim, seed));
+  KvTransform t = *p->transform();
+  t.pairs = pairs;
+  if (!rotated) t.frequencies.clear();
+  if (!p->set_transform(std::move(t)).is_ok()) throw std::runtime_error("set_transform");
+  return p;
+}
+
+// Every golden chunk, decoded into its own dtype and into f32 (the transform-coded one with the
+// profile it was made with: make_transform_profile(..., 3)).
 inline std::vector<DecodeCase> golden_cases() {
   std::vector<DecodeCase> out;
   for (const auto& e : std::filesystem::directory_iterator(golden_dir())) {
     if (e.path().extension() != ".kvsc") continue;
     auto bytes = read_bytes(e.path());
     auto info = read_chunk_info(bytes);
-    if (!info || info->transformed) continue;
+    if (!info) throw std::runtime_error(e.path().string() + ": " + info.error().to_string());
     for (DType d : {info->dtype, DType::f32}) {
       KvLayout l{info->layers, info->kv_heads, info->head_dim, d,
                  info->token_begin + info->token_count};
-      out.push_back({e.path().stem().string() + "-to-" + std::string(dtype_name(d)), l, bytes});
+      out.push_back(
+          {e.path().stem().string() + "-to-" + std::string(dtype_name(d)), l, bytes,
+           info->transformed ? transform_profile(l, 3, RopePairs::interleaved, true) : nullptr});
     }
   }
   return out;
@@ -58,12 +76,14 @@ inline std::vector<DecodeCase> golden_cases() {
 
 inline DecodeCase encode_case(std::string name, const KvView& src, std::uint32_t begin,
                               std::uint32_t count, std::uint8_t level, std::uint32_t lanes,
-                              std::uint32_t substream_values, DType out) {
+                              std::uint32_t substream_values, DType out,
+                              std::shared_ptr<const CodecProfile> profile = nullptr) {
   EncodeOptions o;
   o.level = level;
   o.lanes = lanes;
   o.substream_values = substream_values;
-  DecodeCase c{std::move(name), src.layout(), {}};
+  o.profile = profile.get();
+  DecodeCase c{std::move(name), src.layout(), {}, profile};
   c.layout.dtype = out;
   const Status s = encode_chunk(src, begin, count, o, c.chunk);
   if (!s.is_ok()) throw std::runtime_error(c.name + ": " + s.to_string());
@@ -99,6 +119,20 @@ inline std::vector<DecodeCase> synthetic_cases() {
         }
         out.push_back(
             encode_case(base + "-smooth-level2", smooth.view(), 3, 90, 2, lanes, 700, DType::f16));
+        if (dt == DType::f32 || (lanes != 8 && lanes != 32)) continue;
+        // Transform coding: both RoPE pairings, and K left unrotated.
+        for (RopePairs pairs : {RopePairs::interleaved, RopePairs::halves}) {
+          for (bool rotated : {true, false}) {
+            const auto profile = transform_profile(l, lanes, pairs, rotated);
+            for (DType d : {DType::f16, DType::bf16, DType::f32}) {
+              out.push_back(encode_case(
+                  base + "-transform-" + (pairs == RopePairs::halves ? "halves" : "interleaved") +
+                      (rotated ? "" : "-unrotated") + "-to-" + std::string(dtype_name(d)),
+                  buf.view(), 5, 70, static_cast<std::uint8_t>(1 + lanes % 3), lanes, 600, d,
+                  profile));
+            }
+          }
+        }
       }
     }
   }
@@ -121,6 +155,11 @@ inline std::vector<DecodeCase> stories_cases() {
   auto half = KvBuffer::create(f16).value();
   if (!copy_kv(kv.view(), half.view()).is_ok()) throw std::runtime_error("copy");
   std::vector<DecodeCase> out;
+  const auto transform = transform_profile(f16, 7, RopePairs::interleaved, true);
+  for (std::uint8_t level = 1; level <= transform->levels(); ++level) {
+    out.push_back(encode_case("stories-transform-level" + std::to_string(level), half.view(), 128,
+                              128, level, 32, 2048, DType::f16, transform));
+  }
   const std::uint32_t levels = CodecProfile::builtin(f16.layers, 1).levels();
   for (std::uint32_t lanes : {8u, 32u}) {
     for (std::uint32_t begin = 0; begin < 384; begin += 128) {

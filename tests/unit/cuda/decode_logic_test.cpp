@@ -17,7 +17,7 @@ using testing_data::DecodeCase;
 
 std::vector<std::byte> decode_cpu(const DecodeCase& c) {
   auto buf = KvBuffer::create(c.layout).value();
-  const Status s = decode_chunk(c.chunk, buf.view());
+  const Status s = decode_chunk(c.chunk, buf.view(), c.profile.get());
   EXPECT_TRUE(s.is_ok()) << c.name << ": " << s.to_string();
   return {buf.bytes().begin(), buf.bytes().end()};
 }
@@ -27,7 +27,7 @@ std::vector<std::byte> decode_logic(const DecodeCase& c) {
   gpu::DecodePlanner planner;
   gpu::DecodePlan plan;
   Status s = planner.plan(c.chunk, plan);
-  if (s.is_ok()) s = gpu::decode_on_host(c.chunk, plan, buf.view());
+  if (s.is_ok()) s = gpu::decode_on_host(c.chunk, plan, buf.view(), c.profile.get());
   EXPECT_TRUE(s.is_ok()) << c.name << ": " << s.to_string();
   return {buf.bytes().begin(), buf.bytes().end()};
 }
@@ -133,14 +133,23 @@ TEST(GpuDecodeLogic, DamagedWordsFailAsOnTheCpu) {
   EXPECT_GT(failures, 32);  // the damage is seen, not silently decoded
 }
 
-TEST(GpuDecodeLogic, TransformCodedChunksAreRefusedByName) {
-  const auto bytes =
-      testing_data::read_bytes(testing_data::golden_dir() / "f16-level2-transform.kvsc");
-  gpu::DecodePlanner planner;
-  gpu::DecodePlan plan;
-  const Status s = planner.plan(bytes, plan);
-  EXPECT_EQ(s.code(), Errc::unsupported);
-  EXPECT_NE(s.message().find("transform-coded"), std::string::npos) << s.message();
+TEST(GpuDecodeLogic, TransformCodedChunksNeedTheirProfile) {
+  for (const DecodeCase& c : testing_data::golden_cases()) {
+    if (!c.profile) continue;
+    auto buf = KvBuffer::create(c.layout).value();
+    gpu::DecodePlanner planner;
+    gpu::DecodePlan plan;
+    ASSERT_TRUE(planner.plan(c.chunk, plan).is_ok());
+    const Status want = decode_chunk(c.chunk, buf.view());
+    const Status got = gpu::decode_on_host(c.chunk, plan, buf.view());
+    EXPECT_EQ(got.code(), Errc::invalid_argument);
+    EXPECT_EQ(got.message(), want.message());
+    const auto other = testing_data::transform_profile(c.layout, 4, RopePairs::interleaved, true);
+    EXPECT_EQ(gpu::decode_on_host(c.chunk, plan, buf.view(), other.get()).message(),
+              decode_chunk(c.chunk, buf.view(), other.get()).message());
+    return;
+  }
+  FAIL() << "no transform-coded golden file";
 }
 
 }  // namespace
