@@ -1,6 +1,6 @@
 // Decoding chunks on an NVIDIA GPU, straight into device KV memory (contiguous or paged), with the
 // same output as the CPU decoder bit for bit. Built only when a CUDA toolkit is found
-// (target kvstream::gpu); this header needs no CUDA headers.
+// (target kvstream::cuda); this header needs no CUDA headers.
 #pragma once
 
 #include <cstddef>
