@@ -14,7 +14,8 @@ fi
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 jobs=$(nproc)
 
-packages=(build-essential cmake ninja-build pkg-config libfmt-dev libzstd-dev python3)
+packages=(build-essential cmake ninja-build pkg-config libfmt-dev libzstd-dev python3
+          libucx-dev libboost-dev libssl-dev)
 if [[ $mode == test ]]; then
   packages+=(libgtest-dev libbenchmark-dev python3-numpy clang-format)
 fi

@@ -1,0 +1,265 @@
+// Control channels over Boost.Asio with per-operation deadlines, and the handshake.
+#include "control.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <cstring>
+
+namespace kvstream::transport {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace {
+
+std::string endpoint_name(const tcp::socket& s) {
+  boost::system::error_code ec;
+  const auto ep = s.remote_endpoint(ec);
+  return ec ? std::string("unknown peer")
+            : fmt::format("{}:{}", ep.address().to_string(), ep.port());
+}
+
+Status io_status(const boost::system::error_code& ec, const char* what) {
+  if (ec == asio::error::eof || ec == asio::error::connection_reset ||
+      ec == asio::error::broken_pipe || ec == asio::error::connection_aborted) {
+    return Status(Errc::disconnected, fmt::format("{}: peer closed the connection", what));
+  }
+  return Status(Errc::io_error, fmt::format("{}: {}", what, ec.message()));
+}
+
+}  // namespace
+
+ControlChannel::ControlChannel(std::unique_ptr<asio::io_context> io, tcp::socket socket,
+                               std::uint32_t max_payload)
+    : io_(std::move(io)),
+      socket_(std::move(socket)),
+      max_payload_(max_payload),
+      peer_(endpoint_name(socket_)) {
+  boost::system::error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);  // small frames, request/response
+}
+
+ControlChannel::~ControlChannel() {
+  close();
+}
+
+Expected<std::unique_ptr<ControlChannel>> ControlChannel::connect(const std::string& host,
+                                                                  std::uint16_t port,
+                                                                  Clock::time_point deadline,
+                                                                  std::uint32_t max_payload) {
+  auto io = std::make_unique<asio::io_context>();
+  boost::system::error_code ec;
+  tcp::resolver resolver(*io);
+  const auto endpoints = resolver.resolve(host, std::to_string(port), ec);
+  if (ec) return Status(Errc::not_found, fmt::format("resolve {}: {}", host, ec.message()));
+  tcp::socket socket(*io);
+  bool done = false;
+  asio::async_connect(socket, endpoints, [&](const boost::system::error_code& e, const auto&) {
+    ec = e;
+    done = true;
+  });
+  io->restart();
+  io->run_until(deadline);
+  if (!done) {
+    socket.close(ec);
+    io->restart();
+    io->run();
+    return Status(Errc::timeout, fmt::format("connect to {}:{}: deadline passed", host, port));
+  }
+  if (ec) {
+    return Status(ec == asio::error::connection_refused ? Errc::disconnected : Errc::io_error,
+                  fmt::format("connect to {}:{}: {}", host, port, ec.message()));
+  }
+  return std::make_unique<ControlChannel>(std::move(io), std::move(socket), max_payload);
+}
+
+Status ControlChannel::run_until(const bool& done, Clock::time_point deadline, const char* what) {
+  io_->restart();
+  io_->run_until(deadline);
+  if (done) return Status::ok();
+  // Closing aborts the operation; its handler still runs, so finish it before returning.
+  close();
+  io_->restart();
+  io_->run();
+  return Status(Errc::timeout, fmt::format("{} {}: deadline passed", what, peer_));
+}
+
+Status ControlChannel::send(FrameType type, std::span<const std::byte> payload,
+                            Clock::time_point deadline) {
+  if (!socket_.is_open()) return Status(Errc::disconnected, "send on a closed channel");
+  if (payload.size() > max_payload_) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("{} frame of {} bytes, over the {}-byte limit", frame_type_name(type),
+                              payload.size(), max_payload_));
+  }
+  const auto header = frame_header(type, static_cast<std::uint32_t>(payload.size()));
+  const std::array<asio::const_buffer, 2> buffers{asio::buffer(header),
+                                                  asio::buffer(payload.data(), payload.size())};
+  bool done = false;
+  boost::system::error_code ec;
+  asio::async_write(socket_, buffers, [&](const boost::system::error_code& e, std::size_t) {
+    ec = e;
+    done = true;
+  });
+  KVS_RETURN_IF_ERROR(run_until(done, deadline, "send to"));
+  if (ec) {
+    close();
+    return io_status(ec, "send");
+  }
+  return Status::ok();
+}
+
+Expected<Frame> ControlChannel::receive(Clock::time_point deadline) {
+  if (!socket_.is_open()) return Status(Errc::disconnected, "receive on a closed channel");
+  std::array<std::byte, kFrameHeaderSize> header{};
+  bool done = false;
+  boost::system::error_code ec;
+  std::size_t got = 0;
+  asio::async_read(socket_, asio::buffer(header),
+                   [&](const boost::system::error_code& e, std::size_t n) {
+                     ec = e;
+                     got = n;
+                     done = true;
+                   });
+  KVS_RETURN_IF_ERROR(run_until(done, deadline, "receive from"));
+  if (ec) {
+    close();
+    if (got > 0 && ec == asio::error::eof) {
+      return Status(Errc::protocol_error, fmt::format("truncated frame from {}", peer_));
+    }
+    return io_status(ec, "receive");
+  }
+  auto h = parse_frame_header(header, max_payload_);
+  if (!h) {
+    fail(h.error());
+    return Status(h.error().code(), fmt::format("{} from {}", h.error().message(), peer_));
+  }
+  Frame f{h->type, std::vector<std::byte>(h->length)};
+  if (h->length > 0) {
+    done = false;
+    asio::async_read(socket_, asio::buffer(f.payload),
+                     [&](const boost::system::error_code& e, std::size_t) {
+                       ec = e;
+                       done = true;
+                     });
+    KVS_RETURN_IF_ERROR(run_until(done, deadline, "receive from"));
+    if (ec) {
+      close();
+      return ec == asio::error::eof
+                 ? Status(Errc::protocol_error, fmt::format("truncated frame from {}", peer_))
+                 : io_status(ec, "receive");
+    }
+  }
+  return f;
+}
+
+void ControlChannel::fail(const Status& why) {
+  if (socket_.is_open()) {
+    (void)send(FrameType::error, error_payload(why), Clock::now() + std::chrono::milliseconds(200));
+  }
+  close();
+}
+
+void ControlChannel::close() noexcept {
+  boost::system::error_code ec;
+  if (socket_.is_open()) {
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+}
+
+std::vector<std::byte> error_payload(const Status& s) {
+  std::vector<std::byte> out(1 + s.message().size());
+  out[0] = static_cast<std::byte>(s.code());
+  std::memcpy(out.data() + 1, s.message().data(), s.message().size());
+  return out;
+}
+
+Status status_from_error_payload(std::span<const std::byte> payload) {
+  if (payload.empty() || static_cast<std::uint8_t>(payload[0]) == 0 ||
+      static_cast<std::uint8_t>(payload[0]) > static_cast<std::uint8_t>(Errc::internal)) {
+    return Status(Errc::protocol_error, "malformed error frame");
+  }
+  return Status(static_cast<Errc>(payload[0]),
+                "peer: " + std::string(reinterpret_cast<const char*>(payload.data()) + 1,
+                                       payload.size() - 1));
+}
+
+namespace {
+
+// The next frame, which must be `want`: an error frame becomes its status, another type a
+// protocol error.
+Expected<Frame> expect(ControlChannel& channel, FrameType want, Clock::time_point deadline) {
+  KVS_ASSIGN_OR_RETURN(Frame f, channel.receive(deadline));
+  if (f.type == want) return f;
+  if (f.type == FrameType::error) {
+    channel.close();
+    return status_from_error_payload(f.payload);
+  }
+  const Status s(Errc::protocol_error, fmt::format("expected a {} frame, got {}",
+                                                   frame_type_name(want), frame_type_name(f.type)));
+  channel.fail(s);
+  return s;
+}
+
+}  // namespace
+
+Status authenticate_client(ControlChannel& channel, const Secret& secret,
+                           Clock::time_point deadline, const ControlLog& log) {
+  KVS_ASSIGN_OR_RETURN(const Nonce server, make_nonce());
+  const auto refuse = [&](const Status& why) {
+    if (log) log(fmt::format("refused {}: {}", channel.peer(), why.message()));
+    return why;
+  };
+  Status s = channel.send(FrameType::hello, server, deadline);
+  if (!s.is_ok()) return refuse(s);
+  auto auth = expect(channel, FrameType::auth, deadline);
+  if (!auth) return refuse(auth.error());
+  if (auth->payload.size() != kNonceSize + kMacSize) {
+    const Status bad(Errc::protocol_error,
+                     fmt::format("auth frame of {} bytes", auth->payload.size()));
+    channel.fail(bad);
+    return refuse(bad);
+  }
+  Nonce client{};
+  std::memcpy(client.data(), auth->payload.data(), kNonceSize);
+  if (!same_mac(std::span(auth->payload).subspan(kNonceSize), client_mac(secret, server, client))) {
+    // Nothing about the secret or the server in the answer.
+    const Status denied(Errc::auth_failed, "authentication failed");
+    channel.fail(denied);
+    return refuse(Status(Errc::auth_failed, "wrong secret"));
+  }
+  const Mac proof = server_mac(secret, server, client);
+  return channel.send(FrameType::auth_ok, proof, deadline);
+}
+
+Status authenticate_to_server(ControlChannel& channel, const Secret& secret,
+                              Clock::time_point deadline) {
+  KVS_ASSIGN_OR_RETURN(const Frame hello, expect(channel, FrameType::hello, deadline));
+  if (hello.payload.size() != kNonceSize) {
+    const Status bad(Errc::protocol_error,
+                     fmt::format("hello frame of {} bytes", hello.payload.size()));
+    channel.fail(bad);
+    return bad;
+  }
+  Nonce server{};
+  std::memcpy(server.data(), hello.payload.data(), kNonceSize);
+  KVS_ASSIGN_OR_RETURN(const Nonce client, make_nonce());
+  const Mac mac = client_mac(secret, server, client);
+  std::array<std::byte, kNonceSize + kMacSize> answer{};
+  std::memcpy(answer.data(), client.data(), kNonceSize);
+  std::memcpy(answer.data() + kNonceSize, mac.data(), kMacSize);
+  KVS_RETURN_IF_ERROR(channel.send(FrameType::auth, answer, deadline));
+  KVS_ASSIGN_OR_RETURN(const Frame ok, expect(channel, FrameType::auth_ok, deadline));
+  if (!same_mac(ok.payload, server_mac(secret, server, client))) {
+    const Status bad(Errc::auth_failed, "the server does not know the secret");
+    channel.fail(bad);
+    return bad;
+  }
+  return Status::ok();
+}
+
+}  // namespace kvstream::transport

@@ -1,0 +1,125 @@
+// RAII owners of UCX (ucp) handles, and UCX errors as Status naming the call. Every owner is
+// move-only; a worker keeps its context alive and an endpoint its worker, so that destruction
+// always runs endpoint -> worker -> context (NIXL's ucx_utils.h order). Nothing here starts a
+// thread: callers drive progress (UcxWorker::progress) or own a progress thread themselves.
+#pragma once
+
+#include <ucp/api/ucp.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kvstream/status.hpp"
+
+namespace kvstream::transport {
+
+using Clock = std::chrono::steady_clock;
+
+Status ucx_status(ucs_status_t s, const char* call);
+
+// ucp_context_h: features TAG, AM and RMA; the UCX_* environment picks transports and devices.
+class UcxContext {
+ public:
+  static Expected<std::shared_ptr<UcxContext>> create();
+  ~UcxContext();
+  UcxContext(const UcxContext&) = delete;
+  UcxContext& operator=(const UcxContext&) = delete;
+  ucp_context_h get() const noexcept { return h_; }
+
+ private:
+  UcxContext() = default;
+  ucp_context_h h_ = nullptr;
+};
+
+// ucp_worker_h, single-threaded: only the thread that owns it may call it.
+class UcxWorker {
+ public:
+  static Expected<std::shared_ptr<UcxWorker>> create(std::shared_ptr<UcxContext> context);
+  ~UcxWorker();
+  UcxWorker(const UcxWorker&) = delete;
+  UcxWorker& operator=(const UcxWorker&) = delete;
+  ucp_worker_h get() const noexcept { return h_; }
+
+  // The worker's address, to send to a peer over the control plane.
+  Expected<std::vector<std::byte>> address() const;
+  // One round of progress; true when it did something.
+  bool progress() noexcept { return ucp_worker_progress(h_) != 0; }
+
+  // Progresses until `request` (a ucp_*_nbx return value) completes or `deadline` passes. A
+  // request still pending at the deadline is cancelled, then waited for, so that UCX never
+  // writes into a buffer the caller has taken back; the result is then Errc::timeout naming
+  // `what`. Consumes the request.
+  Status wait(ucs_status_ptr_t request, Clock::time_point deadline, const char* what);
+
+ private:
+  UcxWorker() = default;
+  std::shared_ptr<UcxContext> context_;
+  ucp_worker_h h_ = nullptr;
+};
+
+// ucp_ep_h to a peer's worker address, error handling mode PEER: a peer that dies or stops
+// answering fails the endpoint's requests (Errc::disconnected) instead of hanging them.
+class UcxEndpoint {
+ public:
+  static Expected<std::unique_ptr<UcxEndpoint>> connect(std::shared_ptr<UcxWorker> worker,
+                                                        std::span<const std::byte> address);
+  // Closes with a flush, waiting up to a second; force-closes when the peer is gone.
+  ~UcxEndpoint();
+  UcxEndpoint(const UcxEndpoint&) = delete;
+  UcxEndpoint& operator=(const UcxEndpoint&) = delete;
+  ucp_ep_h get() const noexcept { return h_; }
+  UcxWorker& worker() const noexcept { return *worker_; }
+  // The error UCX reported for the peer, if any (set from UCX's error callback).
+  const Status& failure() const noexcept { return failure_; }
+
+ private:
+  UcxEndpoint() = default;
+  static void on_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  std::shared_ptr<UcxWorker> worker_;
+  ucp_ep_h h_ = nullptr;
+  Status failure_ = Status::ok();
+};
+
+// Memory registered with a context (ucp_mem_map over caller memory), and its packed remote key.
+class MemoryRegion {
+ public:
+  static Expected<std::unique_ptr<MemoryRegion>> map(std::shared_ptr<UcxContext> context,
+                                                     void* address, std::size_t length);
+  ~MemoryRegion();
+  MemoryRegion(const MemoryRegion&) = delete;
+  MemoryRegion& operator=(const MemoryRegion&) = delete;
+  ucp_mem_h get() const noexcept { return h_; }
+  void* address() const noexcept { return address_; }
+  std::size_t length() const noexcept { return length_; }
+  // The remote key a peer unpacks to reach this region (ucp_rkey_pack).
+  Expected<std::vector<std::byte>> packed_key() const;
+
+ private:
+  MemoryRegion() = default;
+  std::shared_ptr<UcxContext> context_;
+  ucp_mem_h h_ = nullptr;
+  void* address_ = nullptr;
+  std::size_t length_ = 0;
+};
+
+// A peer's remote key unpacked on an endpoint; destroy it before that endpoint.
+class RemoteKey {
+ public:
+  static Expected<std::unique_ptr<RemoteKey>> unpack(const UcxEndpoint& ep,
+                                                     std::span<const std::byte> packed);
+  ~RemoteKey();
+  RemoteKey(const RemoteKey&) = delete;
+  RemoteKey& operator=(const RemoteKey&) = delete;
+  ucp_rkey_h get() const noexcept { return h_; }
+
+ private:
+  RemoteKey() = default;
+  ucp_rkey_h h_ = nullptr;
+};
+
+}  // namespace kvstream::transport
