@@ -29,6 +29,8 @@ std::string_view frame_type_name(FrameType t) noexcept {
       return "feedback";
     case FrameType::close:
       return "close";
+    case FrameType::perf_request:
+      return "perf_request";
   }
   return "unknown";
 }

@@ -33,8 +33,9 @@ enum class FrameType : std::uint8_t {
   chunk_request = 8,
   feedback = 9,
   close = 10,
+  perf_request = 11,  // client -> server: `kvstream perf` parameters
 };
-inline constexpr std::uint8_t kLastFrameType = 10;
+inline constexpr std::uint8_t kLastFrameType = 11;
 
 std::string_view frame_type_name(FrameType t) noexcept;
 

@@ -66,14 +66,14 @@ Expected<std::vector<std::byte>> UcxWorker::address() const {
   return out;
 }
 
-Status UcxWorker::wait(ucs_status_ptr_t request, Clock::time_point deadline, const char* what) {
+Status UcxWorker::wait(ucs_status_ptr_t request, Clock::time_point deadline, const char* what,
+                       Poll poll) {
   if (request == nullptr) return Status::ok();  // completed in place
   if (UCS_PTR_IS_ERR(request)) return ucx_status(UCS_PTR_STATUS(request), what);
   ucs_status_t s = UCS_INPROGRESS;
   bool timed_out = false;
-  // Polls while there is work; when a round finds none, backs off from yielding to sleeps of
-  // up to 100 us, so that an idle wait does not hold a core (a data-path caller that wants
-  // pure polling drives progress() itself).
+  // Polls while there is work; when a round finds none, `backoff` goes from yielding to sleeps
+  // of up to 100 us, so that an idle wait does not hold a core.
   unsigned idle = 0;
   while ((s = ucp_request_check_status(request)) == UCS_INPROGRESS) {
     if (progress()) {
@@ -86,8 +86,8 @@ Status UcxWorker::wait(ucs_status_ptr_t request, Clock::time_point deadline, con
       ucp_request_cancel(h_, request);
       continue;
     }
-    if (++idle < 64) {
-      std::this_thread::yield();
+    if (poll == Poll::busy || ++idle < 64) {
+      if (poll == Poll::backoff) std::this_thread::yield();
     } else {
       std::this_thread::sleep_for(std::chrono::microseconds(std::min(idle - 63, 100u)));
     }

@@ -44,17 +44,24 @@ class UcxWorker {
   UcxWorker(const UcxWorker&) = delete;
   UcxWorker& operator=(const UcxWorker&) = delete;
   ucp_worker_h get() const noexcept { return h_; }
+  const std::shared_ptr<UcxContext>& context() const noexcept { return context_; }
 
   // The worker's address, to send to a peer over the control plane.
   Expected<std::vector<std::byte>> address() const;
   // One round of progress; true when it did something.
   bool progress() noexcept { return ucp_worker_progress(h_) != 0; }
 
+  // How a wait spends the time when a round of progress finds nothing to do: `backoff` yields,
+  // then sleeps up to 100 us (control traffic, tests); `busy` keeps polling (the data path, as
+  // ucx_perftest does).
+  enum class Poll { backoff, busy };
+
   // Progresses until `request` (a ucp_*_nbx return value) completes or `deadline` passes. A
   // request still pending at the deadline is cancelled, then waited for, so that UCX never
   // writes into a buffer the caller has taken back; the result is then Errc::timeout naming
   // `what`. Consumes the request.
-  Status wait(ucs_status_ptr_t request, Clock::time_point deadline, const char* what);
+  Status wait(ucs_status_ptr_t request, Clock::time_point deadline, const char* what,
+              Poll poll = Poll::backoff);
 
  private:
   UcxWorker() = default;

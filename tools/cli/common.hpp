@@ -79,6 +79,7 @@ std::span<const std::vector<std::int32_t>> first_contexts(
 int run_model(std::span<const std::string_view> args);
 int run_demo(std::span<const std::string_view> args);
 int run_codec(std::span<const std::string_view> args);
+int run_perf(std::span<const std::string_view> args);
 // `codec` subcommands on context archives (cmd_archive.cpp).
 int codec_encode(std::span<const std::string_view> args);
 int codec_decode(std::span<const std::string_view> args);

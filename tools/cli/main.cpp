@@ -14,6 +14,8 @@ constexpr kvstream::cli::Subcommand kCommands[] = {
      kvstream::cli::run_codec},
     {"model", "reference model runner: info, generate contexts, score perplexity",
      kvstream::cli::run_model},
+    {"perf", "UCX bandwidth between two hosts, as ucx_perftest measures it",
+     kvstream::cli::run_perf},
 };
 
 }  // namespace

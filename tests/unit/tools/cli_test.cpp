@@ -1,8 +1,13 @@
 // The kvstream executable as a user meets it: exit codes, one-line errors, --help, output.
+#include <arpa/inet.h>
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -61,7 +66,7 @@ void expect_one_line_error(const Result& r, int code, const std::string& mention
 
 TEST(Cli, HelpEverywhere) {
   for (const char* args : {"--help", "model --help", "model generate --help", "model score --help",
-                           "model info --help", "demo --help"}) {
+                           "model info --help", "demo --help", "perf --help"}) {
     const Result r = run(args);
     EXPECT_EQ(r.exit_code, 0) << args;
     EXPECT_NE(r.out.find("usage:"), std::string::npos) << args;
@@ -100,6 +105,66 @@ TEST(Cli, BadFilesAreOneLineExitOne) {
                         1, "/nonexistent/t.txt");
   expect_one_line_error(run(fmt::format("model generate --model '{}' --length 600", stories())), 1,
                         "outside 1..512 (the model's seq_len)");
+}
+
+// A port that was free a moment ago on 127.0.0.1.
+std::uint16_t free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// Starts `kvstream perf` as a server in the background and waits until it listens; its
+// stderr goes to the returned file.
+std::filesystem::path start_perf_server(std::uint16_t port, const std::string& env) {
+  static int n = 0;
+  const auto err = temp_dir() / fmt::format("perf-server{}", n++);
+  const std::string cmd = fmt::format("{} '{}' perf -p {} --timeout 30 >/dev/null 2>'{}' &", env,
+                                      KVSTREAM_CLI, port, err.string());
+  EXPECT_EQ(std::system(cmd.c_str()), 0);
+  for (int i = 0; i < 500 && slurp(err).find("Waiting for connection") == std::string::npos; ++i)
+    usleep(10000);
+  return err;
+}
+
+TEST(Cli, PerfMeasuresTagBandwidthBetweenTwoProcesses) {
+  ::setenv("KVSTREAM_SECRET", "the cli test's secret, 32 bytes.", 1);
+  std::uint16_t port = free_port();
+  start_perf_server(port, "");
+  Result r = run(fmt::format("perf 127.0.0.1 -p {} -t tag_bw -s 65536 -n 300 -w 10", port));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("| Message size: 65536"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Final:                   300 "), std::string::npos) << r.out;
+
+  port = free_port();
+  start_perf_server(port, "");
+  r = run(fmt::format("perf 127.0.0.1 -p {} -s 1048576 -n 50 -w 5 -v", port));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("50,", 0), 0u) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ','), 7) << r.out;
+}
+
+TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
+  ::setenv("KVSTREAM_SECRET", "the cli test's secret, 32 bytes.", 1);
+  const std::uint16_t port = free_port();
+  const auto server_err =
+      start_perf_server(port, "KVSTREAM_SECRET='the server has another secret'");
+  expect_one_line_error(run(fmt::format("perf 127.0.0.1 -p {} -n 10", port)), 1,
+                        "authentication failed");
+  for (int i = 0; i < 300 && slurp(server_err).find("refused") == std::string::npos; ++i)
+    usleep(10000);
+  EXPECT_NE(slurp(server_err).find("refused 127.0.0.1:"), std::string::npos) << slurp(server_err);
+  expect_one_line_error(run("perf 127.0.0.1 -t am_lat"), 2, "this build runs tag_bw");
+  expect_one_line_error(run("perf 127.0.0.1 -m cuda"), 2, "host memory only");
+  expect_one_line_error(run("perf 127.0.0.1 -s x"), 2, "-s 'x'");
+  ::unsetenv("KVSTREAM_SECRET");
+  expect_one_line_error(run("perf 127.0.0.1"), 1, "KVSTREAM_SECRET is not set");
 }
 
 TEST(Cli, GenerateThenScore) {

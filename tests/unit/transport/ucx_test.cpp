@@ -8,24 +8,15 @@
 #include <thread>
 
 #include "ucx.hpp"
+#include "ucx_side.hpp"
 
 namespace kvstream::transport {
 namespace {
 
 using namespace std::chrono_literals;
 
-struct Side {
-  std::shared_ptr<UcxContext> context;
-  std::shared_ptr<UcxWorker> worker;
-};
-
-Side make_side() {
-  auto c = UcxContext::create();
-  EXPECT_TRUE(c.has_value()) << c.error().to_string();
-  auto w = UcxWorker::create(*c);
-  EXPECT_TRUE(w.has_value()) << w.error().to_string();
-  return {*c, *w};
-}
+using testing::make_side;
+using testing::Side;
 
 ucp_request_param_t no_callback() {
   ucp_request_param_t p{};

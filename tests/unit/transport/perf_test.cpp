@@ -1,0 +1,79 @@
+// tag_bw between two workers on loopback: every message is taken and the figures add up.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "perf.hpp"
+#include "ucx_side.hpp"
+
+namespace kvstream::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+using testing::make_side;
+using testing::Side;
+
+// Connects two workers (each in its own thread) and runs the two sides of tag_bw.
+std::pair<Expected<PerfResult>, Status> run(const PerfParams& p) {
+  std::promise<std::vector<std::byte>> a_address, b_address;
+  std::promise<Status> received;
+  std::thread receiver([&] {
+    Side b = make_side();
+    b_address.set_value(*b.worker->address());
+    auto ep = UcxEndpoint::connect(b.worker, a_address.get_future().get());
+    received.set_value(ep ? run_tag_bw_receiver(**ep, p, Clock::now() + 30s) : ep.error());
+  });
+  Side a = make_side();
+  a_address.set_value(*a.worker->address());
+  auto ep = UcxEndpoint::connect(a.worker, b_address.get_future().get());
+  Expected<PerfResult> sent =
+      ep ? run_tag_bw_sender(**ep, p, Clock::now() + 30s) : Expected<PerfResult>(ep.error());
+  const Status r = received.get_future().get();
+  receiver.join();
+  return {std::move(sent), r};
+}
+
+TEST(Perf, TagBandwidthTakesEveryMessage) {
+  for (std::uint64_t size : {std::uint64_t{64}, std::uint64_t{1} << 20}) {
+    PerfParams p;
+    p.size = size;
+    p.iterations = 200;
+    p.warmup = 20;
+    p.window = 8;
+    auto [sent, received] = run(p);
+    ASSERT_TRUE(received.is_ok()) << received.to_string();
+    ASSERT_TRUE(sent.has_value()) << sent.error().to_string();
+    EXPECT_EQ(sent->iterations, 200u);
+    EXPECT_GT(sent->seconds, 0);
+    EXPECT_NEAR(sent->bandwidth_mib_s * sent->seconds * (1 << 20), double(size) * 200, 1.0);
+    EXPECT_NEAR(sent->message_rate * sent->seconds, 200, 1e-6);
+  }
+}
+
+TEST(Perf, UnknownTestsAndZeroSizesAreRefused) {
+  PerfParams p;
+  p.test = "am_lat";
+  EXPECT_NE(validate(p).message().find("this build runs tag_bw"), std::string::npos);
+  p = PerfParams{};
+  p.size = 0;
+  EXPECT_EQ(validate(p).code(), Errc::invalid_argument);
+}
+
+TEST(Perf, TableRowsHaveUcxPerftestsColumns) {
+  PerfResult r;
+  r.iterations = 2000;
+  r.overhead_p50_us = 91.249;
+  r.overhead_avg_us = 97.223;
+  r.bandwidth_mib_s = 10285.68;
+  r.message_rate = 10286;
+  // A line ucx_perftest 1.13 printed for the same figures.
+  EXPECT_EQ(perf_table_final(r),
+            "Final:                  2000     91.249    97.223    97.223    10285.68   10285.68"
+            "       10286       10286\n");
+  EXPECT_EQ(perf_csv(r), "2000,91.249,97.223,97.223,10285.68,10285.68,10286,10286\n");
+}
+
+}  // namespace
+}  // namespace kvstream::transport
