@@ -1,0 +1,241 @@
+// Store-mode sessions on the shared fake data link (and its fault injector) with real control
+// channels: full streams at every level, resume after a dead sender, a corrupted chunk, a
+// stalled sender, and requests that break the protocol.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "kv_test_data.hpp"
+#include "kvstream/archive.hpp"
+#include "loopback.hpp"
+#include "session.hpp"
+#include "test_models.hpp"
+
+namespace kvstream::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+// An archive of a synthetic context in a fresh folder: 4 chunks of 32 tokens (the last 20).
+struct Served {
+  std::filesystem::path dir;
+  KvLayout layout{2, 2, 16, DType::f16, 116};
+  Served() {
+    static int n = 0;
+    dir = kvstream::testing::temp_dir() / ("served" + std::to_string(n++));
+    std::filesystem::create_directories(dir);
+    auto kv = KvBuffer::create(layout).value();
+    testing_data::fill_synthetic(kv.view(), 5, false);
+    std::vector<std::int32_t> tokens(layout.tokens);
+    for (std::uint32_t i = 0; i < layout.tokens; ++i)
+      tokens[i] = static_cast<std::int32_t>(i * 7 % 500);
+    ArchiveOptions o;
+    o.chunk_tokens = 32;
+    o.max_level = 3;
+    EXPECT_TRUE(write_archive((dir / "ctx.kva").string(), kv.view(), tokens, o).is_ok());
+  }
+  // What decoding the archive's chunks at `level` locally gives.
+  KvBuffer expected(std::uint32_t level) const {
+    auto r = ArchiveReader::open((dir / "ctx.kva").string()).value();
+    auto kv = KvBuffer::create(layout).value();
+    std::vector<std::byte> chunk;
+    for (std::uint32_t c = 0; c < r.info().chunk_count; ++c) {
+      EXPECT_TRUE(r.read_chunk(c, level, chunk).is_ok());
+      EXPECT_TRUE(decode_chunk(chunk, kv.view()).is_ok());
+    }
+    return kv;
+  }
+};
+
+// A sender serving one session in a thread, over `link`.
+struct Sender {
+  std::unique_ptr<ControlChannel> control;
+  std::unique_ptr<DataLink> link;
+  std::future<Status> result;
+  void start(const std::filesystem::path& dir, std::chrono::milliseconds idle = 5000ms) {
+    result = std::async(std::launch::async, [this, dir, idle] {
+      Status s = serve_session(*control, *link, dir, idle);
+      link.reset();  // a sender that is gone: the receiver's link sees it
+      return s;
+    });
+  }
+};
+
+struct Session {
+  Sender sender;
+  std::unique_ptr<ControlChannel> control;
+  std::unique_ptr<DataLink> link;
+  Session(const std::filesystem::path& dir, Faults faults = {},
+          std::chrono::milliseconds idle = 5000ms) {
+    auto [a, b] = testing::control_pair();
+    auto [x, y] = FakeDataLink::pair();
+    sender.control = std::move(a);
+    sender.link = std::make_unique<FaultyLink>(std::move(x), faults);
+    control = std::move(b);
+    link = std::move(y);
+    sender.start(dir, idle);
+  }
+};
+
+bool same_tokens(const KvBuffer& a, const KvBuffer& b, std::uint32_t begin, std::uint32_t end) {
+  for (std::uint32_t l = 0; l < a.layout().layers; ++l)
+    for (KvPart p : {KvPart::key, KvPart::value})
+      for (std::uint32_t t = begin; t < end; ++t)
+        if (std::memcmp(a.view().row(l, p, t), b.view().row(l, p, t), a.layout().row_bytes()) != 0)
+          return false;
+  return true;
+}
+
+TEST(Session, FullStreamsAtEveryLevelMatchTheArchive) {
+  Served served;
+  Session s(served.dir);
+  StreamReceiver receiver(*s.control, *s.link);
+  auto info = receiver.open("ctx", Clock::now() + 5s);
+  ASSERT_TRUE(info.has_value()) << info.error().to_string();
+  EXPECT_EQ(info->chunk_count, 4u);
+  EXPECT_EQ(info->levels, 4u);
+  EXPECT_EQ(info->tokens.size(), 116u);
+  EXPECT_EQ(info->tokens[3], 21);
+  for (std::uint32_t level = 0; level < info->levels; ++level) {
+    auto kv = KvBuffer::create(served.layout).value();
+    std::vector<std::uint32_t> landed;
+    StreamReceiver::FetchOptions o;
+    o.level = level;
+    o.window = 1 + level;  // one to four in flight
+    const Status f =
+        receiver.fetch(*info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
+    ASSERT_TRUE(f.is_ok()) << f.to_string();
+    EXPECT_EQ(landed, (std::vector<std::uint32_t>{0, 1, 2, 3}));
+    EXPECT_TRUE(same_tokens(kv, served.expected(level), 0, 116)) << level;
+  }
+  receiver.close(Clock::now() + 5s);
+  EXPECT_TRUE(s.sender.result.get().is_ok());
+}
+
+TEST(Session, ADeadSenderIsADisconnectAndTheStreamResumes) {
+  Served served;
+  auto kv = KvBuffer::create(served.layout).value();
+  std::vector<std::uint32_t> landed;
+  StreamReceiver::FetchOptions o;
+  o.level = 2;
+  o.window = 1;
+  {
+    Faults dies;
+    dies.fail_after_sends = 2;  // chunks 0 and 1 arrive, then the sender is gone
+    Session s(served.dir, dies);
+    StreamReceiver receiver(*s.control, *s.link);
+    auto info = receiver.open("ctx", Clock::now() + 5s).value();
+    const auto start = Clock::now();
+    const Status f =
+        receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
+    EXPECT_EQ(f.code(), Errc::disconnected) << f.to_string();
+    EXPECT_LT(Clock::now() - start, 5s);
+    EXPECT_EQ(s.sender.result.get().code(), Errc::disconnected);
+  }
+  ASSERT_EQ(landed, (std::vector<std::uint32_t>{0, 1}));
+  const KvBuffer want = served.expected(2);
+  EXPECT_TRUE(same_tokens(kv, want, 0, 64));  // what landed stays valid
+  Session again(served.dir);
+  StreamReceiver receiver(*again.control, *again.link);
+  auto info = receiver.open("ctx", Clock::now() + 5s).value();
+  o.first_chunk = 2;
+  ASSERT_TRUE(
+      receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); }).is_ok());
+  EXPECT_EQ(landed, (std::vector<std::uint32_t>{0, 1, 2, 3}));
+  EXPECT_TRUE(same_tokens(kv, want, 0, 116));
+  receiver.close(Clock::now() + 5s);
+}
+
+TEST(Session, ACorruptedChunkIsCaughtAndNamed) {
+  Served served;
+  Faults corrupt;
+  corrupt.corrupt_send = 1;
+  Session s(served.dir, corrupt);
+  StreamReceiver receiver(*s.control, *s.link);
+  auto info = receiver.open("ctx", Clock::now() + 5s).value();
+  auto kv = KvBuffer::create(served.layout).value();
+  StreamReceiver::FetchOptions o;
+  o.level = 1;
+  o.window = 1;
+  std::vector<std::uint32_t> landed;
+  const Status f =
+      receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
+  EXPECT_EQ(f.code(), Errc::corrupt_data) << f.to_string();
+  EXPECT_EQ(f.message().rfind("chunk 1: ", 0), 0u) << f.message();
+  EXPECT_EQ(landed, std::vector<std::uint32_t>{0});
+  receiver.close(Clock::now() + 5s);
+}
+
+TEST(Session, AStalledSenderTimesOutWithinTheChunkTimeout) {
+  Served served;
+  Faults slow;
+  slow.delay = 1500ms;
+  Session s(served.dir, slow);
+  StreamReceiver receiver(*s.control, *s.link);
+  auto info = receiver.open("ctx", Clock::now() + 5s).value();
+  auto kv = KvBuffer::create(served.layout).value();
+  StreamReceiver::FetchOptions o;
+  o.chunk_timeout = 300ms;
+  const auto start = Clock::now();
+  const Status f = receiver.fetch(info, kv.view(), o, nullptr);
+  EXPECT_EQ(f.code(), Errc::timeout) << f.to_string();
+  EXPECT_LT(Clock::now() - start, 1400ms);
+  receiver.close(Clock::now() + 5s);
+}
+
+TEST(Session, BadRequestsEndTheSessionWithAnErrorNamingThem) {
+  Served served;
+  {
+    Session s(served.dir);
+    StreamReceiver receiver(*s.control, *s.link);
+    const auto missing = receiver.open("nope", Clock::now() + 5s);
+    EXPECT_EQ(missing.error().code(), Errc::not_found);
+    EXPECT_NE(missing.error().message().find("no context 'nope'"), std::string::npos);
+    EXPECT_EQ(s.sender.result.get().code(), Errc::not_found);
+  }
+  {
+    Session s(served.dir);
+    StreamReceiver receiver(*s.control, *s.link);
+    EXPECT_EQ(receiver.open("../etc/passwd", Clock::now() + 5s).error().code(),
+              Errc::invalid_argument);  // refused before it is sent
+    receiver.close(Clock::now() + 5s);
+  }
+  {
+    Session s(served.dir);
+    StreamReceiver receiver(*s.control, *s.link);
+    auto info = receiver.open("ctx", Clock::now() + 5s).value();
+    std::vector<std::byte> request(16);
+    const std::uint32_t chunk = 9;
+    std::memcpy(request.data(), &chunk, 4);
+    ASSERT_TRUE(s.control->send(FrameType::chunk_request, request, Clock::now() + 5s).is_ok());
+    const auto answer = s.control->receive(Clock::now() + 5s);
+    ASSERT_TRUE(answer.has_value());
+    EXPECT_EQ(answer->type, FrameType::error);
+    EXPECT_NE(status_from_error_payload(answer->payload).message().find("chunk 9 at level 0"),
+              std::string::npos);
+    EXPECT_EQ(s.sender.result.get().code(), Errc::protocol_error);
+  }
+}
+
+TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
+  StreamInfo s;
+  s.layout = {2, 2, 16, DType::bf16, 70};
+  s.chunk_tokens = 32;
+  s.chunk_count = 3;
+  s.levels = 2;
+  s.sizes = {10, 20, 30, 40, 50, 60};
+  s.tokens.assign(70, 5);
+  auto bytes = encode_stream_info(s);
+  auto back = decode_stream_info(bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().to_string();
+  EXPECT_EQ(back->sizes, s.sizes);
+  EXPECT_EQ(back->size(2, 1), 60u);
+  bytes.pop_back();
+  EXPECT_EQ(decode_stream_info(bytes).error().code(), Errc::protocol_error);
+  s.chunk_count = 2;  // 70 tokens need 3 chunks of 32
+  EXPECT_EQ(decode_stream_info(encode_stream_info(s)).error().code(), Errc::protocol_error);
+}
+
+}  // namespace
+}  // namespace kvstream::transport

@@ -1,0 +1,176 @@
+// UCX, in-memory and fault-injecting data links.
+#include "data_link.hpp"
+
+#include <fmt/format.h>
+
+#include <cstring>
+#include <thread>
+
+namespace kvstream::transport {
+
+// ---- UCX ----
+
+UcxDataLink::UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint) : endpoint_(std::move(endpoint)) {}
+
+UcxDataLink::~UcxDataLink() {
+  // Pending receives must not write into slots after this: cancel, then let them finish.
+  for (Posted& p : posted_) {
+    if (p.request != nullptr) {
+      (void)endpoint_->worker().wait(p.request, Clock::now(), "cancelled receive");
+    }
+  }
+}
+
+Status UcxDataLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
+                         Clock::time_point deadline) {
+  if (!endpoint_->failure().is_ok()) return endpoint_->failure();
+  ucp_request_param_t p{};
+  const Status s = endpoint_->worker().wait(
+      ucp_tag_send_nbx(endpoint_->get(), bytes.data(), bytes.size(), tag, &p), deadline,
+      "chunk send", UcxWorker::Poll::busy);
+  return endpoint_->failure().is_ok() ? s : endpoint_->failure();
+}
+
+Status UcxDataLink::post_receive(std::uint64_t tag, std::span<std::byte> slot) {
+  Posted& p = posted_.emplace_back();
+  p.tag = tag;
+  p.capacity = slot.size();
+  ucp_request_param_t param{};
+  param.op_attr_mask = UCP_OP_ATTR_FIELD_RECV_INFO;
+  param.recv_info.tag_info = &p.info;
+  p.request = ucp_tag_recv_nbx(endpoint_->worker().get(), slot.data(), slot.size(), tag,
+                               ~ucp_tag_t{0}, &param);
+  if (UCS_PTR_IS_ERR(p.request)) {
+    const ucs_status_t s = UCS_PTR_STATUS(p.request);
+    posted_.pop_back();
+    return ucx_status(s, "ucp_tag_recv_nbx");
+  }
+  return Status::ok();
+}
+
+Expected<Completion> UcxDataLink::wait_any(Clock::time_point deadline) {
+  if (posted_.empty()) return Status(Errc::invalid_argument, "wait_any with no receive posted");
+  UcxWorker& w = endpoint_->worker();
+  for (;;) {
+    for (auto it = posted_.begin(); it != posted_.end(); ++it) {
+      ucs_status_t s = UCS_OK;
+      if (it->request != nullptr) {
+        s = ucp_tag_recv_request_test(it->request, &it->info);
+        if (s == UCS_INPROGRESS) continue;
+        ucp_request_free(it->request);
+      }
+      const Completion c{it->tag, it->info.length};
+      const std::size_t capacity = it->capacity;
+      posted_.erase(it);
+      if (s == UCS_ERR_MESSAGE_TRUNCATED || c.length > capacity) {
+        return Status(
+            Errc::protocol_error,
+            fmt::format("message for tag {:x} is larger than its {}-byte slot", c.tag, capacity));
+      }
+      if (s != UCS_OK) return ucx_status(s, "chunk receive");
+      return c;
+    }
+    if (!endpoint_->failure().is_ok()) return endpoint_->failure();
+    if (Clock::now() >= deadline) {
+      return Status(Errc::timeout, "chunk receive: deadline passed");
+    }
+    if (!w.progress()) std::this_thread::yield();
+  }
+}
+
+// ---- in memory ----
+
+struct FakeDataLink::Shared {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool closed[2] = {false, false};
+  struct Message {
+    std::uint64_t tag;
+    std::vector<std::byte> bytes;
+  };
+  std::deque<Message> inbox[2];  // messages for side i
+  struct Slot {
+    std::uint64_t tag;
+    std::span<std::byte> slot;
+  };
+  std::deque<Slot> slots[2];  // receives side i posted
+};
+
+std::pair<std::unique_ptr<FakeDataLink>, std::unique_ptr<FakeDataLink>> FakeDataLink::pair() {
+  auto shared = std::make_shared<Shared>();
+  return {std::unique_ptr<FakeDataLink>(new FakeDataLink(shared, 0)),
+          std::unique_ptr<FakeDataLink>(new FakeDataLink(shared, 1))};
+}
+
+FakeDataLink::~FakeDataLink() {
+  std::lock_guard lock(shared_->mu);
+  shared_->closed[side_] = true;
+  shared_->cv.notify_all();
+}
+
+Status FakeDataLink::send(std::uint64_t tag, std::span<const std::byte> bytes, Clock::time_point) {
+  std::lock_guard lock(shared_->mu);
+  if (shared_->closed[1 - side_]) return Status(Errc::disconnected, "fake link: peer closed");
+  shared_->inbox[1 - side_].push_back({tag, {bytes.begin(), bytes.end()}});
+  shared_->cv.notify_all();
+  return Status::ok();
+}
+
+Status FakeDataLink::post_receive(std::uint64_t tag, std::span<std::byte> slot) {
+  std::lock_guard lock(shared_->mu);
+  shared_->slots[side_].push_back({tag, slot});
+  return Status::ok();
+}
+
+Expected<Completion> FakeDataLink::wait_any(Clock::time_point deadline) {
+  std::unique_lock lock(shared_->mu);
+  auto& inbox = shared_->inbox[side_];
+  auto& slots = shared_->slots[side_];
+  if (slots.empty()) return Status(Errc::invalid_argument, "wait_any with no receive posted");
+  for (;;) {
+    for (auto m = inbox.begin(); m != inbox.end(); ++m) {
+      for (auto s = slots.begin(); s != slots.end(); ++s) {
+        if (s->tag != m->tag) continue;
+        const Completion c{m->tag, m->bytes.size()};
+        const std::size_t capacity = s->slot.size();
+        if (c.length <= capacity) std::memcpy(s->slot.data(), m->bytes.data(), c.length);
+        slots.erase(s);
+        inbox.erase(m);
+        if (c.length > capacity) {
+          return Status(
+              Errc::protocol_error,
+              fmt::format("message for tag {:x} is larger than its {}-byte slot", c.tag, capacity));
+        }
+        return c;
+      }
+    }
+    if (shared_->closed[1 - side_]) return Status(Errc::disconnected, "fake link: peer closed");
+    if (shared_->cv.wait_until(lock, deadline) == std::cv_status::timeout) {
+      return Status(Errc::timeout, "chunk receive: deadline passed");
+    }
+  }
+}
+
+// ---- faults ----
+
+Status FaultyLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
+                        Clock::time_point deadline) {
+  if (dead_ || (faults_.fail_after_sends >= 0 && sends_ >= faults_.fail_after_sends)) {
+    dead_ = true;
+    return Status(Errc::disconnected, "injected: peer died");
+  }
+  if (faults_.delay.count() > 0) std::this_thread::sleep_for(faults_.delay);
+  if (sends_++ == faults_.corrupt_send && !bytes.empty()) {
+    std::vector<std::byte> copy(bytes.begin(), bytes.end());
+    copy[copy.size() / 2] ^= std::byte{0x40};
+    return inner_->send(tag, copy, deadline);
+  }
+  return inner_->send(tag, bytes, deadline);
+}
+
+Expected<Completion> FaultyLink::wait_any(Clock::time_point deadline) {
+  if (dead_) return Status(Errc::disconnected, "injected: peer died");
+  return inner_->wait_any(deadline);
+}
+
+}  // namespace kvstream::transport

@@ -1,0 +1,107 @@
+// The data plane as sessions see it: tagged byte messages from a sender into receive slots the
+// receiver posted. UcxDataLink moves them over UCX; FakeDataLink in memory (tests); FaultyLink
+// wraps either and injects failures (tests). Sessions are written against this interface only,
+// so that every session test runs on the one fake and the one fault injector.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <vector>
+
+#include "ucx.hpp"
+
+namespace kvstream::transport {
+
+struct Completion {
+  std::uint64_t tag = 0;
+  std::size_t length = 0;  // bytes that landed in the slot
+};
+
+class DataLink {
+ public:
+  virtual ~DataLink() = default;
+  // Sends `bytes` under `tag`; returns once the buffer may be reused, or fails by `deadline`.
+  virtual Status send(std::uint64_t tag, std::span<const std::byte> bytes,
+                      Clock::time_point deadline) = 0;
+  // Posts a receive of at most slot.size() bytes for `tag`; the slot must stay valid until the
+  // receive completes or the link is destroyed.
+  virtual Status post_receive(std::uint64_t tag, std::span<std::byte> slot) = 0;
+  // The next completed receive (any order), or an error: Errc::timeout at the deadline,
+  // Errc::disconnected when the peer is gone, protocol_error for a message larger than its slot.
+  virtual Expected<Completion> wait_any(Clock::time_point deadline) = 0;
+};
+
+// Tagged messages over a UCX endpoint (error mode PEER). Not thread-safe: the worker's thread.
+class UcxDataLink final : public DataLink {
+ public:
+  explicit UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint);
+  ~UcxDataLink() override;
+  Status send(std::uint64_t tag, std::span<const std::byte> bytes,
+              Clock::time_point deadline) override;
+  Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override;
+  Expected<Completion> wait_any(Clock::time_point deadline) override;
+
+ private:
+  struct Posted {
+    std::uint64_t tag;
+    std::size_t capacity;
+    ucs_status_ptr_t request;  // null once completed in place
+    ucp_tag_recv_info_t info;
+  };
+  std::unique_ptr<UcxEndpoint> endpoint_;
+  std::deque<Posted> posted_;
+};
+
+// Two FakeDataLinks made together deliver to each other in memory. Thread-safe.
+class FakeDataLink final : public DataLink {
+ public:
+  static std::pair<std::unique_ptr<FakeDataLink>, std::unique_ptr<FakeDataLink>> pair();
+  ~FakeDataLink() override;  // the peer then sees Errc::disconnected
+  Status send(std::uint64_t tag, std::span<const std::byte> bytes,
+              Clock::time_point deadline) override;
+  Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override;
+  Expected<Completion> wait_any(Clock::time_point deadline) override;
+
+  struct Shared;
+
+ private:
+  FakeDataLink(std::shared_ptr<Shared> shared, int side)
+      : shared_(std::move(shared)), side_(side) {}
+  std::shared_ptr<Shared> shared_;
+  int side_;
+};
+
+// Wraps a link and breaks it on purpose: after `fail_after_sends` sends every send and wait
+// fails as a dead peer would (Errc::disconnected); `corrupt_send` flips a byte of that send
+// (0-based); `delay` holds every send back.
+struct Faults {
+  std::int64_t fail_after_sends = -1;  // -1: never
+  std::int64_t corrupt_send = -1;      // -1: none
+  std::chrono::milliseconds delay{0};
+};
+
+class FaultyLink final : public DataLink {
+ public:
+  FaultyLink(std::unique_ptr<DataLink> inner, Faults faults)
+      : inner_(std::move(inner)), faults_(faults) {}
+  Status send(std::uint64_t tag, std::span<const std::byte> bytes,
+              Clock::time_point deadline) override;
+  Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override {
+    return inner_->post_receive(tag, slot);
+  }
+  Expected<Completion> wait_any(Clock::time_point deadline) override;
+
+ private:
+  std::unique_ptr<DataLink> inner_;
+  Faults faults_;
+  std::int64_t sends_ = 0;
+  bool dead_ = false;
+};
+
+}  // namespace kvstream::transport

@@ -1,0 +1,242 @@
+// Store-mode sessions: stream_info and chunk requests on the control channel, chunks on the
+// data link.
+#include "session.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <map>
+#include <optional>
+
+#include "kvstream/codec.hpp"
+
+namespace kvstream::transport {
+
+namespace {
+
+template <typename T>
+void put(std::vector<std::byte>& out, T v) {
+  const std::size_t at = out.size();
+  out.resize(at + sizeof(T));
+  std::memcpy(out.data() + at, &v, sizeof(T));
+}
+
+// Bounds-checked little-endian reads of a payload.
+struct Reader {
+  std::span<const std::byte> b;
+  std::size_t at = 0;
+  template <typename T>
+  bool get(T& v) {
+    if (b.size() - at < sizeof(T)) return false;
+    std::memcpy(&v, b.data() + at, sizeof(T));
+    at += sizeof(T);
+    return true;
+  }
+};
+
+Status bad(std::string what) {
+  return Status(Errc::protocol_error, std::move(what));
+}
+
+constexpr std::uint64_t chunk_tag(std::uint32_t chunk, std::uint32_t level) {
+  return (std::uint64_t{0x4b56} << 48) | (std::uint64_t{chunk} << 8) | level;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode_stream_info(const StreamInfo& s) {
+  std::vector<std::byte> out;
+  put(out, s.layout.layers);
+  put(out, s.layout.kv_heads);
+  put(out, s.layout.head_dim);
+  put(out, static_cast<std::uint32_t>(s.layout.dtype));
+  put(out, s.layout.tokens);
+  put(out, s.chunk_tokens);
+  put(out, s.chunk_count);
+  put(out, s.levels);
+  for (std::uint32_t v : s.sizes)
+    put(out, v);
+  for (std::int32_t t : s.tokens)
+    put(out, t);
+  return out;
+}
+
+Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
+  Reader r{payload};
+  StreamInfo s;
+  std::uint32_t dtype = 0;
+  if (!r.get(s.layout.layers) || !r.get(s.layout.kv_heads) || !r.get(s.layout.head_dim) ||
+      !r.get(dtype) || !r.get(s.layout.tokens) || !r.get(s.chunk_tokens) || !r.get(s.chunk_count) ||
+      !r.get(s.levels)) {
+    return bad("stream_info: truncated");
+  }
+  if (dtype > 2) return bad(fmt::format("stream_info: dtype {}", dtype));
+  s.layout.dtype = static_cast<DType>(dtype);
+  KVS_RETURN_IF_ERROR(s.layout.validate().with_context("stream_info"));
+  if (s.chunk_tokens == 0 || s.levels == 0 || s.levels > 16 ||
+      s.chunk_count != (s.layout.tokens + s.chunk_tokens - 1) / s.chunk_tokens) {
+    return bad(fmt::format("stream_info: {} chunks of {} tokens at {} levels for {} tokens",
+                           s.chunk_count, s.chunk_tokens, s.levels, s.layout.tokens));
+  }
+  const std::size_t want =
+      r.at + std::size_t{s.chunk_count} * s.levels * 4 + std::size_t{s.layout.tokens} * 4;
+  if (payload.size() != want) {
+    return bad(fmt::format("stream_info: {} bytes where its counts need {}", payload.size(), want));
+  }
+  s.sizes.resize(std::size_t{s.chunk_count} * s.levels);
+  for (auto& v : s.sizes) {
+    r.get(v);
+    if (v == 0) return bad("stream_info: a chunk of 0 bytes");
+  }
+  s.tokens.resize(s.layout.tokens);
+  for (auto& t : s.tokens)
+    r.get(t);
+  return s;
+}
+
+Status check_context_id(std::string_view id) {
+  const bool ok =
+      !id.empty() && id.size() <= 128 && id[0] != '.' &&
+      std::all_of(id.begin(), id.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+      });
+  if (ok) return Status::ok();
+  return Status(Errc::invalid_argument,
+                fmt::format("context id '{}': 1..128 of [A-Za-z0-9._-], not starting with '.'",
+                            id.substr(0, 64)));
+}
+
+Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
+                     std::chrono::milliseconds idle) {
+  std::optional<ArchiveReader> archive;
+  std::vector<std::byte> chunk;
+  for (;;) {
+    auto f = control.receive(Clock::now() + idle);
+    if (!f) return f.error();
+    const auto refuse = [&](const Status& s) {
+      control.fail(s);
+      return s;
+    };
+    switch (f->type) {
+      case FrameType::close:
+        control.close();
+        return Status::ok();
+      case FrameType::open_stream: {
+        const std::string id(reinterpret_cast<const char*>(f->payload.data()), f->payload.size());
+        if (Status s = check_context_id(id); !s.is_ok()) return refuse(s);
+        auto opened = ArchiveReader::open((dir / (id + ".kva")).string());
+        if (!opened) {
+          return refuse(opened.error().code() == Errc::not_found
+                            ? Status(Errc::not_found, fmt::format("no context '{}'", id))
+                            : opened.error());
+        }
+        archive.emplace(std::move(*opened));
+        const ArchiveInfo& a = archive->info();
+        StreamInfo s{a.layout, a.chunk_tokens, a.chunk_count, a.levels, {}, archive->tokens()};
+        for (std::uint32_t c = 0; c < a.chunk_count; ++c)
+          for (std::uint32_t l = 0; l < a.levels; ++l)
+            s.sizes.push_back(archive->chunk_size(c, l));
+        KVS_RETURN_IF_ERROR(
+            control.send(FrameType::stream_info, encode_stream_info(s), Clock::now() + idle));
+        break;
+      }
+      case FrameType::chunk_request: {
+        Reader r{f->payload};
+        std::uint32_t index = 0, level = 0;
+        std::uint64_t tag = 0;
+        if (!r.get(index) || !r.get(level) || !r.get(tag) || r.at != f->payload.size()) {
+          return refuse(bad("malformed chunk_request"));
+        }
+        if (!archive) return refuse(bad("chunk_request before open_stream"));
+        if (index >= archive->info().chunk_count || level >= archive->info().levels) {
+          return refuse(
+              bad(fmt::format("chunk {} at level {}: the stream has {} chunks, {} levels", index,
+                              level, archive->info().chunk_count, archive->info().levels)));
+        }
+        if (Status s = archive->read_chunk(index, level, chunk); !s.is_ok()) return refuse(s);
+        KVS_RETURN_IF_ERROR(data.send(tag, chunk, Clock::now() + idle));
+        break;
+      }
+      default:
+        return refuse(bad(fmt::format("unexpected {} frame", frame_type_name(f->type))));
+    }
+  }
+}
+
+Expected<StreamInfo> StreamReceiver::open(const std::string& context, Clock::time_point deadline) {
+  KVS_RETURN_IF_ERROR(check_context_id(context));
+  KVS_RETURN_IF_ERROR(
+      control_.send(FrameType::open_stream, std::as_bytes(std::span(context)), deadline));
+  KVS_ASSIGN_OR_RETURN(const Frame f, control_.receive(deadline));
+  if (f.type == FrameType::error) return status_from_error_payload(f.payload);
+  if (f.type != FrameType::stream_info) {
+    const Status s = bad(fmt::format("expected stream_info, got {}", frame_type_name(f.type)));
+    control_.fail(s);
+    return s;
+  }
+  return decode_stream_info(f.payload);
+}
+
+Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const FetchOptions& o,
+                             const std::function<void(std::uint32_t)>& on_chunk) {
+  if (o.level >= info.levels) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("level {}: the stream has levels 0..{}", o.level, info.levels - 1));
+  }
+  if (!dst.layout().same_shape(info.layout) || dst.layout().tokens < info.layout.tokens) {
+    return Status(Errc::invalid_argument, "fetch: the destination does not hold the context");
+  }
+  const std::uint32_t window = std::max(o.window, 1u);
+  std::uint32_t max_size = 0;
+  for (std::uint32_t c = o.first_chunk; c < info.chunk_count; ++c)
+    max_size = std::max(max_size, info.size(c, o.level));
+  std::vector<std::vector<std::byte>> slots(window, std::vector<std::byte>(max_size));
+  std::vector<std::uint32_t> free_slots;
+  for (std::uint32_t i = 0; i < window; ++i)
+    free_slots.push_back(window - 1 - i);
+  std::map<std::uint64_t, std::pair<std::uint32_t, std::uint32_t>> inflight;  // tag -> chunk, slot
+  ChunkDecoder decoder;
+  std::uint32_t next = o.first_chunk;
+  while (next < info.chunk_count || !inflight.empty()) {
+    while (next < info.chunk_count && !free_slots.empty()) {
+      const std::uint32_t slot = free_slots.back();
+      free_slots.pop_back();
+      const std::uint64_t tag = chunk_tag(next, o.level);
+      // The slot is posted before the request, so the chunk never arrives unexpected.
+      KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots[slot]));
+      std::vector<std::byte> request;
+      put(request, next);
+      put(request, o.level);
+      put(request, tag);
+      KVS_RETURN_IF_ERROR(
+          control_.send(FrameType::chunk_request, request, Clock::now() + o.chunk_timeout));
+      inflight[tag] = {next, slot};
+      ++next;
+    }
+    KVS_ASSIGN_OR_RETURN(const Completion c, data_.wait_any(Clock::now() + o.chunk_timeout));
+    const auto it = inflight.find(c.tag);
+    if (it == inflight.end()) return bad(fmt::format("a chunk for tag {:x} nobody asked", c.tag));
+    const auto [chunk, slot] = it->second;
+    inflight.erase(it);
+    if (c.length != info.size(chunk, o.level)) {
+      return bad(fmt::format("chunk {} has {} bytes; the stream said {}", chunk, c.length,
+                             info.size(chunk, o.level)));
+    }
+    const Status decoded = decoder.decode(std::span(slots[slot]).first(c.length), dst, o.profile);
+    if (!decoded.is_ok()) {
+      return Status(decoded.code(), fmt::format("chunk {}: {}", chunk, decoded.message()));
+    }
+    free_slots.push_back(slot);
+    if (on_chunk) on_chunk(chunk);
+  }
+  return Status::ok();
+}
+
+void StreamReceiver::close(Clock::time_point deadline) {
+  (void)control_.send(FrameType::close, {}, deadline);
+  control_.close();
+}
+
+}  // namespace kvstream::transport

@@ -1,0 +1,81 @@
+// Streaming sessions over an authenticated control channel and a data link (store mode): the
+// receiver opens a stream for a context, learns its chunk count, per-level sizes and tokens,
+// then requests chunk i at level l; the sender reads it from the context's archive and sends it
+// on the data link, where the receiver has posted a slot for it. The receiver decodes each
+// chunk into its KV view as it lands, while the next ones are in flight.
+//
+// Control messages after authentication (frame.hpp types):
+//   open_stream   receiver -> sender  the context id (archive file name without ".kva")
+//   stream_info   sender -> receiver  layout, chunking, per-(chunk, level) sizes, tokens
+//   chunk_request receiver -> sender  u32 chunk, u32 level, u64 tag
+//   close         receiver -> sender  the end of the session
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "control.hpp"
+#include "data_link.hpp"
+#include "kvstream/archive.hpp"
+#include "kvstream/kv_cache.hpp"
+
+namespace kvstream::transport {
+
+struct StreamInfo {
+  KvLayout layout;  // tokens: the context's length
+  std::uint32_t chunk_tokens = 0, chunk_count = 0, levels = 0;
+  std::vector<std::uint32_t> sizes;  // chunk-major: sizes[chunk * levels + level]
+  std::vector<std::int32_t> tokens;
+  std::uint32_t size(std::uint32_t chunk, std::uint32_t level) const {
+    return sizes[std::size_t{chunk} * levels + level];
+  }
+};
+
+std::vector<std::byte> encode_stream_info(const StreamInfo& s);
+// Checks every field and that the sizes and tokens agree with the counts (protocol_error).
+Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload);
+
+// A context id: 1..128 characters of [A-Za-z0-9._-], not starting with '.'; nothing else can
+// name a file outside the served folder.
+Status check_context_id(std::string_view id);
+
+// Serves one authenticated receiver from the archives in `dir` until it closes, breaks the
+// protocol, goes silent for `idle`, or its data link fails. A bad request gets an error frame
+// naming it and ends this session only.
+Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
+                     std::chrono::milliseconds idle);
+
+// The receiving side of one session.
+class StreamReceiver {
+ public:
+  StreamReceiver(ControlChannel& control, DataLink& data) : control_(control), data_(data) {}
+
+  Expected<StreamInfo> open(const std::string& context, Clock::time_point deadline);
+
+  struct FetchOptions {
+    std::uint32_t level = 0;
+    std::uint32_t first_chunk = 0;  // resume from here
+    std::uint32_t window = 4;       // chunks in flight at most
+    // Each chunk must land within this much of being requested or of the previous landing.
+    std::chrono::milliseconds chunk_timeout{5000};
+    const CodecProfile* profile = nullptr;  // transform-coded chunks' profile
+  };
+  // Requests chunks first_chunk.. in order, decodes each into `dst` (a view of the context's
+  // tokens) as it lands and calls on_chunk(i). Stops at the first error: a dead, stalled or
+  // misbehaving sender becomes Errc::disconnected, timeout or protocol_error/corrupt_data,
+  // and every chunk reported before it stays valid; fetch again from the first missing one.
+  Status fetch(const StreamInfo& info, const KvView& dst, const FetchOptions& options,
+               const std::function<void(std::uint32_t chunk)>& on_chunk);
+
+  void close(Clock::time_point deadline);
+
+ private:
+  ControlChannel& control_;
+  DataLink& data_;
+};
+
+}  // namespace kvstream::transport
