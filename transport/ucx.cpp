@@ -97,6 +97,12 @@ Status UcxWorker::wait(ucs_status_ptr_t request, Clock::time_point deadline, con
   return ucx_status(s, what);
 }
 
+Expected<UcxThread> open_ucx_thread() {
+  KVS_ASSIGN_OR_RETURN(auto context, UcxContext::create());
+  KVS_ASSIGN_OR_RETURN(auto worker, UcxWorker::create(context));
+  return UcxThread{std::move(context), std::move(worker)};
+}
+
 void UcxEndpoint::on_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* self = static_cast<UcxEndpoint*>(arg);
   Status s = ucx_status(status, "peer");

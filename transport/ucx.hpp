@@ -69,6 +69,13 @@ class UcxWorker {
   ucp_worker_h h_ = nullptr;
 };
 
+// A context with one worker: what each thread that talks UCX needs.
+struct UcxThread {
+  std::shared_ptr<UcxContext> context;
+  std::shared_ptr<UcxWorker> worker;
+};
+Expected<UcxThread> open_ucx_thread();
+
 // ucp_ep_h to a peer's worker address, error handling mode PEER: a peer that dies or stops
 // answering fails the endpoint's requests (Errc::disconnected) instead of hanging them.
 class UcxEndpoint {

@@ -152,22 +152,8 @@ int codec_decode(std::span<const std::string_view> args) {
     if (s.is_ok()) s = decoder.decode(chunk, kv->view(), profile ? &*profile : nullptr);
     if (!s.is_ok()) return report_failure(p.command(), s);
   }
-  const std::string tmp = fmt::format("{}.tmp.{}", out_path, ::getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out.write(reinterpret_cast<const char*>(kv->bytes().data()),
-              static_cast<std::streamsize>(kv->bytes().size()));
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      return report_failure(p.command(),
-                            Status(Errc::io_error, fmt::format("cannot write '{}'", tmp)));
-    }
-  }
-  if (std::rename(tmp.c_str(), out_path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return report_failure(p.command(),
-                          Status(Errc::io_error, fmt::format("cannot rename to '{}'", out_path)));
+  if (Status s = write_file_atomically(out_path, kv->bytes()); !s.is_ok()) {
+    return report_failure(p.command(), s);
   }
   fmt::print("wrote {}: {} tokens at level {}, {} bytes of {}\n", out_path, layout.tokens, level,
              layout.total_bytes(), dtype_name(layout.dtype));

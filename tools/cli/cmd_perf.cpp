@@ -110,11 +110,6 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
   return o;
 }
 
-Expected<Secret> load_secret(const Options& o) {
-  return o.secret_file.empty() ? Secret::from_env("KVSTREAM_SECRET")
-                               : Secret::from_file(o.secret_file);
-}
-
 // The parameters as a perf_request payload: test name length-prefixed, then the numbers.
 std::vector<std::byte> encode(const PerfParams& p) {
   std::vector<std::byte> out(1 + p.test.size() + 28);
@@ -143,17 +138,6 @@ Expected<PerfParams> decode(std::span<const std::byte> b) {
   return p;
 }
 
-struct Ucx {
-  std::shared_ptr<UcxContext> context;
-  std::shared_ptr<UcxWorker> worker;
-};
-
-Expected<Ucx> open_ucx() {
-  KVS_ASSIGN_OR_RETURN(auto context, UcxContext::create());
-  KVS_ASSIGN_OR_RETURN(auto worker, UcxWorker::create(context));
-  return Ucx{std::move(context), std::move(worker)};
-}
-
 Status serve(const Options& o, const Secret& secret) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
   asio::io_context io;
@@ -179,7 +163,7 @@ Status serve(const Options& o, const Secret& secret) {
     return params.error();
   }
   KVS_ASSIGN_OR_RETURN(const Frame peer, channel.receive(deadline));
-  KVS_ASSIGN_OR_RETURN(Ucx ucx, open_ucx());
+  KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
   KVS_ASSIGN_OR_RETURN(const auto address, ucx.worker->address());
   KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, address, deadline));
   KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(ucx.worker, peer.payload));
@@ -190,7 +174,7 @@ Status client(const Options& o, const Secret& secret) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
   KVS_ASSIGN_OR_RETURN(auto channel, ControlChannel::connect(o.host, o.port, Clock::now() + 10s));
   KVS_RETURN_IF_ERROR(authenticate_to_server(*channel, secret, Clock::now() + 10s));
-  KVS_ASSIGN_OR_RETURN(Ucx ucx, open_ucx());
+  KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
   KVS_ASSIGN_OR_RETURN(const auto address, ucx.worker->address());
   KVS_RETURN_IF_ERROR(channel->send(FrameType::perf_request, encode(o.params), deadline));
   KVS_RETURN_IF_ERROR(channel->send(FrameType::worker_address, address, deadline));
@@ -227,7 +211,7 @@ int run_perf(std::span<const std::string_view> args) {
     fmt::print(stderr, "kvstream perf: error: {}\n", o.error().message());
     return kExitUsage;
   }
-  auto secret = load_secret(*o);
+  auto secret = load_secret(o->secret_file);
   if (!secret) return report_failure("kvstream perf", secret.error());
   const Status s = o->host.empty() ? serve(*o, *secret) : client(*o, *secret);
   return s.is_ok() ? kExitOk : report_failure("kvstream perf", s);

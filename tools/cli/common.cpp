@@ -1,6 +1,10 @@
 #include "cli/common.hpp"
 
 #include <fmt/format.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
 
 #include "runner/scoring.hpp"
 
@@ -113,6 +117,30 @@ void Progress::finish() {
     fmt::print(stderr, "{}: {}/{} done in {:.1f} s\n", label_, done_.load(), total_,
                std::chrono::duration<double>(Clock::now() - start_).count());
   }
+}
+
+Status write_file_atomically(const std::string& path, std::span<const std::byte> bytes) {
+  const std::string tmp = fmt::format("{}.tmp.{}", path, ::getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out.write(reinterpret_cast<const char*>(bytes.data()),
+              static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) {
+      std::remove(tmp.c_str());
+      return Status(Errc::io_error, fmt::format("cannot write '{}'", tmp));
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return Status(Errc::io_error, fmt::format("cannot rename to '{}'", path));
+  }
+  return Status::ok();
+}
+
+Expected<transport::Secret> load_secret(const std::string& secret_file) {
+  return secret_file.empty() ? transport::Secret::from_env("KVSTREAM_SECRET")
+                             : transport::Secret::from_file(secret_file);
 }
 
 }  // namespace kvstream::cli

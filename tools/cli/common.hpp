@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "auth.hpp"
 #include "cli/args.hpp"
 #include "kvstream/status.hpp"
 #include "runner/model.hpp"
@@ -28,6 +29,13 @@ std::optional<int> parse_or_exit(ArgParser& parser, std::span<const std::string_
 
 // Prints "<command>: error: <message>" on stderr and returns kExitFailure.
 int report_failure(std::string_view command, const Status& status);
+
+// Writes `bytes` to `path` atomically: a temporary file beside it, renamed over it.
+Status write_file_atomically(const std::string& path, std::span<const std::byte> bytes);
+
+// The shared secret of serve, fetch and perf: from --secret-file when given, else from the
+// environment variable KVSTREAM_SECRET (never from the command line).
+Expected<transport::Secret> load_secret(const std::string& secret_file);
 
 // `s` as a JSON string literal, quotes included.
 std::string json_string(std::string_view s);
@@ -80,6 +88,8 @@ int run_model(std::span<const std::string_view> args);
 int run_demo(std::span<const std::string_view> args);
 int run_codec(std::span<const std::string_view> args);
 int run_perf(std::span<const std::string_view> args);
+int run_serve(std::span<const std::string_view> args);
+int run_fetch(std::span<const std::string_view> args);
 // `codec` subcommands on context archives (cmd_archive.cpp).
 int codec_encode(std::span<const std::string_view> args);
 int codec_decode(std::span<const std::string_view> args);

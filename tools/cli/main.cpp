@@ -14,6 +14,9 @@ constexpr kvstream::cli::Subcommand kCommands[] = {
      kvstream::cli::run_codec},
     {"model", "reference model runner: info, generate contexts, score perplexity",
      kvstream::cli::run_model},
+    {"serve", "serve the context archives of a folder to authenticated receivers",
+     kvstream::cli::run_serve},
+    {"fetch", "fetch a context's KV cache at one level from a server", kvstream::cli::run_fetch},
     {"perf", "UCX bandwidth between two hosts, as ucx_perftest measures it",
      kvstream::cli::run_perf},
 };

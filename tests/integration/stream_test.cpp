@@ -1,0 +1,185 @@
+// Two processes on loopback UCX: `kvstream serve` and `kvstream fetch` as users run them, on a
+// real stories260K context. Every fetched cache is compared byte for byte with the archive's own
+// decode (`kvstream codec decode`), which level 0 makes the source itself.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <fstream>
+#include <sstream>
+#include <string>
+
+#include "frame.hpp"
+#include "runner/model.hpp"
+#include "test_models.hpp"
+
+namespace kvstream {
+namespace {
+
+using kvstream::testing::temp_dir;
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct Outcome {
+  int code;
+  std::string out, err;
+};
+
+Outcome run(const std::string& args, const std::string& env = "") {
+  static int n = 0;
+  const auto out = temp_dir() / fmt::format("run{}.out", n);
+  const auto err = temp_dir() / fmt::format("run{}.err", n++);
+  const std::string cmd = fmt::format("{} '{}' {} >'{}' 2>'{}' </dev/null", env, KVSTREAM_CLI, args,
+                                      out.string(), err.string());
+  const int status = std::system(cmd.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
+}
+
+// A served folder with one stories260K context (384 tokens, chunks of 64, levels 0..5), and
+// the server process.
+class Served : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    ::setenv("KVSTREAM_SECRET", "the integration tests' secret..", 1);
+    dir_ = temp_dir() / "served";
+    std::filesystem::create_directories(dir_);
+    const auto model = (runner::models_dir() / "stories260K.bin").string();
+    const auto tokens = temp_dir() / "ctx.txt";
+    Outcome r =
+        run(fmt::format("model generate --model '{}' --count 1 --length 384 --seed 3", model));
+    ASSERT_EQ(r.code, 0) << r.err;
+    std::ofstream(tokens) << r.out;
+    r = run(fmt::format("codec encode --model '{}' --tokens '{}' --chunk 64 --out '{}'", model,
+                        tokens.string(), (dir_ / "story.kva").string()));
+    ASSERT_EQ(r.code, 0) << r.err;
+    const auto err = temp_dir() / "serve.err";
+    const std::string cmd =
+        fmt::format("'{}' serve --dir '{}' --listen 127.0.0.1:0 2>'{}' & echo $!", KVSTREAM_CLI,
+                    dir_.string(), err.string());
+    FILE* f = ::popen(cmd.c_str(), "r");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fscanf(f, "%d", &pid_), 1);
+    ::pclose(f);
+    for (int i = 0; i < 500 && port_ == 0; ++i) {
+      const std::string log = slurp(err);
+      const auto at = log.find("on 127.0.0.1:");
+      if (at != std::string::npos) port_ = std::stoi(log.substr(at + 13));
+      if (port_ == 0) usleep(10000);
+    }
+    ASSERT_NE(port_, 0) << slurp(err);
+    serve_log_ = err;
+  }
+  static void TearDownTestSuite() {
+    if (pid_ > 0) ::kill(pid_, SIGTERM);
+  }
+  static std::string server() { return fmt::format("127.0.0.1:{}", port_); }
+  static std::string reference(int level) {
+    const auto out = temp_dir() / fmt::format("reference{}.raw", level);
+    if (!std::filesystem::exists(out)) {
+      const Outcome r = run(fmt::format("codec decode --archive '{}' --level {} --out '{}'",
+                                        (dir_ / "story.kva").string(), level, out.string()));
+      EXPECT_EQ(r.code, 0) << r.err;
+    }
+    return slurp(out);
+  }
+  static inline std::filesystem::path dir_, serve_log_;
+  static inline int pid_ = 0, port_ = 0;
+};
+
+TEST_F(Served, EveryLevelArrivesAsTheArchiveDecodes) {
+  for (int level = 0; level <= 5; ++level) {
+    const auto out = temp_dir() / fmt::format("fetched{}.raw", level);
+    const Outcome r =
+        run(fmt::format("fetch --server {} --context story --level {} --out '{}' "
+                        "--window {}",
+                        server(), level, out.string(), 1 + level % 3));
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.out.find("fetched story: 6 chunks at level"), std::string::npos) << r.out;
+    EXPECT_NE(r.err.find("chunk 6/6"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(out), reference(level)) << "level " << level;
+  }
+}
+
+TEST_F(Served, AWrongSecretIsRefusedAndLogged) {
+  const Outcome r = run(fmt::format("fetch --server {} --context story --out '{}'", server(),
+                                    (temp_dir() / "never.raw").string()),
+                        "KVSTREAM_SECRET='not the secret, but long enough'");
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("authentication failed"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(temp_dir() / "never.raw"));
+  usleep(100000);
+  EXPECT_NE(slurp(serve_log_).find("wrong secret"), std::string::npos);
+}
+
+// Sends `bytes` on a fresh connection and returns what the server answers before it closes.
+std::string poke(int port, const std::string& bytes) {
+  namespace asio = boost::asio;
+  asio::io_context io;
+  asio::ip::tcp::socket s(io);
+  s.connect({asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)});
+  asio::write(s, asio::buffer(bytes));
+  s.shutdown(asio::ip::tcp::socket::shutdown_send);  // what it sent is all it sends
+  std::string got(4096, '\0');
+  boost::system::error_code ec;
+  const std::size_t n = asio::read(s, asio::buffer(got), ec);  // until the server closes
+  got.resize(n);
+  return got;
+}
+
+TEST_F(Served, BadFramesCloseOnlyTheirConnection) {
+  using transport::FrameType;
+  const auto header = [](std::uint32_t length, std::uint8_t type) {
+    std::string h(8, '\0');
+    std::memcpy(h.data(), &length, 4);
+    h[4] = 1;
+    h[5] = static_cast<char>(type);
+    return h;
+  };
+  // Before authentication: the server says hello first and takes only an auth frame.
+  EXPECT_FALSE(poke(port_, header(1u << 30, 2)).empty());      // over the size limit
+  EXPECT_FALSE(poke(port_, header(0, 200)).empty());           // unknown type
+  EXPECT_FALSE(poke(port_, header(64, 2) + "short").empty());  // truncated
+  usleep(100000);
+  const std::string log = slurp(serve_log_);
+  EXPECT_NE(log.find("over the"), std::string::npos) << log;
+  EXPECT_NE(log.find("unknown type 200"), std::string::npos) << log;
+  EXPECT_NE(log.find("truncated frame"), std::string::npos) << log;
+  // The server still serves.
+  const auto out = temp_dir() / "after-bad-frames.raw";
+  const Outcome r = run(fmt::format("fetch --server {} --context story --level 3 --out '{}'",
+                                    server(), out.string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(out), reference(3));
+}
+
+TEST_F(Served, ThirtyTwoConcurrentStreamsComplete) {
+  const std::string want = reference(2);
+  std::string script;
+  for (int i = 0; i < 32; ++i) {
+    script += fmt::format(
+        "'{}' fetch --server {} --context story --level 2 --out '{}' "
+        ">/dev/null 2>'{}' & ",
+        KVSTREAM_CLI, server(), (temp_dir() / fmt::format("many{}.raw", i)).string(),
+        (temp_dir() / fmt::format("many{}.err", i)).string());
+  }
+  script += "wait";
+  ASSERT_EQ(std::system(("bash -c \"" + script + "\"").c_str()), 0);
+  for (int i = 0; i < 32; ++i) {
+    EXPECT_EQ(slurp(temp_dir() / fmt::format("many{}.raw", i)), want)
+        << i << ": " << slurp(temp_dir() / fmt::format("many{}.err", i));
+  }
+}
+
+}  // namespace
+}  // namespace kvstream

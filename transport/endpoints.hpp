@@ -1,0 +1,62 @@
+// Both ends of a store-mode stream over real networks: StreamServer accepts receivers on a TCP
+// port, authenticates them, pairs UCX workers and serves each in a thread of its own;
+// connect_stream does the receiver's half. Each connection owns its UCX context, worker and
+// endpoint, used by its one thread.
+#pragma once
+
+#include <atomic>
+#include <filesystem>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "session.hpp"
+
+namespace kvstream::transport {
+
+struct ServerOptions {
+  std::filesystem::path dir;  // the context archives (<id>.kva)
+  std::string host = "0.0.0.0";
+  std::uint16_t port = 0;  // 0: any free port (see StreamServer::port)
+  std::chrono::milliseconds handshake{10000};
+  std::chrono::milliseconds idle{60000};  // a session silent this long is closed
+  ControlLog log;                         // refusals, failures and ends of sessions
+};
+
+class StreamServer {
+ public:
+  // Listens now; serves from another thread until stop() or destruction.
+  static Expected<std::unique_ptr<StreamServer>> start(ServerOptions options, Secret secret);
+  ~StreamServer();
+  std::uint16_t port() const noexcept { return port_; }
+  // Stops accepting and waits for the sessions in progress to end (each within its idle time).
+  void stop();
+
+  struct Impl;
+
+ private:
+  StreamServer() = default;
+  std::unique_ptr<Impl> impl_;
+  std::uint16_t port_ = 0;
+};
+
+// A receiver's connection: control channel and data link to one server, authenticated.
+struct StreamConnection {
+  std::unique_ptr<ControlChannel> control;
+  std::shared_ptr<UcxContext> context;
+  std::shared_ptr<UcxWorker> worker;
+  std::unique_ptr<DataLink> data;
+  StreamReceiver receiver() { return StreamReceiver(*control, *data); }
+  ~StreamConnection();  // data link (endpoint) before worker before context
+};
+
+Expected<std::unique_ptr<StreamConnection>> connect_stream(const std::string& host,
+                                                           std::uint16_t port, const Secret& secret,
+                                                           Clock::time_point deadline);
+
+// "host:port" (or "[v6]:port") split; errors name the text.
+Expected<std::pair<std::string, std::uint16_t>> parse_host_port(std::string_view text);
+
+}  // namespace kvstream::transport
