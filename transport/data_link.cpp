@@ -3,7 +3,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <thread>
 
 namespace kvstream::transport {
@@ -171,6 +175,43 @@ Status FaultyLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
 Expected<Completion> FaultyLink::wait_any(Clock::time_point deadline) {
   if (dead_) return Status(Errc::disconnected, "injected: peer died");
   return inner_->wait_any(deadline);
+}
+
+// ---- pacing ----
+
+Status PacedLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
+                       Clock::time_point deadline) {
+  const auto now = Clock::now();
+  if (next_ > now) {
+    if (next_ > deadline) return Status(Errc::timeout, "paced send: deadline passed");
+    std::this_thread::sleep_until(next_);
+  }
+  const auto start = std::max(now, next_);
+  next_ = start + std::chrono::duration_cast<Clock::duration>(
+                      std::chrono::duration<double>(static_cast<double>(bytes.size()) * 8 / rate_));
+  return inner_->send(tag, bytes, deadline);
+}
+
+Expected<double> parse_rate(std::string_view text) {
+  std::string t(text);
+  for (char& c : t)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  double scale = 0;
+  for (const auto& [unit, s] :
+       {std::pair{"gbit", 1e9}, {"mbit", 1e6}, {"kbit", 1e3}, {"bit", 1.0}}) {
+    if (t.size() > std::strlen(unit) && t.ends_with(unit)) {
+      scale = s;
+      t.resize(t.size() - std::strlen(unit));
+      break;
+    }
+  }
+  char* end = nullptr;
+  const double v = std::strtod(t.c_str(), &end);
+  if (scale == 0 || t.empty() || end != t.c_str() + t.size() || !(v > 0) || v * scale > 1e15) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("rate '{}': a positive number with bit, kbit, mbit or gbit", text));
+  }
+  return v * scale;
 }
 
 }  // namespace kvstream::transport

@@ -77,6 +77,25 @@ class FakeDataLink final : public DataLink {
   int side_;
 };
 
+// A decorator's base: forwards everything to the link it wraps.
+class ForwardingLink : public DataLink {
+ public:
+  explicit ForwardingLink(std::unique_ptr<DataLink> inner) : inner_(std::move(inner)) {}
+  Status send(std::uint64_t tag, std::span<const std::byte> bytes,
+              Clock::time_point deadline) override {
+    return inner_->send(tag, bytes, deadline);
+  }
+  Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override {
+    return inner_->post_receive(tag, slot);
+  }
+  Expected<Completion> wait_any(Clock::time_point deadline) override {
+    return inner_->wait_any(deadline);
+  }
+
+ protected:
+  std::unique_ptr<DataLink> inner_;
+};
+
 // Wraps a link and breaks it on purpose: after `fail_after_sends` sends every send and wait
 // fails as a dead peer would (Errc::disconnected); `corrupt_send` flips a byte of that send
 // (0-based); `delay` holds every send back.
@@ -86,22 +105,36 @@ struct Faults {
   std::chrono::milliseconds delay{0};
 };
 
-class FaultyLink final : public DataLink {
+class FaultyLink final : public ForwardingLink {
  public:
   FaultyLink(std::unique_ptr<DataLink> inner, Faults faults)
-      : inner_(std::move(inner)), faults_(faults) {}
+      : ForwardingLink(std::move(inner)), faults_(faults) {}
   Status send(std::uint64_t tag, std::span<const std::byte> bytes,
               Clock::time_point deadline) override;
-  Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override {
-    return inner_->post_receive(tag, slot);
-  }
   Expected<Completion> wait_any(Clock::time_point deadline) override;
 
  private:
-  std::unique_ptr<DataLink> inner_;
   Faults faults_;
   std::int64_t sends_ = 0;
   bool dead_ = false;
 };
+
+// Paces the sends of another link to an average of `bits_per_second`, a message at a time (a
+// sender-side pacer, so that a slow link can be emulated without root). Not thread-safe.
+class PacedLink final : public ForwardingLink {
+ public:
+  PacedLink(std::unique_ptr<DataLink> inner, double bits_per_second)
+      : ForwardingLink(std::move(inner)), rate_(bits_per_second) {}
+  Status send(std::uint64_t tag, std::span<const std::byte> bytes,
+              Clock::time_point deadline) override;
+
+ private:
+  double rate_;
+  Clock::time_point next_{};  // when the next message may start
+};
+
+// A rate such as "2gbit", "500mbit", "64kbit" or "1e9bit" (tc's units, decimal), in bits per
+// second; errors name the text.
+Expected<double> parse_rate(std::string_view text);
 
 }  // namespace kvstream::transport

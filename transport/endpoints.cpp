@@ -60,8 +60,11 @@ struct StreamServer::Impl {
       KVS_ASSIGN_OR_RETURN(const auto own, ucx.worker->address());
       KVS_RETURN_IF_ERROR(channel->send(FrameType::worker_address, own, deadline));
       KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(ucx.worker, address));
-      UcxDataLink link(std::move(ep));
-      return serve_session(*channel, link, options.dir, options.idle);
+      std::unique_ptr<DataLink> link = std::make_unique<UcxDataLink>(std::move(ep));
+      if (options.rate_bits_per_second > 0) {
+        link = std::make_unique<PacedLink>(std::move(link), options.rate_bits_per_second);
+      }
+      return serve_session(*channel, *link, options.dir, options.idle);
     }();
     log(s.is_ok() ? fmt::format("{}: session ended", peer)
                   : fmt::format("{}: session failed: {}", peer, s.to_string()));

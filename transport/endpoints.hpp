@@ -22,6 +22,7 @@ struct ServerOptions {
   std::uint16_t port = 0;  // 0: any free port (see StreamServer::port)
   std::chrono::milliseconds handshake{10000};
   std::chrono::milliseconds idle{60000};  // a session silent this long is closed
+  double rate_bits_per_second = 0;        // > 0: pace each session's chunks to this rate
   ControlLog log;                         // refusals, failures and ends of sessions
 };
 

@@ -105,8 +105,8 @@ Expected<UcxThread> open_ucx_thread() {
 
 void UcxEndpoint::on_error(void* arg, ucp_ep_h, ucs_status_t status) {
   auto* self = static_cast<UcxEndpoint*>(arg);
-  Status s = ucx_status(status, "peer");
-  self->failure_ = Status(Errc::disconnected, s.message());
+  self->failure_ = Status(Errc::disconnected,
+                          fmt::format("the peer is gone (UCX: {})", ucs_status_string(status)));
 }
 
 Expected<std::unique_ptr<UcxEndpoint>> UcxEndpoint::connect(std::shared_ptr<UcxWorker> worker,

@@ -14,6 +14,8 @@
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <tuple>
 
 #include "frame.hpp"
 #include "runner/model.hpp"
@@ -46,6 +48,27 @@ Outcome run(const std::string& args, const std::string& env = "") {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), slurp(out), slurp(err)};
 }
 
+// Starts `kvstream serve` on a free port in the background, its stderr into `err`; returns its
+// pid and port once it listens (port 0 when it does not).
+std::pair<int, int> start_server(const std::filesystem::path& dir, const std::string& extra,
+                                 const std::filesystem::path& err) {
+  const std::string cmd =
+      fmt::format("'{}' serve --dir '{}' --listen 127.0.0.1:0 {} 2>'{}' & echo $!", KVSTREAM_CLI,
+                  dir.string(), extra, err.string());
+  FILE* f = ::popen(cmd.c_str(), "r");
+  int pid = 0, port = 0;
+  if (f == nullptr) return {0, 0};
+  if (std::fscanf(f, "%d", &pid) != 1) pid = 0;
+  ::pclose(f);
+  for (int i = 0; i < 500 && pid != 0 && port == 0; ++i) {
+    const std::string log = slurp(err);
+    const auto at = log.find("on 127.0.0.1:");
+    if (at != std::string::npos) port = std::stoi(log.substr(at + 13));
+    if (port == 0) usleep(10000);
+  }
+  return {pid, port};
+}
+
 // A served folder with one stories260K context (384 tokens, chunks of 64, levels 0..5), and
 // the server process.
 class Served : public ::testing::Test {
@@ -64,19 +87,7 @@ class Served : public ::testing::Test {
                         tokens.string(), (dir_ / "story.kva").string()));
     ASSERT_EQ(r.code, 0) << r.err;
     const auto err = temp_dir() / "serve.err";
-    const std::string cmd =
-        fmt::format("'{}' serve --dir '{}' --listen 127.0.0.1:0 2>'{}' & echo $!", KVSTREAM_CLI,
-                    dir_.string(), err.string());
-    FILE* f = ::popen(cmd.c_str(), "r");
-    ASSERT_NE(f, nullptr);
-    ASSERT_EQ(std::fscanf(f, "%d", &pid_), 1);
-    ::pclose(f);
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      const std::string log = slurp(err);
-      const auto at = log.find("on 127.0.0.1:");
-      if (at != std::string::npos) port_ = std::stoi(log.substr(at + 13));
-      if (port_ == 0) usleep(10000);
-    }
+    std::tie(pid_, port_) = start_server(dir_, "", err);
     ASSERT_NE(port_, 0) << slurp(err);
     serve_log_ = err;
   }
@@ -161,6 +172,37 @@ TEST_F(Served, BadFramesCloseOnlyTheirConnection) {
                                     server(), out.string()));
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_EQ(slurp(out), reference(3));
+}
+
+// A server of its own, paced to 1 Mbit/s so that a stream takes seconds, is killed with SIGKILL
+// once the receiver has two chunks: the receiver must say it lost its peer within 5 s.
+TEST_F(Served, ASenderKilledMidStreamIsADisconnectWithinFiveSeconds) {
+  const auto err = temp_dir() / "paced-serve.err";
+  const auto [pid, port] = start_server(dir_, "--rate 1mbit", err);
+  ASSERT_NE(port, 0) << slurp(err);
+  const auto fetch_err = temp_dir() / "killed-fetch.err";
+  const std::string fetch = fmt::format(
+      "'{}' fetch --server 127.0.0.1:{} --context story --level 0 --window 1 --out '{}' "
+      ">/dev/null 2>'{}'; echo $? >'{}.rc'",
+      KVSTREAM_CLI, port, (temp_dir() / "killed.raw").string(), fetch_err.string(),
+      fetch_err.string());
+  std::thread receiver([&] { (void)std::system(fetch.c_str()); });
+  for (int i = 0; i < 1000 && slurp(fetch_err).find("chunk 2/6") == std::string::npos; ++i)
+    usleep(10000);
+  ASSERT_NE(slurp(fetch_err).find("chunk 2/6"), std::string::npos) << slurp(fetch_err);
+  ::kill(pid, SIGKILL);
+  const auto killed = std::chrono::steady_clock::now();
+  receiver.join();
+  const auto took = std::chrono::steady_clock::now() - killed;
+  EXPECT_LT(took, std::chrono::seconds(5));
+  EXPECT_EQ(slurp(fetch_err.string() + ".rc"), "1\n");
+  const std::string log = slurp(fetch_err);
+  EXPECT_EQ(log.find("chunk 6/6"), std::string::npos) << log;
+  EXPECT_NE(log.find("error: "), std::string::npos) << log;
+  EXPECT_TRUE(log.find("the peer is gone") != std::string::npos ||
+              log.find("peer closed the connection") != std::string::npos)
+      << log;
+  EXPECT_FALSE(std::filesystem::exists(temp_dir() / "killed.raw"));  // nothing half-written
 }
 
 TEST_F(Served, ThirtyTwoConcurrentStreamsComplete) {

@@ -15,7 +15,7 @@ using namespace kvstream::transport;
 using namespace std::chrono_literals;
 
 int run_serve(std::span<const std::string_view> args) {
-  std::string dir, listen = "0.0.0.0:13338", secret_file;
+  std::string dir, listen = "0.0.0.0:13338", secret_file, rate;
   std::int64_t idle_s = 60;
   ArgParser p("kvstream serve",
               "Serves every context archive (<id>.kva) in a folder to authenticated receivers\n"
@@ -24,10 +24,20 @@ int run_serve(std::span<const std::string_view> args) {
   p.option("--dir", "DIR", "folder of context archives", &dir, true)
       .option("--listen", "ADDR:PORT", "control-plane address (port 0: any free port)", &listen)
       .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file)
-      .option("--idle", "S", "seconds a silent session is kept", &idle_s, 1, 86400);
+      .option("--idle", "S", "seconds a silent session is kept", &idle_s, 1, 86400)
+      .option("--rate", "RATE", "pace each session's chunks, e.g. 2gbit or 500mbit", &rate);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(listen);
   if (!where) return report_failure(p.command(), where.error());
+  double bits_per_second = 0;
+  if (!rate.empty()) {
+    auto r = parse_rate(rate);
+    if (!r) {
+      fmt::print(stderr, "{}: error: {}\n", p.command(), r.error().message());
+      return kExitUsage;
+    }
+    bits_per_second = *r;
+  }
   auto secret = load_secret(secret_file);
   if (!secret) return report_failure(p.command(), secret.error());
   if (!std::filesystem::is_directory(dir)) {
@@ -44,6 +54,7 @@ int run_serve(std::span<const std::string_view> args) {
   o.host = where->first;
   o.port = where->second;
   o.idle = std::chrono::seconds(idle_s);
+  o.rate_bits_per_second = bits_per_second;
   o.log = [](const std::string& line) { fmt::print(stderr, "kvstream serve: {}\n", line); };
   auto server = StreamServer::start(o, std::move(*secret));
   if (!server) return report_failure(p.command(), server.error());

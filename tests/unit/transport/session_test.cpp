@@ -239,3 +239,33 @@ TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
 
 }  // namespace
 }  // namespace kvstream::transport
+
+namespace kvstream::transport {
+namespace {
+
+TEST(Pacing, RatesParseInTcsUnits) {
+  EXPECT_DOUBLE_EQ(*parse_rate("2gbit"), 2e9);
+  EXPECT_DOUBLE_EQ(*parse_rate("500Mbit"), 5e8);
+  EXPECT_DOUBLE_EQ(*parse_rate("1.5kbit"), 1500);
+  EXPECT_DOUBLE_EQ(*parse_rate("1e6bit"), 1e6);
+  for (const char* bad : {"", "gbit", "2", "2 gbit", "-1mbit", "0bit", "2gbps"}) {
+    EXPECT_EQ(parse_rate(bad).error().code(), Errc::invalid_argument) << bad;
+  }
+}
+
+// The pacer's only promise is a lower bound on time: 3 messages of 12500 bytes at 1 Mbit/s
+// cannot all start within 200 ms.
+TEST(Pacing, MessagesStartNoSoonerThanTheRateAllows) {
+  auto [a, b] = FakeDataLink::pair();
+  PacedLink paced(std::move(a), 1e6);
+  const std::vector<std::byte> message(12500);
+  const auto start = Clock::now();
+  for (int i = 0; i < 3; ++i)
+    ASSERT_TRUE(paced.send(1, message, Clock::now() + 5s).is_ok());
+  EXPECT_GE(Clock::now() - start, 200ms);
+  // A deadline before the next slot is a timeout, not a late send.
+  EXPECT_EQ(paced.send(1, message, Clock::now() + 10ms).code(), Errc::timeout);
+}
+
+}  // namespace
+}  // namespace kvstream::transport
