@@ -8,7 +8,6 @@
 #include <cctype>
 #include <cstring>
 #include <map>
-#include <optional>
 
 #include "kvstream/codec.hpp"
 
@@ -40,14 +39,17 @@ Status bad(std::string what) {
   return Status(Errc::protocol_error, std::move(what));
 }
 
-constexpr std::uint64_t chunk_tag(std::uint32_t chunk, std::uint32_t level) {
-  return (std::uint64_t{0x4b56} << 48) | (std::uint64_t{chunk} << 8) | level;
+// A chunk's data-plane tag: marker, stream, chunk, level (chunks number fewer than 2^32).
+constexpr std::uint64_t chunk_tag(std::uint32_t stream, std::uint32_t chunk, std::uint32_t level) {
+  return (std::uint64_t{0x4b} << 56) | (std::uint64_t{stream & 0xFFFF} << 40) |
+         (std::uint64_t{chunk} << 8) | level;
 }
 
 }  // namespace
 
 std::vector<std::byte> encode_stream_info(const StreamInfo& s) {
   std::vector<std::byte> out;
+  put(out, s.stream);
   put(out, s.layout.layers);
   put(out, s.layout.kv_heads);
   put(out, s.layout.head_dim);
@@ -67,9 +69,9 @@ Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
   Reader r{payload};
   StreamInfo s;
   std::uint32_t dtype = 0;
-  if (!r.get(s.layout.layers) || !r.get(s.layout.kv_heads) || !r.get(s.layout.head_dim) ||
-      !r.get(dtype) || !r.get(s.layout.tokens) || !r.get(s.chunk_tokens) || !r.get(s.chunk_count) ||
-      !r.get(s.levels)) {
+  if (!r.get(s.stream) || !r.get(s.layout.layers) || !r.get(s.layout.kv_heads) ||
+      !r.get(s.layout.head_dim) || !r.get(dtype) || !r.get(s.layout.tokens) ||
+      !r.get(s.chunk_tokens) || !r.get(s.chunk_count) || !r.get(s.levels)) {
     return bad("stream_info: truncated");
   }
   if (dtype > 2) return bad(fmt::format("stream_info: dtype {}", dtype));
@@ -110,7 +112,7 @@ Status check_context_id(std::string_view id) {
 
 Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
                      std::chrono::milliseconds idle) {
-  std::optional<ArchiveReader> archive;
+  std::vector<ArchiveReader> streams;  // stream id = index
   std::vector<std::byte> chunk;
   for (;;) {
     auto f = control.receive(Clock::now() + idle);
@@ -126,36 +128,50 @@ Status serve_session(ControlChannel& control, DataLink& data, const std::filesys
       case FrameType::open_stream: {
         const std::string id(reinterpret_cast<const char*>(f->payload.data()), f->payload.size());
         if (Status s = check_context_id(id); !s.is_ok()) return refuse(s);
+        if (streams.size() >= kMaxStreams) {
+          return refuse(bad(fmt::format("more than {} streams in one session", kMaxStreams)));
+        }
         auto opened = ArchiveReader::open((dir / (id + ".kva")).string());
         if (!opened) {
           return refuse(opened.error().code() == Errc::not_found
                             ? Status(Errc::not_found, fmt::format("no context '{}'", id))
                             : opened.error());
         }
-        archive.emplace(std::move(*opened));
-        const ArchiveInfo& a = archive->info();
-        StreamInfo s{a.layout, a.chunk_tokens, a.chunk_count, a.levels, {}, archive->tokens()};
+        streams.push_back(std::move(*opened));
+        const ArchiveReader& archive = streams.back();
+        const ArchiveInfo& a = archive.info();
+        StreamInfo s{static_cast<std::uint32_t>(streams.size() - 1),
+                     a.layout,
+                     a.chunk_tokens,
+                     a.chunk_count,
+                     a.levels,
+                     {},
+                     archive.tokens()};
         for (std::uint32_t c = 0; c < a.chunk_count; ++c)
           for (std::uint32_t l = 0; l < a.levels; ++l)
-            s.sizes.push_back(archive->chunk_size(c, l));
+            s.sizes.push_back(archive.chunk_size(c, l));
         KVS_RETURN_IF_ERROR(
             control.send(FrameType::stream_info, encode_stream_info(s), Clock::now() + idle));
         break;
       }
       case FrameType::chunk_request: {
         Reader r{f->payload};
-        std::uint32_t index = 0, level = 0;
+        std::uint32_t stream = 0, index = 0, level = 0;
         std::uint64_t tag = 0;
-        if (!r.get(index) || !r.get(level) || !r.get(tag) || r.at != f->payload.size()) {
+        if (!r.get(stream) || !r.get(index) || !r.get(level) || !r.get(tag) ||
+            r.at != f->payload.size()) {
           return refuse(bad("malformed chunk_request"));
         }
-        if (!archive) return refuse(bad("chunk_request before open_stream"));
-        if (index >= archive->info().chunk_count || level >= archive->info().levels) {
+        if (stream >= streams.size()) {
+          return refuse(bad(fmt::format("chunk_request for stream {}, which is not open", stream)));
+        }
+        const ArchiveReader& archive = streams[stream];
+        if (index >= archive.info().chunk_count || level >= archive.info().levels) {
           return refuse(
               bad(fmt::format("chunk {} at level {}: the stream has {} chunks, {} levels", index,
-                              level, archive->info().chunk_count, archive->info().levels)));
+                              level, archive.info().chunk_count, archive.info().levels)));
         }
-        if (Status s = archive->read_chunk(index, level, chunk); !s.is_ok()) return refuse(s);
+        if (Status s = archive.read_chunk(index, level, chunk); !s.is_ok()) return refuse(s);
         KVS_RETURN_IF_ERROR(data.send(tag, chunk, Clock::now() + idle));
         break;
       }
@@ -203,10 +219,11 @@ Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const Fe
     while (next < info.chunk_count && !free_slots.empty()) {
       const std::uint32_t slot = free_slots.back();
       free_slots.pop_back();
-      const std::uint64_t tag = chunk_tag(next, o.level);
+      const std::uint64_t tag = chunk_tag(info.stream, next, o.level);
       // The slot is posted before the request, so the chunk never arrives unexpected.
       KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots[slot]));
       std::vector<std::byte> request;
+      put(request, info.stream);
       put(request, next);
       put(request, o.level);
       put(request, tag);

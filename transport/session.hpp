@@ -6,8 +6,10 @@
 //
 // Control messages after authentication (frame.hpp types):
 //   open_stream   receiver -> sender  the context id (archive file name without ".kva")
-//   stream_info   sender -> receiver  layout, chunking, per-(chunk, level) sizes, tokens
-//   chunk_request receiver -> sender  u32 chunk, u32 level, u64 tag
+//   stream_info   sender -> receiver  its stream id, layout, chunking, per-(chunk, level)
+//                                     sizes, tokens
+//   chunk_request receiver -> sender  u32 stream, u32 chunk, u32 level, u64 tag
+// A session may hold up to kMaxStreams streams open at once.
 //   close         receiver -> sender  the end of the session
 #pragma once
 
@@ -25,8 +27,11 @@
 
 namespace kvstream::transport {
 
+inline constexpr std::uint32_t kMaxStreams = 64;
+
 struct StreamInfo {
-  KvLayout layout;  // tokens: the context's length
+  std::uint32_t stream = 0;  // the session's id for it
+  KvLayout layout;           // tokens: the context's length
   std::uint32_t chunk_tokens = 0, chunk_count = 0, levels = 0;
   std::vector<std::uint32_t> sizes;  // chunk-major: sizes[chunk * levels + level]
   std::vector<std::int32_t> tokens;

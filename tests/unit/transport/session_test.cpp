@@ -113,6 +113,25 @@ TEST(Session, FullStreamsAtEveryLevelMatchTheArchive) {
   EXPECT_TRUE(s.sender.result.get().is_ok());
 }
 
+TEST(Session, StreamsOfOneSessionKeepTheirOwnChunks) {
+  Served served;
+  std::filesystem::copy_file(served.dir / "ctx.kva", served.dir / "twin.kva");
+  Session s(served.dir);
+  StreamReceiver receiver(*s.control, *s.link);
+  auto first = receiver.open("ctx", Clock::now() + 5s).value();
+  auto second = receiver.open("twin", Clock::now() + 5s).value();
+  EXPECT_EQ(first.stream, 0u);
+  EXPECT_EQ(second.stream, 1u);
+  for (const StreamInfo* info : {&second, &first}) {
+    auto kv = KvBuffer::create(served.layout).value();
+    StreamReceiver::FetchOptions o;
+    o.level = info->stream + 1;
+    ASSERT_TRUE(receiver.fetch(*info, kv.view(), o, nullptr).is_ok());
+    EXPECT_TRUE(same_tokens(kv, served.expected(o.level), 0, 116));
+  }
+  receiver.close(Clock::now() + 5s);
+}
+
 TEST(Session, ADeadSenderIsADisconnectAndTheStreamResumes) {
   Served served;
   auto kv = KvBuffer::create(served.layout).value();
@@ -205,9 +224,9 @@ TEST(Session, BadRequestsEndTheSessionWithAnErrorNamingThem) {
     Session s(served.dir);
     StreamReceiver receiver(*s.control, *s.link);
     auto info = receiver.open("ctx", Clock::now() + 5s).value();
-    std::vector<std::byte> request(16);
+    std::vector<std::byte> request(20);
     const std::uint32_t chunk = 9;
-    std::memcpy(request.data(), &chunk, 4);
+    std::memcpy(request.data() + 4, &chunk, 4);  // stream 0, chunk 9, level 0
     ASSERT_TRUE(s.control->send(FrameType::chunk_request, request, Clock::now() + 5s).is_ok());
     const auto answer = s.control->receive(Clock::now() + 5s);
     ASSERT_TRUE(answer.has_value());
@@ -220,6 +239,7 @@ TEST(Session, BadRequestsEndTheSessionWithAnErrorNamingThem) {
 
 TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
   StreamInfo s;
+  s.stream = 3;
   s.layout = {2, 2, 16, DType::bf16, 70};
   s.chunk_tokens = 32;
   s.chunk_count = 3;
@@ -230,6 +250,7 @@ TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
   auto back = decode_stream_info(bytes);
   ASSERT_TRUE(back.has_value()) << back.error().to_string();
   EXPECT_EQ(back->sizes, s.sizes);
+  EXPECT_EQ(back->stream, 3u);
   EXPECT_EQ(back->size(2, 1), 60u);
   bytes.pop_back();
   EXPECT_EQ(decode_stream_info(bytes).error().code(), Errc::protocol_error);
