@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
@@ -210,6 +211,8 @@ Expected<Frame> expect(ControlChannel& channel, FrameType want, Clock::time_poin
 Status authenticate_client(ControlChannel& channel, const Secret& secret,
                            Clock::time_point deadline, const ControlLog& log) {
   KVS_ASSIGN_OR_RETURN(const Nonce server, make_nonce());
+  const std::uint32_t authenticated_max = channel.max_payload();
+  channel.set_max_payload(std::min(authenticated_max, kHandshakeMaxPayload));
   const auto refuse = [&](const Status& why) {
     if (log) log(fmt::format("refused {}: {}", channel.peer(), why.message()));
     return why;
@@ -233,7 +236,9 @@ Status authenticate_client(ControlChannel& channel, const Secret& secret,
     return refuse(Status(Errc::auth_failed, "wrong secret"));
   }
   const Mac proof = server_mac(secret, server, client);
-  return channel.send(FrameType::auth_ok, proof, deadline);
+  KVS_RETURN_IF_ERROR(channel.send(FrameType::auth_ok, proof, deadline));
+  channel.set_max_payload(authenticated_max);
+  return Status::ok();
 }
 
 Status authenticate_to_server(ControlChannel& channel, const Secret& secret,

@@ -44,6 +44,10 @@ class ControlChannel {
   void close() noexcept;
 
   std::string peer() const { return peer_; }
+  // The largest payload receive() accepts: small until a peer has authenticated, so that an
+  // unknown client cannot make the server allocate much.
+  void set_max_payload(std::uint32_t bytes) noexcept { max_payload_ = bytes; }
+  std::uint32_t max_payload() const noexcept { return max_payload_; }
 
  private:
   // Runs the io_context until `done` or the deadline; on the deadline cancels the operation.
@@ -55,11 +59,15 @@ class ControlChannel {
   std::string peer_;
 };
 
+// The largest frame a peer may send before it has authenticated (the handshake's are 64 bytes).
+inline constexpr std::uint32_t kHandshakeMaxPayload = 1024;
+
 // A server's log of refused and failed connections.
 using ControlLog = std::function<void(const std::string&)>;
 
-// The server side of the handshake: hello, then the client's auth checked. A client with a
-// wrong or missing secret gets an error frame and the connection closes; `log` says so.
+// The server side of the handshake: hello, then the client's auth checked, with frames limited
+// to kHandshakeMaxPayload until it succeeds. A client with a wrong or missing secret gets an
+// error frame and the connection closes; `log` says so.
 Status authenticate_client(ControlChannel& channel, const Secret& secret,
                            Clock::time_point deadline, const ControlLog& log);
 // The client side: answers the server's hello and checks its auth_ok.

@@ -17,12 +17,18 @@ namespace kvstream::transport {
 UcxDataLink::UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint) : endpoint_(std::move(endpoint)) {}
 
 UcxDataLink::~UcxDataLink() {
-  // Pending receives must not write into slots after this: cancel, then let them finish.
+  cancel_receives();
+}
+
+void UcxDataLink::cancel_receives() {
+  // Cancelled, then waited for: a cancelled receive still completes (with UCS_ERR_CANCELED)
+  // before UCX lets go of its slot.
   for (Posted& p : posted_) {
     if (p.request != nullptr) {
       (void)endpoint_->worker().wait(p.request, Clock::now(), "cancelled receive");
     }
   }
+  posted_.clear();
 }
 
 Status UcxDataLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
@@ -153,6 +159,11 @@ Expected<Completion> FakeDataLink::wait_any(Clock::time_point deadline) {
       return Status(Errc::timeout, "chunk receive: deadline passed");
     }
   }
+}
+
+void FakeDataLink::cancel_receives() {
+  std::lock_guard lock(shared_->mu);
+  shared_->slots[side_].clear();
 }
 
 // ---- faults ----

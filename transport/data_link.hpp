@@ -35,6 +35,9 @@ class DataLink {
   // The next completed receive (any order), or an error: Errc::timeout at the deadline,
   // Errc::disconnected when the peer is gone, protocol_error for a message larger than its slot.
   virtual Expected<Completion> wait_any(Clock::time_point deadline) = 0;
+  // Withdraws every posted receive that has not completed: afterwards nothing writes into their
+  // slots, so the caller may free them.
+  virtual void cancel_receives() = 0;
 };
 
 // Tagged messages over a UCX endpoint (error mode PEER). Not thread-safe: the worker's thread.
@@ -46,6 +49,7 @@ class UcxDataLink final : public DataLink {
               Clock::time_point deadline) override;
   Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override;
   Expected<Completion> wait_any(Clock::time_point deadline) override;
+  void cancel_receives() override;
 
  private:
   struct Posted {
@@ -67,6 +71,7 @@ class FakeDataLink final : public DataLink {
               Clock::time_point deadline) override;
   Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override;
   Expected<Completion> wait_any(Clock::time_point deadline) override;
+  void cancel_receives() override;
 
   struct Shared;
 
@@ -91,6 +96,7 @@ class ForwardingLink : public DataLink {
   Expected<Completion> wait_any(Clock::time_point deadline) override {
     return inner_->wait_any(deadline);
   }
+  void cancel_receives() override { inner_->cancel_receives(); }
 
  protected:
   std::unique_ptr<DataLink> inner_;

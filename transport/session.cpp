@@ -214,6 +214,14 @@ Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const Fe
     free_slots.push_back(window - 1 - i);
   std::map<std::uint64_t, std::pair<std::uint32_t, std::uint32_t>> inflight;  // tag -> chunk, slot
   ChunkDecoder decoder;
+  // However fetch ends, no receive may outlive the slots it was posted into.
+  struct Withdraw {
+    DataLink& link;
+    const std::map<std::uint64_t, std::pair<std::uint32_t, std::uint32_t>>& inflight;
+    ~Withdraw() {
+      if (!inflight.empty()) link.cancel_receives();
+    }
+  } withdraw{data_, inflight};
   std::uint32_t next = o.first_chunk;
   while (next < info.chunk_count || !inflight.empty()) {
     while (next < info.chunk_count && !free_slots.empty()) {
@@ -222,6 +230,7 @@ Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const Fe
       const std::uint64_t tag = chunk_tag(info.stream, next, o.level);
       // The slot is posted before the request, so the chunk never arrives unexpected.
       KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots[slot]));
+      inflight[tag] = {next, slot};
       std::vector<std::byte> request;
       put(request, info.stream);
       put(request, next);
@@ -229,7 +238,6 @@ Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const Fe
       put(request, tag);
       KVS_RETURN_IF_ERROR(
           control_.send(FrameType::chunk_request, request, Clock::now() + o.chunk_timeout));
-      inflight[tag] = {next, slot};
       ++next;
     }
     KVS_ASSIGN_OR_RETURN(const Completion c, data_.wait_any(Clock::now() + o.chunk_timeout));

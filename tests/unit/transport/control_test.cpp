@@ -108,6 +108,22 @@ TEST(Control, ASilentClientTimesOutWithinItsDeadline) {
   EXPECT_NE(log.find("deadline passed"), std::string::npos) << log;
 }
 
+TEST(Control, BeforeAuthenticationFramesAreSmall) {
+  std::promise<Status> served;
+  OneShotServer server([&](ControlChannel& c) {
+    served.set_value(
+        authenticate_client(c, secret_of("0123456789abcdef"), Clock::now() + 5s, nullptr));
+  });
+  auto client = connect(server.port());
+  ASSERT_TRUE(client.has_value());
+  ASSERT_TRUE((*client)->receive(Clock::now() + 5s).has_value());  // hello
+  const std::vector<std::byte> big(2000);
+  ASSERT_TRUE((*client)->send(FrameType::auth, big, Clock::now() + 5s).is_ok());
+  const Status s = served.get_future().get();
+  EXPECT_EQ(s.code(), Errc::protocol_error);
+  EXPECT_NE(s.message().find("over the 1024-byte limit"), std::string::npos) << s.message();
+}
+
 // Sends raw bytes after connecting, as a misbehaving peer would.
 void send_raw(std::uint16_t port, std::vector<std::byte> bytes, bool then_close) {
   asio::io_context io;
