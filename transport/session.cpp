@@ -88,9 +88,17 @@ Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
     return bad(fmt::format("stream_info: {} bytes where its counts need {}", payload.size(), want));
   }
   s.sizes.resize(std::size_t{s.chunk_count} * s.levels);
+  // A chunk holds its tokens' values in at most a few bytes each plus side information; a size
+  // far beyond that is a lie that would only make the receiver allocate.
+  KvLayout chunk_layout = s.layout;
+  chunk_layout.tokens = s.chunk_tokens;
+  const std::uint64_t limit = 4 * std::uint64_t{chunk_layout.total_bytes()} + (1u << 20);
   for (auto& v : s.sizes) {
     r.get(v);
-    if (v == 0) return bad("stream_info: a chunk of 0 bytes");
+    if (v == 0 || v > limit) {
+      return bad(
+          fmt::format("stream_info: a chunk of {} bytes (its shape allows 1..{})", v, limit));
+    }
   }
   s.tokens.resize(s.layout.tokens);
   for (auto& t : s.tokens)

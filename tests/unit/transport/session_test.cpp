@@ -254,6 +254,10 @@ TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
   EXPECT_EQ(back->size(2, 1), 60u);
   bytes.pop_back();
   EXPECT_EQ(decode_stream_info(bytes).error().code(), Errc::protocol_error);
+  s.sizes[4] = 1u << 30;  // far more than 32 tokens of this shape can take
+  EXPECT_NE(decode_stream_info(encode_stream_info(s)).error().message().find("a chunk of"),
+            std::string::npos);
+  s.sizes[4] = 50;
   s.chunk_count = 2;  // 70 tokens need 3 chunks of 32
   EXPECT_EQ(decode_stream_info(encode_stream_info(s)).error().code(), Errc::protocol_error);
 }
