@@ -464,6 +464,16 @@ ChunkEncoder::~ChunkEncoder() = default;
 ChunkEncoder::ChunkEncoder(ChunkEncoder&&) noexcept = default;
 ChunkEncoder& ChunkEncoder::operator=(ChunkEncoder&&) noexcept = default;
 
+std::size_t chunk_size_bound(const KvLayout& layout, std::uint32_t token_count) {
+  const std::size_t C = layout.row_values(), T = token_count, values = T * C;
+  // A segment: its fixed fields, step codes, table ids, centers (3-byte varints at most),
+  // substream sizes and lane states (at most T substreams of 32 lanes), and words (split32's
+  // 22 extra bits make four words a value at most).
+  const std::size_t segment =
+      kSegmentFixedSize + 5 * C + 4 * T + 4 * T * 32 + 2 * codec::rans_word_bound(values, 22);
+  return kHeaderSize + 2 * std::size_t{layout.layers} * (kSegmentEntrySize + segment);
+}
+
 Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
                     const EncodeOptions& options, std::vector<std::byte>& out) {
   ChunkEncoder encoder;

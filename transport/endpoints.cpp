@@ -31,6 +31,7 @@ Expected<std::vector<std::byte>> receive_address(ControlChannel& c, Clock::time_
 struct StreamServer::Impl {
   ServerOptions options;
   Secret secret;
+  std::shared_ptr<ChunkSource> source;
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread accept_thread;
@@ -64,7 +65,7 @@ struct StreamServer::Impl {
       if (options.rate_bits_per_second > 0) {
         link = std::make_unique<PacedLink>(std::move(link), options.rate_bits_per_second);
       }
-      return serve_session(*channel, *link, options.dir, options.idle);
+      return serve_session(*channel, *link, *source, options.idle);
     }();
     log(s.is_ok() ? fmt::format("{}: session ended", peer)
                   : fmt::format("{}: session failed: {}", peer, s.to_string()));
@@ -104,6 +105,7 @@ Expected<std::unique_ptr<StreamServer>> StreamServer::start(ServerOptions option
   Impl& m = *server->impl_;
   m.options = std::move(options);
   m.secret = std::move(secret);
+  m.source = m.options.source ? m.options.source : std::make_shared<ArchiveSource>(m.options.dir);
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(m.options.host, ec);
   if (ec) {

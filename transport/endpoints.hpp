@@ -17,7 +17,8 @@
 namespace kvstream::transport {
 
 struct ServerOptions {
-  std::filesystem::path dir;  // the context archives (<id>.kva)
+  std::filesystem::path dir;            // the context archives (<id>.kva), unless `source`
+  std::shared_ptr<ChunkSource> source;  // push mode, or any other source of streams
   std::string host = "0.0.0.0";
   std::uint16_t port = 0;  // 0: any free port (see StreamServer::port)
   std::chrono::milliseconds handshake{10000};

@@ -50,6 +50,7 @@ constexpr std::uint64_t chunk_tag(std::uint32_t stream, std::uint32_t chunk, std
 std::vector<std::byte> encode_stream_info(const StreamInfo& s) {
   std::vector<std::byte> out;
   put(out, s.stream);
+  put(out, s.exact_sizes ? 0u : 1u);  // flags: bit 0, sizes are bounds
   put(out, s.layout.layers);
   put(out, s.layout.kv_heads);
   put(out, s.layout.head_dim);
@@ -68,13 +69,15 @@ std::vector<std::byte> encode_stream_info(const StreamInfo& s) {
 Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
   Reader r{payload};
   StreamInfo s;
-  std::uint32_t dtype = 0;
-  if (!r.get(s.stream) || !r.get(s.layout.layers) || !r.get(s.layout.kv_heads) ||
+  std::uint32_t dtype = 0, flags = 0;
+  if (!r.get(s.stream) || !r.get(flags) || !r.get(s.layout.layers) || !r.get(s.layout.kv_heads) ||
       !r.get(s.layout.head_dim) || !r.get(dtype) || !r.get(s.layout.tokens) ||
       !r.get(s.chunk_tokens) || !r.get(s.chunk_count) || !r.get(s.levels)) {
     return bad("stream_info: truncated");
   }
   if (dtype > 2) return bad(fmt::format("stream_info: dtype {}", dtype));
+  if (flags > 1) return bad(fmt::format("stream_info: flags {:x}", flags));
+  s.exact_sizes = flags == 0;
   s.layout.dtype = static_cast<DType>(dtype);
   KVS_RETURN_IF_ERROR(s.layout.validate().with_context("stream_info"));
   if (s.chunk_tokens == 0 || s.levels == 0 || s.levels > 16 ||
@@ -88,11 +91,9 @@ Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
     return bad(fmt::format("stream_info: {} bytes where its counts need {}", payload.size(), want));
   }
   s.sizes.resize(std::size_t{s.chunk_count} * s.levels);
-  // A chunk holds its tokens' values in at most a few bytes each plus side information; a size
-  // far beyond that is a lie that would only make the receiver allocate.
-  KvLayout chunk_layout = s.layout;
-  chunk_layout.tokens = s.chunk_tokens;
-  const std::uint64_t limit = 4 * std::uint64_t{chunk_layout.total_bytes()} + (1u << 20);
+  // No encoder writes more than chunk_size_bound: a larger size is a lie that would only make
+  // the receiver allocate.
+  const std::uint64_t limit = chunk_size_bound(s.layout, s.chunk_tokens);
   for (auto& v : s.sizes) {
     r.get(v);
     if (v == 0 || v > limit) {
@@ -118,9 +119,9 @@ Status check_context_id(std::string_view id) {
                             id.substr(0, 64)));
 }
 
-Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
+Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
                      std::chrono::milliseconds idle) {
-  std::vector<ArchiveReader> streams;  // stream id = index
+  std::vector<std::unique_ptr<SourceStream>> streams;  // stream id = index
   std::vector<std::byte> chunk;
   for (;;) {
     auto f = control.receive(Clock::now() + idle);
@@ -139,27 +140,13 @@ Status serve_session(ControlChannel& control, DataLink& data, const std::filesys
         if (streams.size() >= kMaxStreams) {
           return refuse(bad(fmt::format("more than {} streams in one session", kMaxStreams)));
         }
-        auto opened = ArchiveReader::open((dir / (id + ".kva")).string());
-        if (!opened) {
-          return refuse(opened.error().code() == Errc::not_found
-                            ? Status(Errc::not_found, fmt::format("no context '{}'", id))
-                            : opened.error());
-        }
+        auto opened = source.open(id);
+        if (!opened) return refuse(opened.error());
         streams.push_back(std::move(*opened));
-        const ArchiveReader& archive = streams.back();
-        const ArchiveInfo& a = archive.info();
-        StreamInfo s{static_cast<std::uint32_t>(streams.size() - 1),
-                     a.layout,
-                     a.chunk_tokens,
-                     a.chunk_count,
-                     a.levels,
-                     {},
-                     archive.tokens()};
-        for (std::uint32_t c = 0; c < a.chunk_count; ++c)
-          for (std::uint32_t l = 0; l < a.levels; ++l)
-            s.sizes.push_back(archive.chunk_size(c, l));
+        StreamInfo info = streams.back()->info();
+        info.stream = static_cast<std::uint32_t>(streams.size() - 1);
         KVS_RETURN_IF_ERROR(
-            control.send(FrameType::stream_info, encode_stream_info(s), Clock::now() + idle));
+            control.send(FrameType::stream_info, encode_stream_info(info), Clock::now() + idle));
         break;
       }
       case FrameType::chunk_request: {
@@ -173,13 +160,12 @@ Status serve_session(ControlChannel& control, DataLink& data, const std::filesys
         if (stream >= streams.size()) {
           return refuse(bad(fmt::format("chunk_request for stream {}, which is not open", stream)));
         }
-        const ArchiveReader& archive = streams[stream];
-        if (index >= archive.info().chunk_count || level >= archive.info().levels) {
-          return refuse(
-              bad(fmt::format("chunk {} at level {}: the stream has {} chunks, {} levels", index,
-                              level, archive.info().chunk_count, archive.info().levels)));
+        const StreamInfo& info = streams[stream]->info();
+        if (index >= info.chunk_count || level >= info.levels) {
+          return refuse(bad(fmt::format("chunk {} at level {}: the stream has {} chunks, {} levels",
+                                        index, level, info.chunk_count, info.levels)));
         }
-        if (Status s = archive.read_chunk(index, level, chunk); !s.is_ok()) return refuse(s);
+        if (Status s = streams[stream]->read(index, level, chunk); !s.is_ok()) return refuse(s);
         KVS_RETURN_IF_ERROR(data.send(tag, chunk, Clock::now() + idle));
         break;
       }
@@ -187,6 +173,12 @@ Status serve_session(ControlChannel& control, DataLink& data, const std::filesys
         return refuse(bad(fmt::format("unexpected {} frame", frame_type_name(f->type))));
     }
   }
+}
+
+Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
+                     std::chrono::milliseconds idle) {
+  ArchiveSource source(dir);
+  return serve_session(control, data, source, idle);
 }
 
 Expected<StreamInfo> StreamReceiver::open(const std::string& context, Clock::time_point deadline) {
@@ -253,9 +245,10 @@ Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const Fe
     if (it == inflight.end()) return bad(fmt::format("a chunk for tag {:x} nobody asked", c.tag));
     const auto [chunk, slot] = it->second;
     inflight.erase(it);
-    if (c.length != info.size(chunk, o.level)) {
-      return bad(fmt::format("chunk {} has {} bytes; the stream said {}", chunk, c.length,
-                             info.size(chunk, o.level)));
+    if (info.exact_sizes ? c.length != info.size(chunk, o.level)
+                         : c.length > info.size(chunk, o.level)) {
+      return bad(fmt::format("chunk {} has {} bytes; the stream said {}{}", chunk, c.length,
+                             info.exact_sizes ? "" : "at most ", info.size(chunk, o.level)));
     }
     const Status decoded = decoder.decode(std::span(slots[slot]).first(c.length), dst, o.profile);
     if (!decoded.is_ok()) {

@@ -24,6 +24,7 @@
 #include "data_link.hpp"
 #include "kvstream/archive.hpp"
 #include "kvstream/kv_cache.hpp"
+#include "source.hpp"
 
 namespace kvstream::transport {
 
@@ -31,7 +32,9 @@ inline constexpr std::uint32_t kMaxStreams = 64;
 
 struct StreamInfo {
   std::uint32_t stream = 0;  // the session's id for it
-  KvLayout layout;           // tokens: the context's length
+  // Store mode knows every chunk's size; push mode encodes on request and sends upper bounds.
+  bool exact_sizes = true;
+  KvLayout layout;  // tokens: the context's length
   std::uint32_t chunk_tokens = 0, chunk_count = 0, levels = 0;
   std::vector<std::uint32_t> sizes;  // chunk-major: sizes[chunk * levels + level]
   std::vector<std::int32_t> tokens;
@@ -48,9 +51,12 @@ Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload);
 // name a file outside the served folder.
 Status check_context_id(std::string_view id);
 
-// Serves one authenticated receiver from the archives in `dir` until it closes, breaks the
-// protocol, goes silent for `idle`, or its data link fails. A bad request gets an error frame
-// naming it and ends this session only.
+// Serves one authenticated receiver from `source` until it closes, breaks the protocol, goes
+// silent for `idle`, or its data link fails. A bad request gets an error frame naming it and
+// ends this session only.
+Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
+                     std::chrono::milliseconds idle);
+// The same from the archives in `dir` (store mode).
 Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
                      std::chrono::milliseconds idle);
 

@@ -126,6 +126,10 @@ struct EncodeOptions {
 Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
                     const EncodeOptions& options, std::vector<std::byte>& out);
 
+// The most bytes encode_chunk can write for `token_count` tokens of `layout`, whatever the level
+// and options: what a receiver must be ready to take before it knows a chunk's size.
+std::size_t chunk_size_bound(const KvLayout& layout, std::uint32_t token_count);
+
 // Encodes chunks with reusable scratch memory (see ChunkDecoder). Not thread-safe.
 class ChunkEncoder {
  public:

@@ -100,6 +100,38 @@ TEST(Codec, LevelZeroIsBitExactForEveryDtypeAndLayout) {
   }
 }
 
+// Incompressible input is the worst case: uniformly random bit patterns at level 0 (every
+// exponent, NaNs included) and at the finest lossy level, with one lane per substream and the
+// smallest substreams.
+TEST(Codec, ChunksNeverExceedTheirSizeBound) {
+  for (DType dt : {DType::f16, DType::bf16, DType::f32}) {
+    const KvLayout l{2, 1, 4, dt, 9};
+    auto src = KvBuffer::create(l);
+    ASSERT_TRUE(src);
+    std::uint64_t x = 88172645463325252ull;
+    for (std::byte& b : src->bytes()) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      b = static_cast<std::byte>(x);
+    }
+    std::vector<std::byte> chunk;
+    for (std::uint32_t lanes : {1u, 32u}) {
+      EncodeOptions o;
+      o.lanes = lanes;
+      o.substream_values = 1;
+      o.lane_values = 1;
+      ASSERT_TRUE(encode_chunk(src->view(), 0, 9, o, chunk).is_ok());
+      EXPECT_LE(chunk.size(), chunk_size_bound(l, 9)) << dtype_name(dt) << " lanes " << lanes;
+    }
+    testing_data::fill_synthetic(src->view(), 3, false);
+    for (std::uint8_t level = 1; level <= 5; ++level) {
+      EncodeOptions o;
+      o.level = level;
+      ASSERT_TRUE(encode_chunk(src->view(), 0, 9, o, chunk).is_ok());
+      EXPECT_LE(chunk.size(), chunk_size_bound(l, 9)) << int{level};
+    }
+  }
+}
+
 TEST(Codec, LossyErrorIsWithinHalfAStep) {
   // Into an f32 destination, the error of each value is at most half its channel's step, and
   // the step is at most the level's relative step times the channel's spread.

@@ -237,9 +237,59 @@ TEST(Session, BadRequestsEndTheSessionWithAnErrorNamingThem) {
   }
 }
 
+TEST(Session, PushModeEncodesEachChunkAtTheLevelAsked) {
+  const KvLayout l{2, 2, 16, DType::f16, 100};
+  auto kv = KvBuffer::create(l).value();
+  testing_data::fill_synthetic(kv.view(), 8, false);
+  PushSource source;
+  PushSource::Context c;
+  c.kv = kv.view();
+  c.tokens.assign(100, 3);
+  c.chunk_tokens = 32;
+  c.lanes = 32;
+  c.lane_values = 128;
+  ASSERT_TRUE(source.add("live", c).is_ok());
+  c.tokens.pop_back();
+  EXPECT_EQ(source.add("short", c).code(), Errc::invalid_argument);
+
+  auto [a, b] = testing::control_pair();
+  auto [x, y] = FakeDataLink::pair();
+  auto served = std::async(std::launch::async, [&, &sender_control = a, &sender_link = x] {
+    return serve_session(*sender_control, *sender_link, source, 5000ms);
+  });
+  StreamReceiver receiver(*b, *y);
+  auto info = receiver.open("live", Clock::now() + 5s);
+  ASSERT_TRUE(info.has_value()) << info.error().to_string();
+  EXPECT_FALSE(info->exact_sizes);
+  EXPECT_EQ(info->chunk_count, 4u);
+  EXPECT_EQ(info->levels, 6u);
+  for (std::uint32_t level = 0; level < info->levels; ++level) {
+    auto got = KvBuffer::create(l).value();
+    StreamReceiver::FetchOptions o;
+    o.level = level;
+    ASSERT_TRUE(receiver.fetch(*info, got.view(), o, nullptr).is_ok()) << level;
+    // What encoding each chunk here with the same options gives.
+    auto want = KvBuffer::create(l).value();
+    std::vector<std::byte> chunk;
+    for (std::uint32_t begin = 0; begin < 100; begin += 32) {
+      EncodeOptions e;
+      e.level = static_cast<std::uint8_t>(level);
+      e.lanes = 32;
+      e.lane_values = 128;
+      ASSERT_TRUE(encode_chunk(kv.view(), begin, std::min(32u, 100 - begin), e, chunk).is_ok());
+      EXPECT_LE(chunk.size(), info->size(begin / 32, level));
+      ASSERT_TRUE(decode_chunk(chunk, want.view()).is_ok());
+    }
+    EXPECT_TRUE(same_tokens(got, want, 0, 100)) << level;
+  }
+  receiver.close(Clock::now() + 5s);
+  EXPECT_TRUE(served.get().is_ok());
+}
+
 TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
   StreamInfo s;
   s.stream = 3;
+  s.exact_sizes = false;
   s.layout = {2, 2, 16, DType::bf16, 70};
   s.chunk_tokens = 32;
   s.chunk_count = 3;
@@ -251,10 +301,11 @@ TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
   ASSERT_TRUE(back.has_value()) << back.error().to_string();
   EXPECT_EQ(back->sizes, s.sizes);
   EXPECT_EQ(back->stream, 3u);
+  EXPECT_FALSE(back->exact_sizes);
   EXPECT_EQ(back->size(2, 1), 60u);
   bytes.pop_back();
   EXPECT_EQ(decode_stream_info(bytes).error().code(), Errc::protocol_error);
-  s.sizes[4] = 1u << 30;  // far more than 32 tokens of this shape can take
+  s.sizes[4] = static_cast<std::uint32_t>(chunk_size_bound(s.layout, 32) + 1);  // more than any
   EXPECT_NE(decode_stream_info(encode_stream_info(s)).error().message().find("a chunk of"),
             std::string::npos);
   s.sizes[4] = 50;
