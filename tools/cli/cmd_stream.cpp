@@ -14,6 +14,16 @@ namespace kvstream::cli {
 using namespace kvstream::transport;
 using namespace std::chrono_literals;
 
+namespace {
+
+// A bad option value found after parsing: one line, exit 2, as the parser's own errors.
+int usage_error(std::string_view command, const Status& s) {
+  fmt::print(stderr, "{}: error: {}\n", command, s.message());
+  return kExitUsage;
+}
+
+}  // namespace
+
 int run_serve(std::span<const std::string_view> args) {
   std::string dir, listen = "0.0.0.0:13338", secret_file, rate;
   std::int64_t idle_s = 60;
@@ -28,14 +38,11 @@ int run_serve(std::span<const std::string_view> args) {
       .option("--rate", "RATE", "pace each session's chunks, e.g. 2gbit or 500mbit", &rate);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(listen);
-  if (!where) return report_failure(p.command(), where.error());
+  if (!where) return usage_error(p.command(), where.error());
   double bits_per_second = 0;
   if (!rate.empty()) {
     auto r = parse_rate(rate);
-    if (!r) {
-      fmt::print(stderr, "{}: error: {}\n", p.command(), r.error().message());
-      return kExitUsage;
-    }
+    if (!r) return usage_error(p.command(), r.error());
     bits_per_second = *r;
   }
   auto secret = load_secret(secret_file);
@@ -82,7 +89,7 @@ int run_fetch(std::span<const std::string_view> args) {
       .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
-  if (!where) return report_failure(p.command(), where.error());
+  if (!where) return usage_error(p.command(), where.error());
   auto secret = load_secret(secret_file);
   if (!secret) return report_failure(p.command(), secret.error());
   const auto start = Clock::now();

@@ -163,6 +163,9 @@ TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
   expect_one_line_error(run("perf 127.0.0.1 -t am_lat"), 2, "this build runs tag_bw");
   expect_one_line_error(run("perf 127.0.0.1 -m cuda"), 2, "host memory only");
   expect_one_line_error(run("perf 127.0.0.1 -s x"), 2, "-s 'x'");
+  expect_one_line_error(run("fetch --server nowhere --context c --out x"), 2,
+                        "'nowhere': expected HOST:PORT");
+  expect_one_line_error(run("serve --dir . --rate 2gbps"), 2, "rate '2gbps'");
   ::unsetenv("KVSTREAM_SECRET");
   expect_one_line_error(run("perf 127.0.0.1"), 1, "KVSTREAM_SECRET is not set");
 }
