@@ -28,6 +28,17 @@ Expected<std::vector<std::byte>> receive_address(ControlChannel& c, Clock::time_
 
 }  // namespace
 
+Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,
+                                                    const std::shared_ptr<UcxWorker>& worker,
+                                                    bool sends_first, Clock::time_point deadline) {
+  KVS_ASSIGN_OR_RETURN(const auto own, worker->address());
+  std::vector<std::byte> peer;
+  if (sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, own, deadline));
+  KVS_ASSIGN_OR_RETURN(peer, receive_address(channel, deadline));
+  if (!sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, own, deadline));
+  return UcxEndpoint::connect(worker, peer);
+}
+
 struct StreamServer::Impl {
   ServerOptions options;
   Secret secret;
@@ -55,12 +66,9 @@ struct StreamServer::Impl {
       return;
     }
     const Status s = [&]() -> Status {
-      const auto deadline = Clock::now() + options.handshake;
-      KVS_ASSIGN_OR_RETURN(const auto address, receive_address(*channel, deadline));
       KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
-      KVS_ASSIGN_OR_RETURN(const auto own, ucx.worker->address());
-      KVS_RETURN_IF_ERROR(channel->send(FrameType::worker_address, own, deadline));
-      KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(ucx.worker, address));
+      KVS_ASSIGN_OR_RETURN(
+          auto ep, pair_workers(*channel, ucx.worker, false, Clock::now() + options.handshake));
       std::unique_ptr<DataLink> link = std::make_unique<UcxDataLink>(std::move(ep));
       if (options.rate_bits_per_second > 0) {
         link = std::make_unique<PacedLink>(std::move(link), options.rate_bits_per_second);
@@ -157,10 +165,7 @@ Expected<std::unique_ptr<StreamConnection>> connect_stream(const std::string& ho
   KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
   c->context = ucx.context;
   c->worker = ucx.worker;
-  KVS_ASSIGN_OR_RETURN(const auto own, c->worker->address());
-  KVS_RETURN_IF_ERROR(c->control->send(FrameType::worker_address, own, deadline));
-  KVS_ASSIGN_OR_RETURN(const auto address, receive_address(*c->control, deadline));
-  KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(c->worker, address));
+  KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(*c->control, c->worker, true, deadline));
   c->data = std::make_unique<UcxDataLink>(std::move(ep));
   return c;
 }

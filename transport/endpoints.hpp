@@ -58,6 +58,14 @@ Expected<std::unique_ptr<StreamConnection>> connect_stream(const std::string& ho
                                                            std::uint16_t port, const Secret& secret,
                                                            Clock::time_point deadline);
 
+// Pairs two UCX workers over an authenticated control channel: each side sends its worker's
+// address in a worker_address frame and connects an endpoint to the other's. The side with
+// `sends_first` sends before it receives (the client), the other receives first. An error frame
+// from the peer becomes its status; any other frame is a protocol error.
+Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,
+                                                    const std::shared_ptr<UcxWorker>& worker,
+                                                    bool sends_first, Clock::time_point deadline);
+
 // "host:port" (or "[v6]:port") split; errors name the text.
 Expected<std::pair<std::string, std::uint16_t>> parse_host_port(std::string_view text);
 

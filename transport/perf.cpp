@@ -5,7 +5,10 @@
 
 #include <algorithm>
 #include <deque>
+#include <span>
 #include <vector>
+
+#include "byte_io.hpp"
 
 namespace kvstream::transport {
 
@@ -41,6 +44,32 @@ Status validate(const PerfParams& p) {
     return Status(Errc::invalid_argument, "size, iterations and window must be at least 1");
   }
   return Status::ok();
+}
+
+std::vector<std::byte> encode_perf_request(const PerfParams& p) {
+  std::vector<std::byte> out;
+  codec::ByteWriter w(out);
+  w.put(static_cast<std::uint8_t>(p.test.size()));
+  w.put_bytes(std::as_bytes(std::span(p.test)));
+  w.put(p.size);
+  w.put(p.iterations);
+  w.put(p.warmup);
+  w.put(p.window);
+  return out;
+}
+
+Expected<PerfParams> decode_perf_request(std::span<const std::byte> payload) {
+  codec::ByteReader r(payload);
+  PerfParams p;
+  std::uint8_t length = 0;
+  std::span<const std::byte> name;
+  if (!r.get(length) || !r.get_bytes(length, name) || !r.get(p.size) || !r.get(p.iterations) ||
+      !r.get(p.warmup) || !r.get(p.window) || r.remaining() != 0) {
+    return Status(Errc::protocol_error, "malformed perf_request frame");
+  }
+  p.test.assign(reinterpret_cast<const char*>(name.data()), name.size());
+  KVS_RETURN_IF_ERROR(validate(p));
+  return p;
 }
 
 Expected<PerfResult> run_tag_bw_sender(UcxEndpoint& ep, const PerfParams& p,

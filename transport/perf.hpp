@@ -5,7 +5,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "ucx.hpp"
 
@@ -21,6 +23,11 @@ struct PerfParams {
 
 // Checks a test name and the numbers (size >= 1, iterations >= 1, window >= 1).
 Status validate(const PerfParams& p);
+
+// A perf_request frame's payload: the test name (u8 length, then its bytes), size, iterations,
+// warmup (u64 each) and window (u32). Decoding checks the lengths and validate().
+std::vector<std::byte> encode_perf_request(const PerfParams& p);
+Expected<PerfParams> decode_perf_request(std::span<const std::byte> payload);
 
 struct PerfResult {
   std::uint64_t iterations = 0;

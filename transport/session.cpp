@@ -9,31 +9,12 @@
 #include <cstring>
 #include <map>
 
+#include "byte_io.hpp"
 #include "kvstream/codec.hpp"
 
 namespace kvstream::transport {
 
 namespace {
-
-template <typename T>
-void put(std::vector<std::byte>& out, T v) {
-  const std::size_t at = out.size();
-  out.resize(at + sizeof(T));
-  std::memcpy(out.data() + at, &v, sizeof(T));
-}
-
-// Bounds-checked little-endian reads of a payload.
-struct Reader {
-  std::span<const std::byte> b;
-  std::size_t at = 0;
-  template <typename T>
-  bool get(T& v) {
-    if (b.size() - at < sizeof(T)) return false;
-    std::memcpy(&v, b.data() + at, sizeof(T));
-    at += sizeof(T);
-    return true;
-  }
-};
 
 Status bad(std::string what) {
   return Status(Errc::protocol_error, std::move(what));
@@ -49,25 +30,26 @@ constexpr std::uint64_t chunk_tag(std::uint32_t stream, std::uint32_t chunk, std
 
 std::vector<std::byte> encode_stream_info(const StreamInfo& s) {
   std::vector<std::byte> out;
-  put(out, s.stream);
-  put(out, s.exact_sizes ? 0u : 1u);  // flags: bit 0, sizes are bounds
-  put(out, s.layout.layers);
-  put(out, s.layout.kv_heads);
-  put(out, s.layout.head_dim);
-  put(out, static_cast<std::uint32_t>(s.layout.dtype));
-  put(out, s.layout.tokens);
-  put(out, s.chunk_tokens);
-  put(out, s.chunk_count);
-  put(out, s.levels);
+  codec::ByteWriter w(out);
+  w.put(s.stream);
+  w.put(s.exact_sizes ? 0u : 1u);  // flags: bit 0, sizes are bounds
+  w.put(s.layout.layers);
+  w.put(s.layout.kv_heads);
+  w.put(s.layout.head_dim);
+  w.put(static_cast<std::uint32_t>(s.layout.dtype));
+  w.put(s.layout.tokens);
+  w.put(s.chunk_tokens);
+  w.put(s.chunk_count);
+  w.put(s.levels);
   for (std::uint32_t v : s.sizes)
-    put(out, v);
+    w.put(v);
   for (std::int32_t t : s.tokens)
-    put(out, t);
+    w.put(t);
   return out;
 }
 
 Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
-  Reader r{payload};
+  codec::ByteReader r(payload);
   StreamInfo s;
   std::uint32_t dtype = 0, flags = 0;
   if (!r.get(s.stream) || !r.get(flags) || !r.get(s.layout.layers) || !r.get(s.layout.kv_heads) ||
@@ -86,7 +68,7 @@ Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
                            s.chunk_count, s.chunk_tokens, s.levels, s.layout.tokens));
   }
   const std::size_t want =
-      r.at + std::size_t{s.chunk_count} * s.levels * 4 + std::size_t{s.layout.tokens} * 4;
+      r.position() + std::size_t{s.chunk_count} * s.levels * 4 + std::size_t{s.layout.tokens} * 4;
   if (payload.size() != want) {
     return bad(fmt::format("stream_info: {} bytes where its counts need {}", payload.size(), want));
   }
@@ -150,11 +132,10 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
         break;
       }
       case FrameType::chunk_request: {
-        Reader r{f->payload};
+        codec::ByteReader r(f->payload);
         std::uint32_t stream = 0, index = 0, level = 0;
         std::uint64_t tag = 0;
-        if (!r.get(stream) || !r.get(index) || !r.get(level) || !r.get(tag) ||
-            r.at != f->payload.size()) {
+        if (!r.get(stream) || !r.get(index) || !r.get(level) || !r.get(tag) || r.remaining() != 0) {
           return refuse(bad("malformed chunk_request"));
         }
         if (stream >= streams.size()) {
@@ -232,10 +213,11 @@ Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const Fe
       KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots[slot]));
       inflight[tag] = {next, slot};
       std::vector<std::byte> request;
-      put(request, info.stream);
-      put(request, next);
-      put(request, o.level);
-      put(request, tag);
+      codec::ByteWriter w(request);
+      w.put(info.stream);
+      w.put(next);
+      w.put(o.level);
+      w.put(tag);
       KVS_RETURN_IF_ERROR(
           control_.send(FrameType::chunk_request, request, Clock::now() + o.chunk_timeout));
       ++next;

@@ -10,6 +10,7 @@
 
 #include "cli/common.hpp"
 #include "control.hpp"
+#include "endpoints.hpp"
 #include "perf.hpp"
 
 namespace kvstream::cli {
@@ -110,34 +111,6 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
   return o;
 }
 
-// The parameters as a perf_request payload: test name length-prefixed, then the numbers.
-std::vector<std::byte> encode(const PerfParams& p) {
-  std::vector<std::byte> out(1 + p.test.size() + 28);
-  out[0] = static_cast<std::byte>(p.test.size());
-  std::memcpy(out.data() + 1, p.test.data(), p.test.size());
-  std::byte* q = out.data() + 1 + p.test.size();
-  std::memcpy(q, &p.size, 8);
-  std::memcpy(q + 8, &p.iterations, 8);
-  std::memcpy(q + 16, &p.warmup, 8);
-  std::memcpy(q + 24, &p.window, 4);
-  return out;
-}
-
-Expected<PerfParams> decode(std::span<const std::byte> b) {
-  const auto bad = Status(Errc::protocol_error, "malformed perf_request frame");
-  if (b.empty() || b.size() != 1 + static_cast<std::size_t>(b[0]) + 28) return bad;
-  PerfParams p;
-  const std::size_t n = static_cast<std::size_t>(b[0]);
-  p.test.assign(reinterpret_cast<const char*>(b.data()) + 1, n);
-  const std::byte* q = b.data() + 1 + n;
-  std::memcpy(&p.size, q, 8);
-  std::memcpy(&p.iterations, q + 8, 8);
-  std::memcpy(&p.warmup, q + 16, 8);
-  std::memcpy(&p.window, q + 24, 4);
-  KVS_RETURN_IF_ERROR(validate(p));
-  return p;
-}
-
 Status serve(const Options& o, const Secret& secret) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
   asio::io_context io;
@@ -157,16 +130,13 @@ Status serve(const Options& o, const Secret& secret) {
     channel.fail(s);
     return s;
   }
-  auto params = decode(request.payload);
+  auto params = decode_perf_request(request.payload);
   if (!params) {
     channel.fail(params.error());
     return params.error();
   }
-  KVS_ASSIGN_OR_RETURN(const Frame peer, channel.receive(deadline));
   KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
-  KVS_ASSIGN_OR_RETURN(const auto address, ucx.worker->address());
-  KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, address, deadline));
-  KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(ucx.worker, peer.payload));
+  KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(channel, ucx.worker, false, deadline));
   return run_tag_bw_receiver(*ep, *params, deadline);
 }
 
@@ -175,12 +145,9 @@ Status client(const Options& o, const Secret& secret) {
   KVS_ASSIGN_OR_RETURN(auto channel, ControlChannel::connect(o.host, o.port, Clock::now() + 10s));
   KVS_RETURN_IF_ERROR(authenticate_to_server(*channel, secret, Clock::now() + 10s));
   KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
-  KVS_ASSIGN_OR_RETURN(const auto address, ucx.worker->address());
-  KVS_RETURN_IF_ERROR(channel->send(FrameType::perf_request, encode(o.params), deadline));
-  KVS_RETURN_IF_ERROR(channel->send(FrameType::worker_address, address, deadline));
-  KVS_ASSIGN_OR_RETURN(const Frame peer, channel->receive(deadline));
-  if (peer.type == FrameType::error) return status_from_error_payload(peer.payload);
-  KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(ucx.worker, peer.payload));
+  KVS_RETURN_IF_ERROR(
+      channel->send(FrameType::perf_request, encode_perf_request(o.params), deadline));
+  KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(*channel, ucx.worker, true, deadline));
   KVS_ASSIGN_OR_RETURN(PerfResult r, run_tag_bw_sender(*ep, o.params, deadline));
   if (o.gigabytes) r.bandwidth_mib_s *= double(1 << 20) / 1e9;
   if (o.csv) {

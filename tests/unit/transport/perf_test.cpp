@@ -61,6 +61,29 @@ TEST(Perf, UnknownTestsAndZeroSizesAreRefused) {
   EXPECT_EQ(validate(p).code(), Errc::invalid_argument);
 }
 
+TEST(Perf, RequestsRoundTripAndMalformedOnesAreRefused) {
+  PerfParams p;
+  p.size = 1 << 20;
+  p.iterations = 77;
+  p.warmup = 5;
+  p.window = 3;
+  auto bytes = encode_perf_request(p);
+  const auto back = decode_perf_request(bytes);
+  ASSERT_TRUE(back.has_value()) << back.error().to_string();
+  EXPECT_EQ(back->test, "tag_bw");
+  EXPECT_EQ(back->size, p.size);
+  EXPECT_EQ(back->iterations, 77u);
+  EXPECT_EQ(back->warmup, 5u);
+  EXPECT_EQ(back->window, 3u);
+  bytes.pop_back();
+  EXPECT_EQ(decode_perf_request(bytes).error().code(), Errc::protocol_error);
+  bytes = encode_perf_request(p);
+  bytes.push_back(std::byte{0});
+  EXPECT_EQ(decode_perf_request(bytes).error().code(), Errc::protocol_error);
+  p.window = 0;
+  EXPECT_EQ(decode_perf_request(encode_perf_request(p)).error().code(), Errc::invalid_argument);
+}
+
 TEST(Perf, TableRowsHaveUcxPerftestsColumns) {
   PerfResult r;
   r.iterations = 2000;

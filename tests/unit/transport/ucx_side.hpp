@@ -4,23 +4,18 @@
 
 #include <gtest/gtest.h>
 
-#include <memory>
+#include <utility>
 
 #include "ucx.hpp"
 
 namespace kvstream::transport::testing {
 
-struct Side {
-  std::shared_ptr<UcxContext> context;
-  std::shared_ptr<UcxWorker> worker;
-};
+using Side = UcxThread;
 
 inline Side make_side() {
-  auto c = UcxContext::create();
-  EXPECT_TRUE(c.has_value()) << c.error().to_string();
-  auto w = UcxWorker::create(*c);
-  EXPECT_TRUE(w.has_value()) << w.error().to_string();
-  return {*c, *w};
+  auto side = open_ucx_thread();
+  EXPECT_TRUE(side.has_value()) << side.error().to_string();
+  return std::move(*side);
 }
 
 }  // namespace kvstream::transport::testing
