@@ -2,11 +2,14 @@
 #include "control.hpp"
 
 #include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
+#include <cerrno>
 #include <cstring>
 
 namespace kvstream::transport {
@@ -41,6 +44,27 @@ ControlChannel::ControlChannel(std::unique_ptr<asio::io_context> io, tcp::socket
       peer_(endpoint_name(socket_)) {
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);  // small frames, request/response
+  const auto local = socket_.local_endpoint(ec);
+  const auto remote = socket_.remote_endpoint(ec);
+  same_host_ = !ec && (remote.address().is_loopback() || remote.address() == local.address());
+}
+
+bool ControlChannel::readable() {
+  if (!socket_.is_open()) return true;
+  pollfd p{socket_.native_handle(), POLLIN, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
+Status ControlChannel::check_open() {
+  if (!socket_.is_open())
+    return Status(Errc::disconnected, fmt::format("{}: connection closed", peer_));
+  if (!readable()) return Status::ok();
+  char byte = 0;
+  const ssize_t n = ::recv(socket_.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n > 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))) {
+    return Status::ok();
+  }
+  return Status(Errc::disconnected, fmt::format("{}: peer closed the connection", peer_));
 }
 
 ControlChannel::~ControlChannel() {

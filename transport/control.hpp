@@ -44,6 +44,16 @@ class ControlChannel {
   void close() noexcept;
 
   std::string peer() const { return peer_; }
+  // Whether the peer runs on this host: it connected over loopback, or from this side's own
+  // address. Both ends of a connection agree on it.
+  bool same_host() const noexcept { return same_host_; }
+
+  // Without blocking: whether the peer is still there. Errc::disconnected once it has closed or
+  // reset the connection and everything it sent before has been read; frames waiting to be read
+  // count as alive (see readable()).
+  Status check_open();
+  // Without blocking: whether bytes of a frame (or the peer's close) wait to be read.
+  bool readable();
   // The largest payload receive() accepts: small until a peer has authenticated, so that an
   // unknown client cannot make the server allocate much.
   void set_max_payload(std::uint32_t bytes) noexcept { max_payload_ = bytes; }
@@ -57,6 +67,7 @@ class ControlChannel {
   boost::asio::ip::tcp::socket socket_;
   std::uint32_t max_payload_;
   std::string peer_;
+  bool same_host_ = false;
 };
 
 // The largest frame a peer may send before it has authenticated (the handshake's are 64 bytes).

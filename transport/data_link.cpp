@@ -14,19 +14,32 @@ namespace kvstream::transport {
 
 // ---- UCX ----
 
-UcxDataLink::UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint) : endpoint_(std::move(endpoint)) {}
+UcxDataLink::UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint, Liveness liveness)
+    : endpoint_(std::move(endpoint)), liveness_(std::move(liveness)) {}
+
+void UcxDataLink::probe(Clock::time_point now) {
+  if (!liveness_ || now < next_probe_ || !endpoint_->failure().is_ok()) return;
+  next_probe_ = now + std::chrono::milliseconds(10);
+  if (Status alive = liveness_(); !alive.is_ok()) endpoint_->abort(std::move(alive));
+}
 
 UcxDataLink::~UcxDataLink() {
   cancel_receives();
 }
 
 void UcxDataLink::cancel_receives() {
-  // Cancelled, then waited for: a cancelled receive still completes (with UCS_ERR_CANCELED)
-  // before UCX lets go of its slot.
   for (Posted& p : posted_) {
-    if (p.request != nullptr) {
-      (void)endpoint_->worker().wait(p.request, Clock::now(), "cancelled receive");
+    if (p.request == nullptr) continue;
+    if (stranded_) {
+      // The worker is not driven any more (see send), so UCX writes into no slot: a receive
+      // that cancelling does not complete at once is left to UCX.
+      ucp_request_cancel(endpoint_->worker().get(), p.request);
+      if (ucp_request_check_status(p.request) != UCS_INPROGRESS) ucp_request_free(p.request);
+      continue;
     }
+    // Cancelled, then waited for: a cancelled receive still completes (with UCS_ERR_CANCELED)
+    // before UCX lets go of its slot.
+    (void)endpoint_->worker().wait(p.request, Clock::now(), "cancelled receive");
   }
   posted_.clear();
 }
@@ -35,13 +48,36 @@ Status UcxDataLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
                          Clock::time_point deadline) {
   if (!endpoint_->failure().is_ok()) return endpoint_->failure();
   ucp_request_param_t p{};
-  const Status s = endpoint_->worker().wait(
-      ucp_tag_send_nbx(endpoint_->get(), bytes.data(), bytes.size(), tag, &p), deadline,
-      "chunk send", UcxWorker::Poll::busy);
-  return endpoint_->failure().is_ok() ? s : endpoint_->failure();
+  const ucs_status_ptr_t r =
+      ucp_tag_send_nbx(endpoint_->get(), bytes.data(), bytes.size(), tag, &p);
+  if (r == nullptr) return Status::ok();
+  if (UCS_PTR_IS_ERR(r)) return ucx_status(UCS_PTR_STATUS(r), "chunk send");
+  // UCX cannot cancel a send: one that outlives its deadline or its peer aborts the endpoint.
+  // In ErrorMode::peer the forced close completes the request. In ErrorMode::none UCX keeps it
+  // (it tracks no sends to take back): the request is left to UCX and the link is stranded, never
+  // driving the worker again, so that nothing in this process reads `bytes` once this returns.
+  UcxWorker& w = endpoint_->worker();
+  ucs_status_t s = UCS_INPROGRESS;
+  while ((s = ucp_request_check_status(r)) == UCS_INPROGRESS) {
+    if (!endpoint_->failure().is_ok()) {
+      stranded_ = true;
+      return endpoint_->failure();
+    }
+    if (w.progress()) continue;
+    const auto now = Clock::now();
+    if (now >= deadline && endpoint_->failure().is_ok()) {
+      endpoint_->abort(Status(Errc::timeout, "chunk send: deadline passed"));
+    }
+    probe(now);
+    std::this_thread::yield();
+  }
+  ucp_request_free(r);
+  if (!endpoint_->failure().is_ok()) return endpoint_->failure();
+  return ucx_status(s, "chunk send");
 }
 
 Status UcxDataLink::post_receive(std::uint64_t tag, std::span<std::byte> slot) {
+  if (stranded_) return endpoint_->failure();
   Posted& p = posted_.emplace_back();
   p.tag = tag;
   p.capacity = slot.size();
@@ -59,6 +95,7 @@ Status UcxDataLink::post_receive(std::uint64_t tag, std::span<std::byte> slot) {
 }
 
 Expected<Completion> UcxDataLink::wait_any(Clock::time_point deadline) {
+  if (stranded_) return endpoint_->failure();
   if (posted_.empty()) return Status(Errc::invalid_argument, "wait_any with no receive posted");
   UcxWorker& w = endpoint_->worker();
   for (;;) {
@@ -81,10 +118,11 @@ Expected<Completion> UcxDataLink::wait_any(Clock::time_point deadline) {
       return c;
     }
     if (!endpoint_->failure().is_ok()) return endpoint_->failure();
-    if (Clock::now() >= deadline) {
-      return Status(Errc::timeout, "chunk receive: deadline passed");
-    }
-    if (!w.progress()) std::this_thread::yield();
+    if (w.progress()) continue;
+    const auto now = Clock::now();
+    if (now >= deadline) return Status(Errc::timeout, "chunk receive: deadline passed");
+    probe(now);
+    std::this_thread::yield();
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -40,10 +41,17 @@ class DataLink {
   virtual void cancel_receives() = 0;
 };
 
-// Tagged messages over a UCX endpoint (error mode PEER). Not thread-safe: the worker's thread.
+// Whether the peer is still there, asked without blocking (e.g. ControlChannel::check_open);
+// not ok ends the wait it was asked in.
+using Liveness = std::function<Status()>;
+
+// Tagged messages over a UCX endpoint. Not thread-safe: the worker's thread. While a send or
+// wait_any waits, `liveness` (if any) is asked every 10 ms: an endpoint in ErrorMode::none
+// learns of a dead peer only that way. A failed probe, or a send past its deadline, aborts the
+// endpoint; the send returns, and its buffer is the caller's again (see send()).
 class UcxDataLink final : public DataLink {
  public:
-  explicit UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint);
+  explicit UcxDataLink(std::unique_ptr<UcxEndpoint> endpoint, Liveness liveness = {});
   ~UcxDataLink() override;
   Status send(std::uint64_t tag, std::span<const std::byte> bytes,
               Clock::time_point deadline) override;
@@ -58,7 +66,12 @@ class UcxDataLink final : public DataLink {
     ucs_status_ptr_t request;  // null once completed in place
     ucp_tag_recv_info_t info;
   };
+  // Asks the probe when it is due; a dead peer aborts the endpoint.
+  void probe(Clock::time_point now);
   std::unique_ptr<UcxEndpoint> endpoint_;
+  Liveness liveness_;
+  Clock::time_point next_probe_{};
+  bool stranded_ = false;  // a send UCX would not give back: the worker is not driven again
   std::deque<Posted> posted_;
 };
 

@@ -5,6 +5,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <charconv>
+#include <cstdlib>
 
 namespace kvstream::transport {
 
@@ -26,7 +27,39 @@ Expected<std::vector<std::byte>> receive_address(ControlChannel& c, Clock::time_
   return std::move(f.payload);
 }
 
+// The sender's probe: a receiver that has gone closes its control connection. Frames it sent
+// meanwhile (its next chunk requests) wait for the session loop.
+Liveness sender_liveness(ControlChannel& c) {
+  return [&c] { return c.check_open(); };
+}
+
+// The receiver's probe: while chunks flow a sender says nothing on the control connection
+// unless it fails, so a pending frame is read at once: an error frame becomes its status.
+Liveness receiver_liveness(ControlChannel& c) {
+  return [&c]() -> Status {
+    if (!c.readable()) return Status::ok();
+    KVS_ASSIGN_OR_RETURN(const Frame f, c.receive(Clock::now() + std::chrono::milliseconds(500)));
+    if (f.type == FrameType::error) return status_from_error_payload(f.payload);
+    const Status s(Errc::protocol_error,
+                   fmt::format("unexpected {} frame while chunks flow", frame_type_name(f.type)));
+    c.fail(s);
+    return s;
+  };
+}
+
 }  // namespace
+
+Expected<ErrorMode> endpoint_error_mode(const ControlChannel& channel) {
+  const char* forced = std::getenv("KVSTREAM_UCX_ERR_MODE");
+  if (forced == nullptr || *forced == '\0') {
+    return channel.same_host() ? ErrorMode::none : ErrorMode::peer;
+  }
+  const std::string_view v(forced);
+  if (v == "peer") return ErrorMode::peer;
+  if (v == "none") return ErrorMode::none;
+  return Status(Errc::invalid_argument,
+                fmt::format("KVSTREAM_UCX_ERR_MODE='{}': expected peer or none", v));
+}
 
 Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,
                                                     const std::shared_ptr<UcxWorker>& worker,
@@ -36,7 +69,8 @@ Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,
   if (sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, own, deadline));
   KVS_ASSIGN_OR_RETURN(peer, receive_address(channel, deadline));
   if (!sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, own, deadline));
-  return UcxEndpoint::connect(worker, peer);
+  KVS_ASSIGN_OR_RETURN(const ErrorMode mode, endpoint_error_mode(channel));
+  return UcxEndpoint::connect(worker, peer, mode);
 }
 
 struct StreamServer::Impl {
@@ -69,7 +103,8 @@ struct StreamServer::Impl {
       KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
       KVS_ASSIGN_OR_RETURN(
           auto ep, pair_workers(*channel, ucx.worker, false, Clock::now() + options.handshake));
-      std::unique_ptr<DataLink> link = std::make_unique<UcxDataLink>(std::move(ep));
+      std::unique_ptr<DataLink> link =
+          std::make_unique<UcxDataLink>(std::move(ep), sender_liveness(*channel));
       if (options.rate_bits_per_second > 0) {
         link = std::make_unique<PacedLink>(std::move(link), options.rate_bits_per_second);
       }
@@ -166,7 +201,7 @@ Expected<std::unique_ptr<StreamConnection>> connect_stream(const std::string& ho
   c->context = ucx.context;
   c->worker = ucx.worker;
   KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(*c->control, c->worker, true, deadline));
-  c->data = std::make_unique<UcxDataLink>(std::move(ep));
+  c->data = std::make_unique<UcxDataLink>(std::move(ep), receiver_liveness(*c->control));
   return c;
 }
 

@@ -44,7 +44,9 @@ class StreamServer {
   std::uint16_t port_ = 0;
 };
 
-// A receiver's connection: control channel and data link to one server, authenticated.
+// A receiver's connection: control channel and data link to one server, authenticated. The data
+// link watches the control connection while it waits: a sender that closes it, or sends an error
+// frame, ends the wait with that status.
 struct StreamConnection {
   std::unique_ptr<ControlChannel> control;
   std::shared_ptr<UcxContext> context;
@@ -58,8 +60,14 @@ Expected<std::unique_ptr<StreamConnection>> connect_stream(const std::string& ho
                                                            std::uint16_t port, const Secret& secret,
                                                            Clock::time_point deadline);
 
+// The error mode for an endpoint to the peer of `channel`: $KVSTREAM_UCX_ERR_MODE (`peer` or
+// `none`) when set, else `none` for a peer on this host, so that UCX may use shared memory, and
+// `peer` across hosts. Both ends decide alike.
+Expected<ErrorMode> endpoint_error_mode(const ControlChannel& channel);
+
 // Pairs two UCX workers over an authenticated control channel: each side sends its worker's
-// address in a worker_address frame and connects an endpoint to the other's. The side with
+// address in a worker_address frame and connects an endpoint to the other's, in
+// endpoint_error_mode(). The side with
 // `sends_first` sends before it receives (the client), the other receives first. An error frame
 // from the peer becomes its status; any other frame is a protocol error.
 Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,

@@ -8,7 +8,8 @@
 //   open_stream   receiver -> sender  the context id (archive file name without ".kva")
 //   stream_info   sender -> receiver  its stream id, layout, chunking, per-(chunk, level)
 //                                     sizes, tokens
-//   chunk_request receiver -> sender  u32 stream, u32 chunk, u32 level, u64 tag
+//   chunk_request receiver -> sender  u32 stream, u32 chunk, u32 level, u64 tag (the data-plane
+//                                     tag to send it under: the receiver numbers its requests)
 // A session may hold up to kMaxStreams streams open at once.
 //   close         receiver -> sender  the end of the session
 #pragma once
@@ -82,11 +83,23 @@ class StreamReceiver {
   Status fetch(const StreamInfo& info, const KvView& dst, const FetchOptions& options,
                const std::function<void(std::uint32_t chunk)>& on_chunk);
 
+  // One chunk to fetch, at one level.
+  struct Want {
+    std::uint32_t chunk = 0, level = 0;
+  };
+  // The general form: fetches `wants` in that order (a chunk may appear more than once, each
+  // time at its own level), options.window in flight at most; options.level and first_chunk
+  // are not used. on_landed(i) says wants[i] is decoded in `dst`. Errors as fetch().
+  Status fetch_chunks(const StreamInfo& info, const KvView& dst, std::span<const Want> wants,
+                      const FetchOptions& options,
+                      const std::function<void(std::size_t want)>& on_landed);
+
   void close(Clock::time_point deadline);
 
  private:
   ControlChannel& control_;
   DataLink& data_;
+  std::uint64_t next_request_ = 0;  // numbers the session's chunk requests (their tags)
 };
 
 }  // namespace kvstream::transport

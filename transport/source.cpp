@@ -26,8 +26,10 @@ class ArchiveStream final : public SourceStream {
         info_.sizes.push_back(reader_.chunk_size(c, l));
   }
   const StreamInfo& info() const override { return info_; }
-  Status read(std::uint32_t chunk, std::uint32_t level, std::vector<std::byte>& out) override {
-    return reader_.read_chunk(chunk, level, out);
+  Expected<std::span<const std::byte>> read(std::uint32_t chunk, std::uint32_t level,
+                                            std::vector<std::byte>& scratch) override {
+    KVS_RETURN_IF_ERROR(reader_.read_chunk(chunk, level, scratch));
+    return std::span<const std::byte>(scratch);
   }
 
  private:
@@ -35,34 +37,47 @@ class ArchiveStream final : public SourceStream {
   StreamInfo info_;
 };
 
+Status encode_context_chunk(ChunkEncoder& encoder, const PushSource::Context& c,
+                            std::uint32_t chunk, std::uint32_t level, std::vector<std::byte>& out) {
+  EncodeOptions o;
+  o.level = static_cast<std::uint8_t>(level);
+  o.profile = c.profile;
+  o.lanes = c.lanes;
+  o.lane_values = c.lane_values;
+  const std::uint32_t begin = chunk * c.chunk_tokens;
+  return encoder.encode(c.kv, begin, std::min(c.chunk_tokens, c.kv.layout().tokens - begin), o,
+                        out);
+}
+
+// What a stream of `c` says before any chunk is encoded: sizes are bounds.
+StreamInfo describe(const PushSource::Context& c) {
+  StreamInfo info;
+  const KvLayout& l = c.kv.layout();
+  info.layout = l;
+  info.chunk_tokens = c.chunk_tokens;
+  info.chunk_count = (l.tokens + c.chunk_tokens - 1) / c.chunk_tokens;
+  info.levels = c.max_level + 1u;
+  info.exact_sizes = false;
+  info.tokens = c.tokens;
+  for (std::uint32_t chunk = 0; chunk < info.chunk_count; ++chunk) {
+    // A chunk's total_size is a u32 (FORMAT.md), so no chunk is larger than that either.
+    const auto bound = static_cast<std::uint32_t>(std::min<std::size_t>(
+        chunk_size_bound(l, std::min(c.chunk_tokens, l.tokens - chunk * c.chunk_tokens)),
+        UINT32_MAX));
+    info.sizes.insert(info.sizes.end(), info.levels, bound);
+  }
+  return info;
+}
+
 class PushStream final : public SourceStream {
  public:
-  explicit PushStream(std::shared_ptr<const PushSource::Context> c) : c_(std::move(c)) {
-    const KvLayout& l = c_->kv.layout();
-    info_.layout = l;
-    info_.chunk_tokens = c_->chunk_tokens;
-    info_.chunk_count = (l.tokens + c_->chunk_tokens - 1) / c_->chunk_tokens;
-    info_.levels = c_->max_level + 1u;
-    info_.exact_sizes = false;  // encoded on request: bounds only
-    info_.tokens = c_->tokens;
-    for (std::uint32_t chunk = 0; chunk < info_.chunk_count; ++chunk) {
-      // A chunk's total_size is a u32 (FORMAT.md), so no chunk is larger than that either.
-      const auto bound = static_cast<std::uint32_t>(std::min<std::size_t>(
-          chunk_size_bound(l, std::min(c_->chunk_tokens, l.tokens - chunk * c_->chunk_tokens)),
-          UINT32_MAX));
-      info_.sizes.insert(info_.sizes.end(), info_.levels, bound);
-    }
-  }
+  explicit PushStream(std::shared_ptr<const PushSource::Context> c)
+      : c_(std::move(c)), info_(describe(*c_)) {}
   const StreamInfo& info() const override { return info_; }
-  Status read(std::uint32_t chunk, std::uint32_t level, std::vector<std::byte>& out) override {
-    EncodeOptions o;
-    o.level = static_cast<std::uint8_t>(level);
-    o.profile = c_->profile;
-    o.lanes = c_->lanes;
-    o.lane_values = c_->lane_values;
-    const std::uint32_t begin = chunk * c_->chunk_tokens;
-    return encoder_.encode(c_->kv, begin,
-                           std::min(c_->chunk_tokens, c_->kv.layout().tokens - begin), o, out);
+  Expected<std::span<const std::byte>> read(std::uint32_t chunk, std::uint32_t level,
+                                            std::vector<std::byte>& scratch) override {
+    KVS_RETURN_IF_ERROR(encode_context_chunk(encoder_, *c_, chunk, level, scratch));
+    return std::span<const std::byte>(scratch);
   }
 
  private:
@@ -70,6 +85,60 @@ class PushStream final : public SourceStream {
   ChunkEncoder encoder_;
   StreamInfo info_;
 };
+
+}  // namespace
+
+struct EncodedSource::Encoded {
+  StreamInfo info;                             // exact sizes
+  std::vector<std::vector<std::byte>> chunks;  // chunk-major, as info.sizes
+};
+
+namespace {
+
+class EncodedStream final : public SourceStream {
+ public:
+  explicit EncodedStream(std::shared_ptr<const EncodedSource::Encoded> e) : e_(std::move(e)) {}
+  const StreamInfo& info() const override { return e_->info; }
+  Expected<std::span<const std::byte>> read(std::uint32_t chunk, std::uint32_t level,
+                                            std::vector<std::byte>&) override {
+    return std::span<const std::byte>(e_->chunks[std::size_t{chunk} * e_->info.levels + level]);
+  }
+
+ private:
+  std::shared_ptr<const EncodedSource::Encoded> e_;
+};
+
+Status check_push_context(const std::string& id, const PushSource::Context& context) {
+  KVS_RETURN_IF_ERROR(check_context_id(id));
+  const KvLayout& l = context.kv.layout();
+  const std::uint32_t lossy = context.profile != nullptr
+                                  ? context.profile->levels()
+                                  : CodecProfile::builtin(std::max(l.layers, 1u), 1).levels();
+  if (context.kv.empty() || context.chunk_tokens == 0 || context.max_level > lossy ||
+      context.tokens.size() != l.tokens) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("push context '{}': {} tokens for a {}-token view, chunks of {}, "
+                    "levels 0..{}",
+                    id, context.tokens.size(), l.tokens, context.chunk_tokens, context.max_level));
+  }
+  return Status::ok();
+}
+
+// A stream of context `id` of `contexts` (guarded by `mu`), or not_found.
+template <typename Stream, typename Context>
+Expected<std::unique_ptr<SourceStream>> open_stream(
+    std::mutex& mu, const std::map<std::string, std::shared_ptr<const Context>>& contexts,
+    const std::string& id) {
+  std::shared_ptr<const Context> c;
+  {
+    std::lock_guard lock(mu);
+    const auto it = contexts.find(id);
+    if (it == contexts.end()) return Status(Errc::not_found, fmt::format("no context '{}'", id));
+    c = it->second;
+  }
+  return std::unique_ptr<SourceStream>(std::make_unique<Stream>(std::move(c)));
+}
 
 }  // namespace
 
@@ -84,33 +153,37 @@ Expected<std::unique_ptr<SourceStream>> ArchiveSource::open(const std::string& i
 }
 
 Status PushSource::add(const std::string& id, Context context) {
-  KVS_RETURN_IF_ERROR(check_context_id(id));
-  const KvLayout& l = context.kv.layout();
-  const std::uint32_t lossy = context.profile != nullptr
-                                  ? context.profile->levels()
-                                  : CodecProfile::builtin(std::max(l.layers, 1u), 1).levels();
-  if (context.kv.empty() || context.chunk_tokens == 0 || context.max_level > lossy ||
-      context.tokens.size() != l.tokens) {
-    return Status(
-        Errc::invalid_argument,
-        fmt::format("push context '{}': {} tokens for a {}-token view, chunks of {}, "
-                    "levels 0..{}",
-                    id, context.tokens.size(), l.tokens, context.chunk_tokens, context.max_level));
-  }
+  KVS_RETURN_IF_ERROR(check_push_context(id, context));
   std::lock_guard lock(mu_);
   contexts_[id] = std::make_shared<const Context>(std::move(context));
   return Status::ok();
 }
 
 Expected<std::unique_ptr<SourceStream>> PushSource::open(const std::string& id) {
-  std::shared_ptr<const Context> c;
-  {
-    std::lock_guard lock(mu_);
-    const auto it = contexts_.find(id);
-    if (it == contexts_.end()) return Status(Errc::not_found, fmt::format("no context '{}'", id));
-    c = it->second;
+  return open_stream<PushStream>(mu_, contexts_, id);
+}
+
+Status EncodedSource::add(const std::string& id, const PushSource::Context& context) {
+  KVS_RETURN_IF_ERROR(check_push_context(id, context));
+  auto e = std::make_shared<Encoded>();
+  e->info = describe(context);
+  e->info.exact_sizes = true;
+  ChunkEncoder encoder;
+  for (std::uint32_t chunk = 0; chunk < e->info.chunk_count; ++chunk) {
+    for (std::uint32_t level = 0; level < e->info.levels; ++level) {
+      auto& bytes = e->chunks.emplace_back();
+      KVS_RETURN_IF_ERROR(encode_context_chunk(encoder, context, chunk, level, bytes));
+      e->info.sizes[std::size_t{chunk} * e->info.levels + level] =
+          static_cast<std::uint32_t>(bytes.size());
+    }
   }
-  return std::unique_ptr<SourceStream>(std::make_unique<PushStream>(std::move(c)));
+  std::lock_guard lock(mu_);
+  contexts_[id] = std::move(e);
+  return Status::ok();
+}
+
+Expected<std::unique_ptr<SourceStream>> EncodedSource::open(const std::string& id) {
+  return open_stream<EncodedStream>(mu_, contexts_, id);
 }
 
 }  // namespace kvstream::transport

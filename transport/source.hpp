@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,8 +27,10 @@ class SourceStream {
   virtual ~SourceStream() = default;
   // Its description; the session sets `stream`.
   virtual const StreamInfo& info() const = 0;
-  // Chunk `chunk` at `level` into `out` (replacing it); the caller checked both ranges.
-  virtual Status read(std::uint32_t chunk, std::uint32_t level, std::vector<std::byte>& out) = 0;
+  // Chunk `chunk` at `level`; the caller checked both ranges. The bytes live in `scratch`, or in
+  // the source itself when it holds them (no copy); either stays valid until the next read.
+  virtual Expected<std::span<const std::byte>> read(std::uint32_t chunk, std::uint32_t level,
+                                                    std::vector<std::byte>& scratch) = 0;
 };
 
 // Thread-safe: sessions of several connections open streams at once.
@@ -66,6 +69,21 @@ class PushSource final : public ChunkSource {
  private:
   std::mutex mu_;
   std::map<std::string, std::shared_ptr<const Context>> contexts_;
+};
+
+// Store mode in memory: contexts encoded once, at every level, when added, then served from
+// memory without a copy (a prefill node serving one context to several decoders; the perf tool).
+class EncodedSource final : public ChunkSource {
+ public:
+  // Encodes `context` now; its view need not outlive the call.
+  Status add(const std::string& id, const PushSource::Context& context);
+  Expected<std::unique_ptr<SourceStream>> open(const std::string& id) override;
+
+  struct Encoded;
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<const Encoded>> contexts_;
 };
 
 }  // namespace kvstream::transport

@@ -110,14 +110,17 @@ void UcxEndpoint::on_error(void* arg, ucp_ep_h, ucs_status_t status) {
 }
 
 Expected<std::unique_ptr<UcxEndpoint>> UcxEndpoint::connect(std::shared_ptr<UcxWorker> worker,
-                                                            std::span<const std::byte> address) {
+                                                            std::span<const std::byte> address,
+                                                            ErrorMode mode) {
   std::unique_ptr<UcxEndpoint> ep(new UcxEndpoint());
   ep->worker_ = std::move(worker);
+  ep->mode_ = mode;
   ucp_ep_params_t params{};
   params.field_mask = UCP_EP_PARAM_FIELD_REMOTE_ADDRESS | UCP_EP_PARAM_FIELD_ERR_HANDLING_MODE |
                       UCP_EP_PARAM_FIELD_ERR_HANDLER;
   params.address = reinterpret_cast<const ucp_address_t*>(address.data());
-  params.err_mode = UCP_ERR_HANDLING_MODE_PEER;
+  params.err_mode =
+      mode == ErrorMode::peer ? UCP_ERR_HANDLING_MODE_PEER : UCP_ERR_HANDLING_MODE_NONE;
   params.err_handler.cb = &UcxEndpoint::on_error;
   params.err_handler.arg = ep.get();  // stable: the endpoint is heap-allocated and never moves
   KVS_RETURN_IF_ERROR(
@@ -126,14 +129,24 @@ Expected<std::unique_ptr<UcxEndpoint>> UcxEndpoint::connect(std::shared_ptr<UcxW
 }
 
 UcxEndpoint::~UcxEndpoint() {
+  close(!failure_.is_ok());
+}
+
+void UcxEndpoint::abort(Status why) {
+  if (failure_.is_ok()) failure_ = std::move(why);
+  close(true);
+}
+
+void UcxEndpoint::close(bool force) {
   if (h_ == nullptr) return;
   // After ucp_ep_close_nbx the endpoint is gone whatever the request's outcome: wait up to a
   // second for the flush (or, once the peer failed, the forced close), then let UCX release the
   // request whenever it completes.
   ucp_request_param_t param{};
   param.op_attr_mask = UCP_OP_ATTR_FIELD_FLAGS;
-  param.flags = failure_.is_ok() ? 0 : UCP_EP_CLOSE_FLAG_FORCE;
+  param.flags = force ? UCP_EP_CLOSE_FLAG_FORCE : 0;
   ucs_status_ptr_t request = ucp_ep_close_nbx(h_, &param);
+  h_ = nullptr;
   if (request == nullptr || UCS_PTR_IS_ERR(request)) return;
   const auto deadline = Clock::now() + std::chrono::seconds(1);
   while (ucp_request_check_status(request) == UCS_INPROGRESS && Clock::now() < deadline) {

@@ -76,26 +76,40 @@ struct UcxThread {
 };
 Expected<UcxThread> open_ucx_thread();
 
-// ucp_ep_h to a peer's worker address, error handling mode PEER: a peer that dies or stops
-// answering fails the endpoint's requests (Errc::disconnected) instead of hanging them.
+// How an endpoint learns that its peer failed. `peer` (UCP_ERR_HANDLING_MODE_PEER): UCX notices
+// (keepalive on network transports) and fails the endpoint's requests. UCX 1.13 offers no
+// shared-memory transport under PEER, so a peer on the same host would be reached over TCP at a
+// fraction of the speed: `none` keeps shared memory, and the owner must watch the peer another way
+// (the data link's liveness probe on the control connection) and abort() the endpoint.
+enum class ErrorMode { peer, none };
+
+// ucp_ep_h to a peer's worker address: a peer that dies or stops answering fails the endpoint's
+// requests (Errc::disconnected) instead of hanging them.
 class UcxEndpoint {
  public:
   static Expected<std::unique_ptr<UcxEndpoint>> connect(std::shared_ptr<UcxWorker> worker,
-                                                        std::span<const std::byte> address);
+                                                        std::span<const std::byte> address,
+                                                        ErrorMode mode = ErrorMode::peer);
   // Closes with a flush, waiting up to a second; force-closes when the peer is gone.
   ~UcxEndpoint();
   UcxEndpoint(const UcxEndpoint&) = delete;
   UcxEndpoint& operator=(const UcxEndpoint&) = delete;
   ucp_ep_h get() const noexcept { return h_; }
   UcxWorker& worker() const noexcept { return *worker_; }
-  // The error UCX reported for the peer, if any (set from UCX's error callback).
+  // The error UCX reported for the peer, if any (set from UCX's error callback or abort()).
   const Status& failure() const noexcept { return failure_; }
+  ErrorMode mode() const noexcept { return mode_; }
+  // Declares the peer failed for `why` and force-closes the endpoint now: UCX completes every
+  // request still outstanding on it with an error, so none waits on a dead peer.
+  void abort(Status why);
 
  private:
   UcxEndpoint() = default;
   static void on_error(void* arg, ucp_ep_h ep, ucs_status_t status);
+  void close(bool force);
   std::shared_ptr<UcxWorker> worker_;
   ucp_ep_h h_ = nullptr;
+  ErrorMode mode_ = ErrorMode::peer;
   Status failure_ = Status::ok();
 };
 

@@ -9,6 +9,8 @@
 #include <thread>
 
 #include "control.hpp"
+#include "endpoints.hpp"
+#include "loopback.hpp"
 
 namespace kvstream::transport {
 namespace {
@@ -172,6 +174,41 @@ TEST(Control, FramesThatBreakTheRulesAreProtocolErrors) {
 
   s = receive_one({}, true);  // a clean close between frames
   EXPECT_EQ(s.code(), Errc::disconnected) << s.to_string();
+}
+
+TEST(Control, LoopbackPeersAreOnTheSameHostAndAClosedPeerIsSeenWithoutBlocking) {
+  auto [a, b] = testing::control_pair();
+  EXPECT_TRUE(a->same_host());
+  EXPECT_TRUE(b->same_host());
+  EXPECT_TRUE(a->check_open().is_ok());
+  EXPECT_FALSE(a->readable());
+  // A frame waiting to be read is a live peer.
+  ASSERT_TRUE(b->send(FrameType::close, {}, Clock::now() + 1s).is_ok());
+  for (int i = 0; i < 200 && !a->readable(); ++i)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_TRUE(a->readable());
+  EXPECT_TRUE(a->check_open().is_ok());
+  ASSERT_TRUE(a->receive(Clock::now() + 1s).has_value());
+  b->close();
+  Status s = Status::ok();
+  for (int i = 0; i < 200 && s.is_ok(); ++i) {
+    s = a->check_open();
+    if (s.is_ok()) std::this_thread::sleep_for(5ms);
+  }
+  EXPECT_EQ(s.code(), Errc::disconnected) << s.to_string();
+}
+
+TEST(Control, SameHostPeersGetErrorModeNoneUnlessTheEnvironmentSaysOtherwise) {
+  auto [a, b] = testing::control_pair();
+  ::unsetenv("KVSTREAM_UCX_ERR_MODE");
+  EXPECT_EQ(endpoint_error_mode(*a).value(), ErrorMode::none);
+  ::setenv("KVSTREAM_UCX_ERR_MODE", "peer", 1);
+  EXPECT_EQ(endpoint_error_mode(*a).value(), ErrorMode::peer);
+  ::setenv("KVSTREAM_UCX_ERR_MODE", "sometimes", 1);
+  const auto bad = endpoint_error_mode(*a);
+  ASSERT_FALSE(bad.has_value());
+  EXPECT_NE(bad.error().message().find("'sometimes'"), std::string::npos);
+  ::unsetenv("KVSTREAM_UCX_ERR_MODE");
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // stalled sender, and requests that break the protocol.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <future>
 #include <thread>
 
@@ -284,6 +285,111 @@ TEST(Session, PushModeEncodesEachChunkAtTheLevelAsked) {
   }
   receiver.close(Clock::now() + 5s);
   EXPECT_TRUE(served.get().is_ok());
+}
+
+// A stream served from memory (EncodedSource) fetched in any order, a chunk twice, at mixed
+// levels: each want lands once, and the cache holds what the last fetch of each chunk decodes to.
+TEST(Session, ChunksComeInAnyOrderAtMixedLevelsFromMemory) {
+  const KvLayout l{2, 2, 16, DType::f16, 128};
+  auto kv = KvBuffer::create(l).value();
+  testing_data::fill_synthetic(kv.view(), 9, false);
+  EncodedSource source;
+  PushSource::Context c;
+  c.kv = kv.view();
+  c.tokens.assign(128, 5);
+  c.chunk_tokens = 32;
+  c.max_level = 3;
+  ASSERT_TRUE(source.add("mem", c).is_ok());
+  c.chunk_tokens = 0;
+  EXPECT_EQ(source.add("bad", c).code(), Errc::invalid_argument);
+
+  auto [a, b] = testing::control_pair();
+  auto [x, y] = FakeDataLink::pair();
+  auto served = std::async(std::launch::async, [&, &sender_control = a, &sender_link = x] {
+    return serve_session(*sender_control, *sender_link, source, 5000ms);
+  });
+  StreamReceiver receiver(*b, *y);
+  auto info = receiver.open("mem", Clock::now() + 5s);
+  ASSERT_TRUE(info.has_value()) << info.error().to_string();
+  EXPECT_TRUE(info->exact_sizes);
+  const std::vector<StreamReceiver::Want> wants{{3, 1}, {0, 0}, {2, 3}, {0, 2}, {1, 0}, {3, 1}};
+  auto got = KvBuffer::create(l).value();
+  std::vector<std::size_t> landed;
+  StreamReceiver::FetchOptions o;
+  o.window = 3;
+  ASSERT_TRUE(
+      receiver
+          .fetch_chunks(*info, got.view(), wants, o, [&](std::size_t i) { landed.push_back(i); })
+          .is_ok());
+  std::sort(landed.begin(), landed.end());
+  EXPECT_EQ(landed, (std::vector<std::size_t>{0, 1, 2, 3, 4, 5}));
+  auto want = KvBuffer::create(l).value();
+  std::vector<std::byte> chunk;
+  for (const auto& [index, level] : {std::pair{0u, 2u}, {1u, 0u}, {2u, 3u}, {3u, 1u}}) {
+    EncodeOptions e;
+    e.level = static_cast<std::uint8_t>(level);
+    ASSERT_TRUE(encode_chunk(kv.view(), index * 32, 32, e, chunk).is_ok());
+    EXPECT_EQ(chunk.size(), info->size(index, level));
+    ASSERT_TRUE(decode_chunk(chunk, want.view()).is_ok());
+  }
+  EXPECT_TRUE(same_tokens(got, want, 0, 128));
+  const std::vector<StreamReceiver::Want> beyond{{4, 0}};
+  EXPECT_EQ(receiver.fetch_chunks(*info, got.view(), beyond, o, nullptr).code(),
+            Errc::invalid_argument);
+  receiver.close(Clock::now() + 5s);
+  EXPECT_TRUE(served.get().is_ok());
+}
+
+// A sender that answers every request with chunk 0 (sizes made to agree): a well-formed chunk
+// of the wrong token range must not be decoded into the cache as the chunk asked for.
+TEST(Session, AChunkOfAnotherTokenRangeIsAProtocolError) {
+  class Lying final : public ChunkSource {
+   public:
+    explicit Lying(std::filesystem::path dir) : inner_(std::move(dir)) {}
+    Expected<std::unique_ptr<SourceStream>> open(const std::string& id) override {
+      KVS_ASSIGN_OR_RETURN(auto real, inner_.open(id));
+      return std::unique_ptr<SourceStream>(std::make_unique<Stream>(std::move(real)));
+    }
+
+   private:
+    struct Stream final : SourceStream {
+      explicit Stream(std::unique_ptr<SourceStream> real) : real_(std::move(real)) {
+        info_ = real_->info();
+        for (std::uint32_t c = 0; c < info_.chunk_count; ++c)
+          for (std::uint32_t l = 0; l < info_.levels; ++l)
+            info_.sizes[c * info_.levels + l] = info_.size(0, l);
+      }
+      const StreamInfo& info() const override { return info_; }
+      Expected<std::span<const std::byte>> read(std::uint32_t, std::uint32_t level,
+                                                std::vector<std::byte>& scratch) override {
+        return real_->read(0, level, scratch);
+      }
+      std::unique_ptr<SourceStream> real_;
+      StreamInfo info_;
+    };
+    ArchiveSource inner_;
+  };
+  Served served;
+  Lying source(served.dir);
+  auto [a, b] = testing::control_pair();
+  auto [x, y] = FakeDataLink::pair();
+  auto sent = std::async(std::launch::async, [&, &sender_control = a, &sender_link = x] {
+    return serve_session(*sender_control, *sender_link, source, 2000ms);
+  });
+  StreamReceiver receiver(*b, *y);
+  auto info = receiver.open("ctx", Clock::now() + 5s).value();
+  auto kv = KvBuffer::create(served.layout).value();
+  std::vector<std::uint32_t> landed;
+  StreamReceiver::FetchOptions o;
+  o.window = 1;
+  const Status f =
+      receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
+  EXPECT_EQ(f.code(), Errc::protocol_error) << f.to_string();
+  EXPECT_NE(f.message().find("asked for chunk 1 (tokens from 32)"), std::string::npos)
+      << f.to_string();
+  EXPECT_EQ(landed, (std::vector<std::uint32_t>{0}));
+  receiver.close(Clock::now() + 5s);
+  (void)sent.get();
 }
 
 TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <thread>
 
+#include "data_link.hpp"
 #include "ucx.hpp"
 #include "ucx_side.hpp"
 
@@ -117,6 +118,49 @@ TEST(Ucx, RemoteWritesLandInARegisteredRegion) {
   EXPECT_EQ(std::memcmp(after.data() + 1000, data.data(), data.size()), 0);
   rkey->reset();
   ep->reset();
+}
+
+// An endpoint in ErrorMode::none hears nothing from UCX when its peer dies: the data link's
+// liveness probe must end its waits. Here the peer never takes what is sent to it (a rendezvous
+// send stays pending) and the probe says it is gone after 100 ms.
+TEST(Ucx, AProbeThatLosesThePeerEndsSendsAndWaitsInErrorModeNone) {
+  Side b = make_side();
+  Side a = make_side();
+  auto ep = UcxEndpoint::connect(a.worker, *b.worker->address(), ErrorMode::none);
+  ASSERT_TRUE(ep.has_value()) << ep.error().to_string();
+  const auto gone_at = Clock::now() + 100ms;
+  int probes = 0;
+  UcxDataLink link(std::move(*ep), [&]() -> Status {
+    ++probes;
+    if (Clock::now() < gone_at) return Status::ok();
+    return Status(Errc::disconnected, "the probe lost its peer");
+  });
+  const auto big = pattern(8u << 20, 3);
+  const auto start = Clock::now();
+  Status s = link.send(5, big, Clock::now() + 30s);
+  EXPECT_EQ(s.code(), Errc::disconnected) << s.to_string();
+  EXPECT_NE(s.message().find("the probe lost its peer"), std::string::npos);
+  EXPECT_LT(Clock::now() - start, 5s);
+  EXPECT_GT(probes, 1);
+  // The link stays failed and says why at once.
+  std::vector<std::byte> slot(64);
+  EXPECT_EQ(link.post_receive(6, slot).code(), Errc::disconnected);
+  const auto waited = link.wait_any(Clock::now() + 30s);
+  ASSERT_FALSE(waited.has_value());
+  EXPECT_EQ(waited.error().code(), Errc::disconnected);
+  EXPECT_EQ(link.send(7, slot, Clock::now() + 30s).code(), Errc::disconnected);
+}
+
+TEST(Ucx, ASendPastItsDeadlineAbortsTheEndpoint) {
+  Side b = make_side();
+  Side a = make_side();
+  auto ep = UcxEndpoint::connect(a.worker, *b.worker->address(), ErrorMode::none);
+  ASSERT_TRUE(ep.has_value()) << ep.error().to_string();
+  UcxDataLink link(std::move(*ep));
+  const auto big = pattern(8u << 20, 4);
+  const Status s = link.send(5, big, Clock::now() + 200ms);
+  EXPECT_EQ(s.code(), Errc::timeout) << s.to_string();
+  EXPECT_EQ(link.send(5, big, Clock::now() + 10s).code(), Errc::timeout);  // stays aborted
 }
 
 }  // namespace
