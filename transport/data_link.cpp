@@ -24,6 +24,8 @@ void UcxDataLink::probe(Clock::time_point now) {
 }
 
 UcxDataLink::~UcxDataLink() {
+  // The caller finished or abandoned its sends (data_link.hpp); what is left completed in place.
+  abandon_sends(Status(Errc::disconnected, "the data link is closed"));
   cancel_receives();
 }
 
@@ -44,36 +46,68 @@ void UcxDataLink::cancel_receives() {
   posted_.clear();
 }
 
-Status UcxDataLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
-                         Clock::time_point deadline) {
+Status UcxDataLink::start_send(std::uint64_t tag, std::span<const std::byte> bytes) {
   if (!endpoint_->failure().is_ok()) return endpoint_->failure();
+  KVS_RETURN_IF_ERROR(send_failure_);
   ucp_request_param_t p{};
   const ucs_status_ptr_t r =
       ucp_tag_send_nbx(endpoint_->get(), bytes.data(), bytes.size(), tag, &p);
-  if (r == nullptr) return Status::ok();
   if (UCS_PTR_IS_ERR(r)) return ucx_status(UCS_PTR_STATUS(r), "chunk send");
-  // UCX cannot cancel a send: one that outlives its deadline or its peer aborts the endpoint.
-  // In ErrorMode::peer the forced close completes the request. In ErrorMode::none UCX keeps it
-  // (it tracks no sends to take back): the request is left to UCX and the link is stranded, never
-  // driving the worker again, so that nothing in this process reads `bytes` once this returns.
-  UcxWorker& w = endpoint_->worker();
-  ucs_status_t s = UCS_INPROGRESS;
-  while ((s = ucp_request_check_status(r)) == UCS_INPROGRESS) {
-    if (!endpoint_->failure().is_ok()) {
-      stranded_ = true;
-      return endpoint_->failure();
+  sends_.push_back(r);  // null too: completion is counted oldest first
+  return Status::ok();
+}
+
+void UcxDataLink::reap() {
+  while (!sends_.empty()) {
+    const ucs_status_ptr_t r = sends_.front();
+    ucs_status_t s = UCS_OK;
+    if (r != nullptr) {
+      s = ucp_request_check_status(r);
+      if (s == UCS_INPROGRESS) return;
+      ucp_request_free(r);
     }
+    sends_.pop_front();
+    if (s != UCS_OK && send_failure_.is_ok()) send_failure_ = ucx_status(s, "chunk send");
+  }
+}
+
+Status UcxDataLink::after_abort() {
+  reap();
+  if (!sends_.empty()) stranded_ = true;
+  return endpoint_->failure();
+}
+
+Status UcxDataLink::progress_sends() {
+  if (stranded_ || !endpoint_->failure().is_ok()) return after_abort();
+  endpoint_->worker().progress();
+  reap();
+  probe(Clock::now());
+  if (!endpoint_->failure().is_ok()) return after_abort();
+  return send_failure_;
+}
+
+Status UcxDataLink::finish_sends(std::size_t keep, Clock::time_point deadline) {
+  if (stranded_) return endpoint_->failure();
+  UcxWorker& w = endpoint_->worker();
+  for (;;) {
+    reap();
+    if (!endpoint_->failure().is_ok()) return after_abort();
+    if (sends_.size() <= keep) return send_failure_;
     if (w.progress()) continue;
     const auto now = Clock::now();
-    if (now >= deadline && endpoint_->failure().is_ok()) {
+    if (now >= deadline) {
       endpoint_->abort(Status(Errc::timeout, "chunk send: deadline passed"));
+      continue;
     }
     probe(now);
     std::this_thread::yield();
   }
-  ucp_request_free(r);
-  if (!endpoint_->failure().is_ok()) return endpoint_->failure();
-  return ucx_status(s, "chunk send");
+}
+
+void UcxDataLink::abandon_sends(const Status& why) {
+  if (sends_.empty() || stranded_) return;
+  endpoint_->abort(why);
+  (void)after_abort();
 }
 
 Status UcxDataLink::post_receive(std::uint64_t tag, std::span<std::byte> slot) {
@@ -156,7 +190,7 @@ FakeDataLink::~FakeDataLink() {
   shared_->cv.notify_all();
 }
 
-Status FakeDataLink::send(std::uint64_t tag, std::span<const std::byte> bytes, Clock::time_point) {
+Status FakeDataLink::start_send(std::uint64_t tag, std::span<const std::byte> bytes) {
   std::lock_guard lock(shared_->mu);
   if (shared_->closed[1 - side_]) return Status(Errc::disconnected, "fake link: peer closed");
   shared_->inbox[1 - side_].push_back({tag, {bytes.begin(), bytes.end()}});
@@ -206,19 +240,20 @@ void FakeDataLink::cancel_receives() {
 
 // ---- faults ----
 
-Status FaultyLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
-                        Clock::time_point deadline) {
+Status FaultyLink::start_send(std::uint64_t tag, std::span<const std::byte> bytes) {
   if (dead_ || (faults_.fail_after_sends >= 0 && sends_ >= faults_.fail_after_sends)) {
     dead_ = true;
     return Status(Errc::disconnected, "injected: peer died");
   }
   if (faults_.delay.count() > 0) std::this_thread::sleep_for(faults_.delay);
+  // Copies sent earlier are let go once nothing is in flight.
+  if (inner_->sends_in_flight() == 0) corrupted_.clear();
   if (sends_++ == faults_.corrupt_send && !bytes.empty()) {
-    std::vector<std::byte> copy(bytes.begin(), bytes.end());
+    auto& copy = corrupted_.emplace_back(bytes.begin(), bytes.end());
     copy[copy.size() / 2] ^= std::byte{0x40};
-    return inner_->send(tag, copy, deadline);
+    return inner_->start_send(tag, copy);
   }
-  return inner_->send(tag, bytes, deadline);
+  return inner_->start_send(tag, bytes);
 }
 
 Expected<Completion> FaultyLink::wait_any(Clock::time_point deadline) {
@@ -228,17 +263,13 @@ Expected<Completion> FaultyLink::wait_any(Clock::time_point deadline) {
 
 // ---- pacing ----
 
-Status PacedLink::send(std::uint64_t tag, std::span<const std::byte> bytes,
-                       Clock::time_point deadline) {
+Status PacedLink::start_send(std::uint64_t tag, std::span<const std::byte> bytes) {
   const auto now = Clock::now();
-  if (next_ > now) {
-    if (next_ > deadline) return Status(Errc::timeout, "paced send: deadline passed");
-    std::this_thread::sleep_until(next_);
-  }
+  if (next_ > now) std::this_thread::sleep_until(next_);
   const auto start = std::max(now, next_);
   next_ = start + std::chrono::duration_cast<Clock::duration>(
                       std::chrono::duration<double>(static_cast<double>(bytes.size()) * 8 / rate_));
-  return inner_->send(tag, bytes, deadline);
+  return inner_->start_send(tag, bytes);
 }
 
 Expected<double> parse_rate(std::string_view text) {

@@ -27,14 +27,12 @@ Expected<std::vector<std::byte>> receive_address(ControlChannel& c, Clock::time_
   return std::move(f.payload);
 }
 
-// The sender's probe: a receiver that has gone closes its control connection. Frames it sent
-// meanwhile (its next chunk requests) wait for the session loop.
+}  // namespace
+
 Liveness sender_liveness(ControlChannel& c) {
   return [&c] { return c.check_open(); };
 }
 
-// The receiver's probe: while chunks flow a sender says nothing on the control connection
-// unless it fails, so a pending frame is read at once: an error frame becomes its status.
 Liveness receiver_liveness(ControlChannel& c) {
   return [&c]() -> Status {
     if (!c.readable()) return Status::ok();
@@ -46,8 +44,6 @@ Liveness receiver_liveness(ControlChannel& c) {
     return s;
   };
 }
-
-}  // namespace
 
 Expected<ErrorMode> endpoint_error_mode(const ControlChannel& channel) {
   const char* forced = std::getenv("KVSTREAM_UCX_ERR_MODE");

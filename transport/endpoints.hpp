@@ -65,6 +65,14 @@ Expected<std::unique_ptr<StreamConnection>> connect_stream(const std::string& ho
 // `peer` across hosts. Both ends decide alike.
 Expected<ErrorMode> endpoint_error_mode(const ControlChannel& channel);
 
+// The data link's liveness probes (data_link.hpp) on a session's control connection. The
+// sender's: the receiver has gone once it closed the connection (frames it sent meanwhile wait
+// for the session loop). The receiver's: while chunks flow a sender says nothing on the control
+// connection unless it fails, so a pending frame is read at once, an error frame becoming its
+// status.
+Liveness sender_liveness(ControlChannel& channel);
+Liveness receiver_liveness(ControlChannel& channel);
+
 // Pairs two UCX workers over an authenticated control channel: each side sends its worker's
 // address in a worker_address frame and connects an endpoint to the other's, in
 // endpoint_error_mode(). The side with

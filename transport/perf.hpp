@@ -1,6 +1,6 @@
 // The measurement core of `kvstream perf` (a library behind a thin CLI, as UCX's libperf sits
-// behind ucx_perftest): raw UCX bandwidth tests between two connected endpoints, reported the
-// way ucx_perftest reports them.
+// behind ucx_perftest): raw UCX bandwidth tests between two connected endpoints (tag_bw,
+// am_bw), reported the way ucx_perftest reports them. The KV streaming tests are kv_perf.hpp.
 #pragma once
 
 #include <cstddef>
@@ -14,39 +14,68 @@
 namespace kvstream::transport {
 
 struct PerfParams {
-  std::string test = "tag_bw";      // the tests this build runs: tag_bw
-  std::uint64_t size = 8;           // bytes per message
+  std::string test = "tag_bw";      // tag_bw, am_bw, kv_stream_bw or kv_lat
+  std::uint64_t size = 8;           // bytes per message (kv tests: per chunk, about)
   std::uint64_t iterations = 1000;  // timed messages
   std::uint64_t warmup = 100;       // untimed messages first
-  std::uint32_t window = 32;        // sends in flight at most
+  std::uint32_t window = 32;        // messages in flight at most (kv_lat: 1)
+  std::uint8_t level = 0;           // kv tests: the codec level of the chunks
+  // kv tests: the distinct chunks the stream cycles over. Two keep the data in cache, as
+  // ucx_perftest's one buffer per side does, so that the efficiency measures the protocol; a
+  // whole cache's worth measures memory as well.
+  std::uint32_t chunks = 2;
 };
 
-// Checks a test name and the numbers (size >= 1, iterations >= 1, window >= 1).
+// Checks a test name and the numbers (size >= 1, iterations >= 1, window >= 1, level <= 15,
+// 1 <= chunks <= 4096).
 Status validate(const PerfParams& p);
+// kv_stream_bw and kv_lat: a stream session with a receiver that decodes, not raw UCX.
+bool is_kv_test(const std::string& test);
 
 // A perf_request frame's payload: the test name (u8 length, then its bytes), size, iterations,
-// warmup (u64 each) and window (u32). Decoding checks the lengths and validate().
+// warmup (u64 each), window (u32), level (u8) and chunks (u32). Decoding checks the lengths and
+// validate().
 std::vector<std::byte> encode_perf_request(const PerfParams& p);
 Expected<PerfParams> decode_perf_request(std::span<const std::byte> payload);
 
 struct PerfResult {
   std::uint64_t iterations = 0;
-  double overhead_p50_us = 0;  // median time between two sends being posted
+  double overhead_p50_us = 0;  // median time between two timed events (posts, or landings)
   double overhead_avg_us = 0;  // elapsed / iterations
   double bandwidth_mib_s = 0;  // MB/s as ucx_perftest means it: 2^20 bytes per second
   double message_rate = 0;     // messages per second
-  double seconds = 0;          // first timed send posted -> the receiver's acknowledgement
+  double seconds = 0;          // the timed part
+  double mean_size = 0;        // bytes per timed message
 };
 
-// The sending side of tag_bw: warmup + iterations tagged sends of `size` bytes, at most
-// `window` in flight, then waits for the receiver's acknowledgement (so the time covers delivery).
+// The figures of `iterations` timed events of `bytes` in all, from `start` to the last of
+// `events` (one time per event: the median gap between consecutive ones is the p50).
+PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
+                     double bytes);
+
+// tag_bw, sending side: warmup + iterations tagged sends of `size` bytes, at most `window` in
+// flight, then waits for the receiver's acknowledgement (so the time covers delivery). Timed
+// from the first timed send posted.
 Expected<PerfResult> run_tag_bw_sender(UcxEndpoint& to_receiver, const PerfParams& p,
                                        Clock::time_point deadline);
-// The receiving side: takes every message, then acknowledges on `to_sender`.
-Status run_tag_bw_receiver(UcxEndpoint& to_sender, const PerfParams& p, Clock::time_point deadline);
+// The receiving side: keeps `window` receives posted (all into one buffer, as ucx_perftest),
+// then acknowledges on `to_sender`. Timed from the last warm-up message's arrival to the last
+// message's (from the first post when there is no warm-up).
+Expected<PerfResult> run_tag_bw_receiver(UcxEndpoint& to_sender, const PerfParams& p,
+                                         Clock::time_point deadline);
 
-// ucx_perftest's table: the header lines, and the "Final:" row of a result.
-std::string perf_table_header(const PerfParams& p);
+// am_bw: the same over active messages (ucp_am_send_nbx; UCX picks eager or rendezvous by
+// size). The receiver's handler copies eager data into its buffer, and takes rendezvous data
+// with ucp_am_recv_data_nbx: no receive is posted ahead.
+Expected<PerfResult> run_am_bw_sender(UcxEndpoint& to_receiver, const PerfParams& p,
+                                      Clock::time_point deadline);
+Expected<PerfResult> run_am_bw_receiver(UcxEndpoint& to_sender, const PerfParams& p,
+                                        Clock::time_point deadline);
+
+// ucx_perftest's table: the header lines, and the "Final:" row of a result. Latency tests
+// (kv_lat) head their first columns "latency" instead of "overhead"; `gigabytes` heads the
+// bandwidth GB/s (the caller scales the figures).
+std::string perf_table_header(const PerfParams& p, bool gigabytes = false);
 std::string perf_table_final(const PerfResult& r);
 // `-v`: one CSV line (iterations, overhead p50/avg/overall us, bandwidth avg/overall MB/s,
 // message rate avg/overall), as ucx_perftest -v prints it.

@@ -7,7 +7,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <deque>
 #include <map>
+#include <thread>
 
 #include "byte_io.hpp"
 #include "kvstream/codec.hpp"
@@ -105,8 +107,34 @@ Status check_context_id(std::string_view id) {
 Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
                      std::chrono::milliseconds idle) {
   std::vector<std::unique_ptr<SourceStream>> streams;  // stream id = index
-  std::vector<std::byte> scratch;
+  // The buffers of the sends in flight, oldest first (empty where the source holds the bytes).
+  std::deque<std::vector<std::byte>> scratch;
+  // However the session ends, no send may outlive its buffer.
+  struct Abandon {
+    DataLink& link;
+    ~Abandon() {
+      if (link.sends_in_flight() > 0) {
+        link.abandon_sends(Status(Errc::disconnected, "the session ended"));
+      }
+    }
+  } abandon{data};
+  const auto release_sent = [&] {
+    while (scratch.size() > data.sends_in_flight())
+      scratch.pop_front();
+  };
   for (;;) {
+    // While chunks are on their way the next frame is taken only once it is there, so that the
+    // sends keep moving; a receiver that is gone closes the connection, which reads as a frame.
+    const auto quiet_since = Clock::now();
+    while (data.sends_in_flight() > 0 && !control.readable()) {
+      KVS_RETURN_IF_ERROR(data.progress_sends());
+      release_sent();
+      if (Clock::now() - quiet_since > idle) {
+        return Status(Errc::timeout, "chunk send: the receiver took nothing for the idle time");
+      }
+      std::this_thread::yield();
+    }
+    release_sent();
     auto f = control.receive(Clock::now() + idle);
     if (!f) return f.error();
     const auto refuse = [&](const Status& s) {
@@ -115,6 +143,7 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
     };
     switch (f->type) {
       case FrameType::close:
+        KVS_RETURN_IF_ERROR(data.finish_sends(0, Clock::now() + idle));
         control.close();
         return Status::ok();
       case FrameType::open_stream: {
@@ -147,9 +176,13 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
           return refuse(bad(fmt::format("chunk {} at level {}: the stream has {} chunks, {} levels",
                                         index, level, info.chunk_count, info.levels)));
         }
-        auto bytes = streams[stream]->read(index, level, scratch);
+        if (data.sends_in_flight() >= kMaxSendsInFlight) {
+          KVS_RETURN_IF_ERROR(data.finish_sends(kMaxSendsInFlight - 1, Clock::now() + idle));
+          release_sent();
+        }
+        auto bytes = streams[stream]->read(index, level, scratch.emplace_back());
         if (!bytes) return refuse(bytes.error());
-        KVS_RETURN_IF_ERROR(data.send(tag, *bytes, Clock::now() + idle));
+        KVS_RETURN_IF_ERROR(data.start_send(tag, *bytes));
         break;
       }
       default:
@@ -274,7 +307,8 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
           "at level {}",
           chunk, begin, level, got.token_begin, got.token_begin + got.token_count, got.level));
     }
-    const Status decoded = decoder.decode(bytes, dst, o.profile);
+    const Status decoded =
+        o.consume ? o.consume(want, bytes) : decoder.decode(bytes, dst, o.profile);
     if (!decoded.is_ok()) {
       return Status(decoded.code(), fmt::format("chunk {}: {}", chunk, decoded.message()));
     }

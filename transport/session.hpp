@@ -30,6 +30,9 @@
 namespace kvstream::transport {
 
 inline constexpr std::uint32_t kMaxStreams = 64;
+// A sender starts each requested chunk's send at once, up to this many in flight (the receiver's
+// window bounds them too); the next request then waits for the oldest.
+inline constexpr std::size_t kMaxSendsInFlight = 8;
 
 struct StreamInfo {
   std::uint32_t stream = 0;  // the session's id for it
@@ -75,6 +78,10 @@ class StreamReceiver {
     // Each chunk must land within this much of being requested or of the previous landing.
     std::chrono::milliseconds chunk_timeout{5000};
     const CodecProfile* profile = nullptr;  // transform-coded chunks' profile
+    // Takes each chunk (already checked to be the one asked for) instead of the CPU decoder,
+    // e.g. to hand it to a GPU decoder, or to drop it in a transport measurement; `dst` is then
+    // not written. Its error ends the fetch.
+    std::function<Status(std::size_t want, std::span<const std::byte> chunk)> consume;
   };
   // Requests chunks first_chunk.. in order, decodes each into `dst` (a view of the context's
   // tokens) as it lands and calls on_chunk(i). Stops at the first error: a dead, stalled or

@@ -1,9 +1,9 @@
 // GPU decode throughput, in bytes of fp16 KV written per second, next to the device-to-device
 // copy bandwidth measured in the same run. The cache has a large model's shape (32 layers, 8 KV
 // heads, head_dim 128, 512 tokens: 64 MiB of fp16) and real values: stories260K's KV of sampled
-// contexts tiled across the channels (a block of 32 channels is one stories260K layer of one
-// context). Every level is checked against the CPU decoder bit for bit before it is timed.
-// Run: build/tests/bench/gpu_decode_bench (KVSTREAM_MODELS names the checkpoint folder).
+// contexts tiled across the channels (runner/model_shaped.hpp). Every level is checked against the
+// CPU decoder bit for bit before it is timed. Run: build/tests/bench/gpu_decode_bench
+// (KVSTREAM_MODELS names the checkpoint folder).
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
@@ -17,10 +17,8 @@
 #include "decode_plan.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/gpu_decoder.hpp"
-#include "kvstream/half.hpp"
 #include "runner/model.hpp"
-#include "runner/runner.hpp"
-#include "runner/sampling.hpp"
+#include "runner/model_shaped.hpp"
 
 namespace kvstream {
 namespace {
@@ -46,34 +44,9 @@ const KvBuffer& big_cache() {
   static const KvBuffer cache = [] {
     const auto model =
         must(runner::Model::load(runner::models_dir() / "stories260K.bin"), "load stories260K");
-    const KvLayout small = model.kv_layout(kTokens, DType::f32);
-    std::vector<KvBuffer> kv;
-    for (std::uint32_t i = 0; i < kContexts; ++i) {
-      runner::Runner r(model);
-      runner::Sampler sampler(100 + i, 0, 1.0f, 0.9f);
-      const auto tokens = must(runner::sample_context(r, sampler, kTokens), "sample");
-      kv.push_back(must(KvBuffer::create(small), "alloc"));
-      runner::Runner capture(model);
-      must(runner::capture_kv(capture, tokens, kv.back().view()), "capture");
-    }
-    const KvLayout big{32, 8, 128, DType::f16, kTokens};
-    KvBuffer out = must(KvBuffer::create(big), "alloc");
-    const std::size_t sc = small.row_values();
-    for (std::uint32_t l = 0; l < big.layers; ++l) {
-      for (KvPart p : {KvPart::key, KvPart::value}) {
-        for (std::uint32_t t = 0; t < kTokens; ++t) {
-          auto* row = reinterpret_cast<std::uint16_t*>(out.view().row(l, p, t));
-          for (std::size_t c = 0; c < big.row_values(); ++c) {
-            const std::size_t block = c / sc;
-            const KvBuffer& src = kv[(block + 3 * l) % kContexts];
-            const auto* s = reinterpret_cast<const float*>(
-                src.view().row(static_cast<std::uint32_t>((l + block) % small.layers), p, t));
-            row[c] = float_to_half(s[c % sc]);
-          }
-        }
-      }
-    }
-    return out;
+    return must(
+        runner::model_shaped_kv(model, KvLayout{32, 8, 128, DType::f16, kTokens}, kContexts, 100),
+        "model-shaped cache");
   }();
   return cache;
 }

@@ -1,17 +1,23 @@
 // `kvstream perf`: a ucx_perftest look-alike. Without a host it is the server: it waits for one
-// client on -p PORT, checks its secret, and runs the receiving side; with a host it is the
-// client: it sends the test's parameters, runs the sending side and prints ucx_perftest's table.
-// Worker addresses travel over the authenticated control plane.
+// client on -p PORT, checks its secret, and runs its side of the test; with a host it is the
+// client: it sends the test's parameters, runs its side and prints ucx_perftest's table. In
+// tag_bw and am_bw the client sends; in kv_stream_bw and kv_lat the server streams a model-shaped
+// KV cache and the client fetches and decodes it, and also prints the efficiency against tag_bw
+// over the same endpoints. Worker addresses travel over the authenticated control plane.
 #include <fmt/format.h>
 
 #include <boost/asio/ip/tcp.hpp>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 
 #include "cli/common.hpp"
 #include "control.hpp"
 #include "endpoints.hpp"
+#include "kv_perf.hpp"
 #include "perf.hpp"
+#include "runner/model.hpp"
+#include "runner/model_shaped.hpp"
 
 namespace kvstream::cli {
 
@@ -24,12 +30,20 @@ namespace asio = boost::asio;
 constexpr std::string_view kUsage =
     "usage: kvstream perf [HOST] [options]\n"
     "  without HOST: serve one test, then exit; with HOST: run the test against its server\n"
-    "  -t TEST     test to run: tag_bw (UCP tag match bandwidth)\n"
-    "  -s SIZE     message size in bytes (8)\n"
+    "  -t TEST     test to run: tag_bw (UCP tag match bandwidth), am_bw (active message\n"
+    "              bandwidth), kv_stream_bw (KV chunks streamed and decoded, with the\n"
+    "              efficiency against tag_bw), kv_lat (one chunk at a time, latency)\n"
+    "  -s SIZE     message size in bytes (8); kv tests: chunk size, about\n"
     "  -n ITERS    timed iterations (1000)\n"
     "  -w ITERS    warm-up iterations (100)\n"
     "  -O COUNT    sends in flight at most (32)\n"
     "  -m TYPE     memory type: host\n"
+    "  --level L   kv tests: codec level of the chunks (0)\n"
+    "  --chunks N  kv tests: distinct chunks streamed in turn (2: in cache, as ucx_perftest's\n"
+    "              buffers; more measures memory too)\n"
+    "  --no-decode kv tests: check each chunk's header but do not decode it\n"
+    "  --model F   kv tests, server: the checkpoint whose KV fills the cache\n"
+    "              ($KVSTREAM_MODELS/stories260K.bin)\n"
     "  -p PORT     control port (13337)\n"
     "  -f          print only the final numbers\n"
     "  -v          print CSV\n"
@@ -41,7 +55,8 @@ struct Options {
   std::string host;
   PerfParams params;
   std::uint16_t port = 13337;
-  bool final_only = false, csv = false, gigabytes = false;
+  bool final_only = false, csv = false, gigabytes = false, decode = true;
+  std::string model;
   std::string secret_file;
   std::int64_t timeout_s = 60;
 };
@@ -73,18 +88,30 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
       o.final_only = true;
     } else if (a == "-v") {
       o.csv = true;
+    } else if (a == "--no-decode") {
+      o.decode = false;
+    } else if (a == "--model") {
+      KVS_ASSIGN_OR_RETURN(const auto v, value());
+      o.model = std::string(v);
     } else if (a == "-t") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
       o.params.test = std::string(v);
-    } else if (a == "-s" || a == "-n" || a == "-w" || a == "-O" || a == "-p" || a == "--timeout") {
+    } else if (a == "-s" || a == "-n" || a == "-w" || a == "-O" || a == "-p" || a == "--level" ||
+               a == "--chunks" || a == "--timeout") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
-      const std::uint64_t max = a == "-p" ? 65535 : a == "-O" ? 1u << 20 : std::uint64_t{1} << 40;
+      const std::uint64_t max = a == "-p"         ? 65535
+                                : a == "-O"       ? 1u << 20
+                                : a == "--level"  ? kMaxLevel
+                                : a == "--chunks" ? 4096
+                                                  : std::uint64_t{1} << 40;
       KVS_ASSIGN_OR_RETURN(const std::uint64_t n, number(a, v, max));
       if (a == "-s") o.params.size = n;
       if (a == "-n") o.params.iterations = n;
       if (a == "-w") o.params.warmup = n;
       if (a == "-O") o.params.window = static_cast<std::uint32_t>(n);
       if (a == "-p") o.port = static_cast<std::uint16_t>(n);
+      if (a == "--level") o.params.level = static_cast<std::uint8_t>(n);
+      if (a == "--chunks") o.params.chunks = static_cast<std::uint32_t>(n);
       if (a == "--timeout") o.timeout_s = static_cast<std::int64_t>(n);
     } else if (a == "-m") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
@@ -111,6 +138,30 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
   return o;
 }
 
+// The server's stream for the kv tests: a cache of a large model's shape (32 layers, 8 KV heads,
+// head_dim 128, fp16) filled with `model`'s real KV, p.chunks chunks of about p.size bytes at
+// p.level, encoded once at levels 0..p.level.
+Expected<std::shared_ptr<EncodedSource>> perf_stream(const PerfParams& p, const std::string& path) {
+  KVS_ASSIGN_OR_RETURN(const auto model,
+                       runner::Model::load(path.empty() ? runner::models_dir() / "stories260K.bin"
+                                                        : std::filesystem::path(path)));
+  KvLayout shape{32, 8, 128, DType::f16, 512};
+  KVS_ASSIGN_OR_RETURN(KvBuffer kv, runner::model_shaped_kv(model, shape, 8, 100));
+  KVS_ASSIGN_OR_RETURN(const std::uint32_t chunk, chunk_tokens_for(kv.view(), p.size, p.level));
+  if (shape.tokens != chunk * p.chunks) {
+    shape.tokens = chunk * p.chunks;
+    KVS_ASSIGN_OR_RETURN(kv, runner::model_shaped_kv(model, shape, 8, 100));
+  }
+  PushSource::Context c;
+  c.kv = kv.view();
+  c.tokens.assign(shape.tokens, 1);  // a perf stream is never recomputed
+  c.chunk_tokens = chunk;
+  c.max_level = p.level;
+  auto source = std::make_shared<EncodedSource>();
+  KVS_RETURN_IF_ERROR(source->add(kPerfContext, c));
+  return source;
+}
+
 Status serve(const Options& o, const Secret& secret) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
   asio::io_context io;
@@ -135,9 +186,33 @@ Status serve(const Options& o, const Secret& secret) {
     channel.fail(params.error());
     return params.error();
   }
+  std::shared_ptr<EncodedSource> source;
+  if (is_kv_test(params->test)) {
+    auto built = perf_stream(*params, o.model);
+    if (!built) {
+      channel.fail(built.error());
+      return built.error();
+    }
+    source = std::move(*built);
+  }
   KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
   KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(channel, ucx.worker, false, deadline));
-  return run_tag_bw_receiver(*ep, *params, deadline);
+  if (source) {
+    UcxDataLink link(std::move(ep), sender_liveness(channel));
+    return serve_kv_perf(channel, link, *source, *params, deadline);
+  }
+  if (params->test == "am_bw") return run_am_bw_receiver(*ep, *params, deadline).status();
+  return run_tag_bw_receiver(*ep, *params, deadline).status();
+}
+
+void print_result(const Options& o, const PerfParams& shown, PerfResult r) {
+  if (o.gigabytes) r.bandwidth_mib_s *= double(1 << 20) / 1e9;
+  if (o.csv) {
+    fmt::print("{}", perf_csv(r));
+    return;
+  }
+  if (!o.final_only) fmt::print("{}", perf_table_header(shown, o.gigabytes));
+  fmt::print("{}", perf_table_final(r));
 }
 
 Status client(const Options& o, const Secret& secret) {
@@ -148,19 +223,26 @@ Status client(const Options& o, const Secret& secret) {
   KVS_RETURN_IF_ERROR(
       channel->send(FrameType::perf_request, encode_perf_request(o.params), deadline));
   KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(*channel, ucx.worker, true, deadline));
-  KVS_ASSIGN_OR_RETURN(PerfResult r, run_tag_bw_sender(*ep, o.params, deadline));
-  if (o.gigabytes) r.bandwidth_mib_s *= double(1 << 20) / 1e9;
+  if (!is_kv_test(o.params.test)) {
+    KVS_ASSIGN_OR_RETURN(const PerfResult r, o.params.test == "am_bw"
+                                                 ? run_am_bw_sender(*ep, o.params, deadline)
+                                                 : run_tag_bw_sender(*ep, o.params, deadline));
+    print_result(o, o.params, r);
+    return Status::ok();
+  }
+  UcxDataLink link(std::move(ep), receiver_liveness(*channel));
+  KVS_ASSIGN_OR_RETURN(const KvPerfResult r,
+                       run_kv_perf(*channel, link, o.params, o.decode, deadline));
+  PerfParams shown = o.params;
+  shown.size = static_cast<std::uint64_t>(std::llround(r.kv.mean_size));
+  print_result(o, shown, r.kv);
+  const double baseline = r.baseline.bandwidth_mib_s * (o.gigabytes ? double(1 << 20) / 1e9 : 1.0);
   if (o.csv) {
-    fmt::print("{}", perf_csv(r));
+    fmt::print("efficiency,{:.4f},{:.2f}\n", r.efficiency(), baseline);
   } else {
-    if (!o.final_only) {
-      std::string header = perf_table_header(o.params);
-      if (o.gigabytes) {
-        header.replace(header.find("bandwidth (MB/s)"), 16, "bandwidth (GB/s)");
-      }
-      fmt::print("{}", header);
-    }
-    fmt::print("{}", perf_table_final(r));
+    fmt::print("Efficiency: {:.1f}% of tag_bw over the same endpoints at {} bytes ({:.2f} {}/s)\n",
+               100 * r.efficiency(), static_cast<std::uint64_t>(std::llround(r.baseline.mean_size)),
+               baseline, o.gigabytes ? "GB" : "MB");
   }
   return Status::ok();
 }

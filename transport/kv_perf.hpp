@@ -1,0 +1,42 @@
+// kv_stream_bw and kv_lat: a real stream session (session.hpp) between a sender serving
+// encoded chunks from memory and a receiver that decodes each as it lands, measured as perf.hpp
+// measures raw UCX, next to tag_bw measured over the same endpoints, in the same direction, at
+// the stream's mean chunk size, in the same run: the efficiency of the whole path.
+#pragma once
+
+#include "control.hpp"
+#include "data_link.hpp"
+#include "perf.hpp"
+#include "source.hpp"
+
+namespace kvstream::transport {
+
+// The context a perf server serves.
+inline constexpr const char* kPerfContext = "perf";
+
+// Chunk tokens for chunks of about `size` bytes at `level`, from encoding the first tokens of
+// `kv` (at least 1, at most all its tokens).
+Expected<std::uint32_t> chunk_tokens_for(const KvView& kv, std::uint64_t size, std::uint8_t level);
+
+struct KvPerfResult {
+  PerfResult kv;        // the timed chunks, landed and decoded (bytes: as sent)
+  PerfResult baseline;  // tag_bw over the same endpoints, sender to receiver, mean chunk size
+  double efficiency() const {
+    return baseline.bandwidth_mib_s > 0 ? kv.bandwidth_mib_s / baseline.bandwidth_mib_s : 0;
+  }
+};
+
+// The sender: announces the baseline (a perf_request frame: tag_bw at the mean size of the
+// first p.chunks full chunks of kPerfContext at p.level), sends it, then serves the stream session
+// until the receiver closes it.
+Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& source,
+                     const PerfParams& p, Clock::time_point deadline);
+
+// The receiver: takes the baseline, opens kPerfContext and fetches p.warmup + p.iterations
+// chunks cycling over its first p.chunks full chunks at p.level, p.window in flight (kv_lat: one),
+// decoding each into a cache of the context's shape unless `decode` is false (then each chunk's
+// header is still checked). Timed from the last warm-up chunk's landing.
+Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, const PerfParams& p,
+                                   bool decode, Clock::time_point deadline);
+
+}  // namespace kvstream::transport
