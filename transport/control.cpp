@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <boost/asio/connect.hpp>
@@ -112,6 +113,11 @@ Status ControlChannel::run_until(const bool& done, Clock::time_point deadline, c
   return Status(Errc::timeout, fmt::format("{} {}: deadline passed", what, peer_));
 }
 
+// Both directions first try the system call that the reactor would end up making, without
+// blocking: control frames are small and usually fit the socket buffer (or are already there),
+// and on a virtual machine the reactor's extra system calls cost more than the transfer. What is
+// left goes through Asio with the deadline.
+
 Status ControlChannel::send(FrameType type, std::span<const std::byte> payload,
                             Clock::time_point deadline) {
   if (!socket_.is_open()) return Status(Errc::disconnected, "send on a closed channel");
@@ -120,15 +126,32 @@ Status ControlChannel::send(FrameType type, std::span<const std::byte> payload,
                   fmt::format("{} frame of {} bytes, over the {}-byte limit", frame_type_name(type),
                               payload.size(), max_payload_));
   }
-  const auto header = frame_header(type, static_cast<std::uint32_t>(payload.size()));
-  const std::array<asio::const_buffer, 2> buffers{asio::buffer(header),
-                                                  asio::buffer(payload.data(), payload.size())};
+  auto header = frame_header(type, static_cast<std::uint32_t>(payload.size()));
+  const std::size_t total = header.size() + payload.size();
+  iovec iov[2] = {{header.data(), header.size()},
+                  {const_cast<std::byte*>(payload.data()), payload.size()}};
+  msghdr m{};
+  m.msg_iov = iov;
+  m.msg_iovlen = payload.empty() ? 1 : 2;
+  const ssize_t n = ::sendmsg(socket_.native_handle(), &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    const boost::system::error_code ec(errno, asio::error::get_system_category());
+    close();
+    return io_status(ec, "send");
+  }
+  const std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
+  if (sent == total) return Status::ok();
+  // The rest, which the socket buffer did not take at once.
+  std::vector<std::byte> rest(total);
+  std::memcpy(rest.data(), header.data(), header.size());
+  if (!payload.empty()) std::memcpy(rest.data() + header.size(), payload.data(), payload.size());
   bool done = false;
   boost::system::error_code ec;
-  asio::async_write(socket_, buffers, [&](const boost::system::error_code& e, std::size_t) {
-    ec = e;
-    done = true;
-  });
+  asio::async_write(socket_, asio::buffer(rest.data() + sent, total - sent),
+                    [&](const boost::system::error_code& e, std::size_t) {
+                      ec = e;
+                      done = true;
+                    });
   KVS_RETURN_IF_ERROR(run_until(done, deadline, "send to"));
   if (ec) {
     close();
@@ -137,47 +160,52 @@ Status ControlChannel::send(FrameType type, std::span<const std::byte> payload,
   return Status::ok();
 }
 
-Expected<Frame> ControlChannel::receive(Clock::time_point deadline) {
-  if (!socket_.is_open()) return Status(Errc::disconnected, "receive on a closed channel");
-  std::array<std::byte, kFrameHeaderSize> header{};
+Status ControlChannel::read_exact(std::span<std::byte> into, std::size_t& got,
+                                  Clock::time_point deadline) {
+  got = 0;
+  const ssize_t n = ::recv(socket_.native_handle(), into.data(), into.size(), MSG_DONTWAIT);
+  if (n == 0 && !into.empty()) return io_status(asio::error::eof, "receive");
+  if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+    return io_status(boost::system::error_code(errno, asio::error::get_system_category()),
+                     "receive");
+  }
+  got = n > 0 ? static_cast<std::size_t>(n) : 0;
+  if (got == into.size()) return Status::ok();
   bool done = false;
   boost::system::error_code ec;
-  std::size_t got = 0;
-  asio::async_read(socket_, asio::buffer(header),
-                   [&](const boost::system::error_code& e, std::size_t n) {
+  std::size_t more = 0;
+  asio::async_read(socket_, asio::buffer(into.data() + got, into.size() - got),
+                   [&](const boost::system::error_code& e, std::size_t k) {
                      ec = e;
-                     got = n;
+                     more = k;
                      done = true;
                    });
   KVS_RETURN_IF_ERROR(run_until(done, deadline, "receive from"));
-  if (ec) {
+  got += more;
+  return ec ? io_status(ec, "receive") : Status::ok();
+}
+
+Expected<Frame> ControlChannel::receive(Clock::time_point deadline) {
+  if (!socket_.is_open()) return Status(Errc::disconnected, "receive on a closed channel");
+  std::array<std::byte, kFrameHeaderSize> header{};
+  std::size_t got = 0;
+  // A peer that closes inside a frame has cut it short; between frames, it has left.
+  const auto cut = [&](const Status& s, bool inside) -> Status {
     close();
-    if (got > 0 && ec == asio::error::eof) {
+    if (s.code() == Errc::timeout) return s;
+    if (s.code() == Errc::disconnected && inside) {
       return Status(Errc::protocol_error, fmt::format("truncated frame from {}", peer_));
     }
-    return io_status(ec, "receive");
-  }
+    return s;
+  };
+  if (Status s = read_exact(header, got, deadline); !s.is_ok()) return cut(s, got > 0);
   auto h = parse_frame_header(header, max_payload_);
   if (!h) {
     fail(h.error());
     return Status(h.error().code(), fmt::format("{} from {}", h.error().message(), peer_));
   }
   Frame f{h->type, std::vector<std::byte>(h->length)};
-  if (h->length > 0) {
-    done = false;
-    asio::async_read(socket_, asio::buffer(f.payload),
-                     [&](const boost::system::error_code& e, std::size_t) {
-                       ec = e;
-                       done = true;
-                     });
-    KVS_RETURN_IF_ERROR(run_until(done, deadline, "receive from"));
-    if (ec) {
-      close();
-      return ec == asio::error::eof
-                 ? Status(Errc::protocol_error, fmt::format("truncated frame from {}", peer_))
-                 : io_status(ec, "receive");
-    }
-  }
+  if (Status s = read_exact(f.payload, got, deadline); !s.is_ok()) return cut(s, true);
   return f;
 }
 

@@ -62,6 +62,9 @@ class ControlChannel {
  private:
   // Runs the io_context until `done` or the deadline; on the deadline cancels the operation.
   Status run_until(const bool& done, Clock::time_point deadline, const char* what);
+  // Fills `into` (what is there at once, then through Asio by the deadline); `got` counts the
+  // bytes read even when it fails. Errors as io_status, or Errc::timeout.
+  Status read_exact(std::span<std::byte> into, std::size_t& got, Clock::time_point deadline);
 
   std::unique_ptr<boost::asio::io_context> io_;
   boost::asio::ip::tcp::socket socket_;

@@ -79,7 +79,10 @@ Status UcxDataLink::after_abort() {
 
 Status UcxDataLink::progress_sends() {
   if (stranded_ || !endpoint_->failure().is_ok()) return after_abort();
-  endpoint_->worker().progress();
+  // While the worker has work (a TCP transport moves a large message a socket buffer at a
+  // time), keep at it before the caller looks elsewhere.
+  for (int round = 0; round < 64 && endpoint_->worker().progress(); ++round) {
+  }
   reap();
   probe(Clock::now());
   if (!endpoint_->failure().is_ok()) return after_abort();

@@ -32,7 +32,7 @@ class DataLink {
   // newest n is. Before the caller frees a buffer still in flight it must finish_sends() or
   // abandon_sends().
   virtual Status start_send(std::uint64_t tag, std::span<const std::byte> bytes) = 0;
-  // Drives the sends in flight without blocking; the first failure of any of them.
+  // Drives the sends in flight without waiting for them; the first failure of any of them.
   virtual Status progress_sends() = 0;
   // Waits until at most `keep` sends are in flight, or fails by `deadline`.
   virtual Status finish_sends(std::size_t keep, Clock::time_point deadline) = 0;
