@@ -14,17 +14,31 @@ using asio::ip::tcp;
 
 namespace {
 
-// Receives the peer's worker address (a worker_address frame), or its error.
-Expected<std::vector<std::byte>> receive_address(ControlChannel& c, Clock::time_point deadline) {
+// A worker_address frame: the error mode its sender wants (u8: 0 none, 1 peer), then the
+// address. Both ends must use the same mode (UCX fails requests between a PEER endpoint and a
+// NONE one), so each says what it wants and both take PEER if either asks for it.
+std::vector<std::byte> address_payload(ErrorMode mode, std::span<const std::byte> address) {
+  std::vector<std::byte> out{
+      std::byte{mode == ErrorMode::peer ? std::uint8_t{1} : std::uint8_t{0}}};
+  out.insert(out.end(), address.begin(), address.end());
+  return out;
+}
+
+// Receives the peer's worker address and error mode, or its error.
+Expected<std::pair<ErrorMode, std::vector<std::byte>>> receive_address(ControlChannel& c,
+                                                                       Clock::time_point deadline) {
   KVS_ASSIGN_OR_RETURN(Frame f, c.receive(deadline));
   if (f.type == FrameType::error) return status_from_error_payload(f.payload);
-  if (f.type != FrameType::worker_address || f.payload.empty()) {
+  if (f.type != FrameType::worker_address || f.payload.size() < 2 ||
+      std::to_integer<std::uint8_t>(f.payload[0]) > 1) {
     const Status s(Errc::protocol_error,
                    fmt::format("expected a worker address, got {}", frame_type_name(f.type)));
     c.fail(s);
     return s;
   }
-  return std::move(f.payload);
+  const ErrorMode mode = f.payload[0] == std::byte{1} ? ErrorMode::peer : ErrorMode::none;
+  f.payload.erase(f.payload.begin());
+  return std::pair{mode, std::move(f.payload)};
 }
 
 }  // namespace
@@ -60,13 +74,16 @@ Expected<ErrorMode> endpoint_error_mode(const ControlChannel& channel) {
 Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,
                                                     const std::shared_ptr<UcxWorker>& worker,
                                                     bool sends_first, Clock::time_point deadline) {
+  KVS_ASSIGN_OR_RETURN(const ErrorMode wanted, endpoint_error_mode(channel));
   KVS_ASSIGN_OR_RETURN(const auto own, worker->address());
-  std::vector<std::byte> peer;
-  if (sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, own, deadline));
-  KVS_ASSIGN_OR_RETURN(peer, receive_address(channel, deadline));
-  if (!sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, own, deadline));
-  KVS_ASSIGN_OR_RETURN(const ErrorMode mode, endpoint_error_mode(channel));
-  return UcxEndpoint::connect(worker, peer, mode);
+  const auto payload = address_payload(wanted, own);
+  if (sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, payload, deadline));
+  KVS_ASSIGN_OR_RETURN(const auto peer, receive_address(channel, deadline));
+  if (!sends_first) KVS_RETURN_IF_ERROR(channel.send(FrameType::worker_address, payload, deadline));
+  const ErrorMode mode = wanted == ErrorMode::peer || peer.first == ErrorMode::peer
+                             ? ErrorMode::peer
+                             : ErrorMode::none;
+  return UcxEndpoint::connect(worker, peer.second, mode);
 }
 
 struct StreamServer::Impl {

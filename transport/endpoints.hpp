@@ -74,8 +74,9 @@ Liveness sender_liveness(ControlChannel& channel);
 Liveness receiver_liveness(ControlChannel& channel);
 
 // Pairs two UCX workers over an authenticated control channel: each side sends its worker's
-// address in a worker_address frame and connects an endpoint to the other's, in
-// endpoint_error_mode(). The side with
+// address in a worker_address frame and connects an endpoint to the other's. The frame also
+// carries the error mode its side wants (endpoint_error_mode()); both ends use PEER when either
+// wants it, so that an override on one side only still gives matching endpoints. The side with
 // `sends_first` sends before it receives (the client), the other receives first. An error frame
 // from the peer becomes its status; any other frame is a protocol error.
 Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,

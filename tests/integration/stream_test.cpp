@@ -178,7 +178,8 @@ TEST_F(Served, BadFramesCloseOnlyTheirConnection) {
 // once the receiver has two chunks: the receiver must say it lost its peer within 5 s. On one
 // host the endpoints run in UCX error mode NONE (shared memory) and the loss is seen on the
 // control connection; with KVSTREAM_UCX_ERR_MODE=peer, UCX's own peer failure (or the control
-// connection, whichever comes first) reports it.
+// connection, whichever comes first) reports it. The receiver keeps what landed, and
+// `fetch --resume` completes the stream.
 TEST_F(Served, ASenderKilledMidStreamIsADisconnectWithinFiveSeconds) {
   int round = 0;
   for (const std::string env : {"", "KVSTREAM_UCX_ERR_MODE=peer"}) {
@@ -210,6 +211,26 @@ TEST_F(Served, ASenderKilledMidStreamIsADisconnectWithinFiveSeconds) {
                 log.find("peer closed the connection") != std::string::npos)
         << log;
     EXPECT_FALSE(std::filesystem::exists(temp_dir() / "killed.raw"));  // nothing half-written
+    EXPECT_NE(log.find("fetch again with --resume"), std::string::npos) << log;
+
+    // The chunks that landed were kept: a fetch of another level cannot take them, and a
+    // resumed fetch from the (unpaced) server completes the stream.
+    const std::string out = (temp_dir() / "killed.raw").string();
+    Outcome r = run(fmt::format("fetch --server {} --context story --level 1 --out '{}' --resume",
+                                server(), out));
+    EXPECT_EQ(r.code, 1);
+    EXPECT_NE(r.err.find("cannot resume: the partial fetch is of 'story' at level 0"),
+              std::string::npos)
+        << r.err;
+    r = run(fmt::format("fetch --server {} --context story --level 0 --out '{}' --resume", server(),
+                        out),
+            env);
+    ASSERT_EQ(r.code, 0) << r.err;
+    EXPECT_NE(r.err.find("resuming: "), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(" of 6 chunks already here"), std::string::npos) << r.err;
+    EXPECT_EQ(slurp(out), reference(0));
+    EXPECT_FALSE(std::filesystem::exists(out + ".partial"));
+    std::filesystem::remove(out);
   }
 }
 

@@ -3,9 +3,12 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 
 #include "cli/common.hpp"
+#include "cli/fetch_state.hpp"
 #include "endpoints.hpp"
 #include "kvstream/codec.hpp"
 
@@ -76,17 +79,20 @@ int run_serve(std::span<const std::string_view> args) {
 int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
   std::int64_t level = 0, window = 4, timeout_ms = 5000;
+  bool resume = false;
   ArgParser p("kvstream fetch",
               "Fetches a context's KV cache at one level from `kvstream serve`, decoding each\n"
               "chunk as it lands (every chunk's checksums verified), and writes it as raw values\n"
-              "laid out [layer][K|V][token][head][dim] (atomically).");
+              "laid out [layer][K|V][token][head][dim] (atomically). A fetch that breaks off\n"
+              "keeps the chunks that landed in OUT.partial; --resume then fetches the rest.");
   p.option("--server", "ADDR:PORT", "the server's control-plane address", &server_text, true)
       .option("--context", "ID", "context id (its archive's name without .kva)", &context, true)
       .option("--level", "L", "level to fetch", &level, 0, kMaxLevel)
       .option("--out", "FILE", "raw KV file to write", &out_path, true)
       .option("--window", "N", "chunks in flight at most", &window, 1, 64)
       .option("--timeout-ms", "MS", "how long a chunk may take to land", &timeout_ms, 1, 3600000)
-      .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file);
+      .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file)
+      .flag("--resume", "fetch only the chunks OUT.partial lacks", &resume);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
   if (!where) return usage_error(p.command(), where.error());
@@ -98,29 +104,77 @@ int run_fetch(std::span<const std::string_view> args) {
   StreamReceiver receiver = (*connection)->receiver();
   auto info = receiver.open(context, Clock::now() + 10s);
   if (!info) return report_failure(p.command(), info.error());
-  auto kv = KvBuffer::create(info->layout);
+  const auto lvl = static_cast<std::uint32_t>(level);
+  if (lvl >= info->levels) {
+    return report_failure(
+        p.command(), Status(Errc::invalid_argument, fmt::format("level {}: '{}' has levels 0..{}",
+                                                                lvl, context, info->levels - 1)));
+  }
+  const std::string partial = partial_path(out_path);
+  FetchState state;
+  if (resume) {
+    auto loaded = load_fetch_state(partial);
+    if (!loaded && loaded.error().code() != Errc::not_found) {
+      return report_failure(p.command(), loaded.error());
+    }
+    if (loaded) {
+      if (Status s = check_resumable(*loaded, context, lvl, *info); !s.is_ok()) {
+        return report_failure(p.command(), s);
+      }
+      state = std::move(*loaded);
+    } else {
+      fmt::print(stderr, "kvstream fetch: no {} to resume from; fetching every chunk\n", partial);
+    }
+  }
+  if (state.kv.empty()) {
+    state =
+        fresh_fetch_state(context, lvl, *info, std::vector<std::byte>(info->layout.total_bytes()));
+  }
+  auto kv = KvView::contiguous(state.kv.data(), state.kv.size(), info->layout);
   if (!kv) return report_failure(p.command(), kv.error());
+  std::vector<StreamReceiver::Want> wants;
+  for (std::uint32_t c = 0; c < info->chunk_count; ++c)
+    if (!state.landed[c]) wants.push_back({c, lvl});
+  if (resume && wants.size() < info->chunk_count) {
+    fmt::print(stderr, "kvstream fetch: resuming: {} of {} chunks already here\n",
+               info->chunk_count - wants.size(), info->chunk_count);
+  }
   StreamReceiver::FetchOptions o;
-  o.level = static_cast<std::uint32_t>(level);
   o.window = static_cast<std::uint32_t>(window);
   o.chunk_timeout = std::chrono::milliseconds(timeout_ms);
   std::uint64_t bytes = 0;
-  const Status s = receiver.fetch(*info, kv->view(), o, [&](std::uint32_t chunk) {
-    bytes += info->size(chunk, o.level);
+  const Status s = receiver.fetch_chunks(*info, *kv, wants, o, [&](std::size_t i) {
+    const std::uint32_t chunk = wants[i].chunk;
+    state.landed[chunk] = 1;
+    bytes += info->size(chunk, lvl);
     fmt::print(stderr, "kvstream fetch: chunk {}/{} at level {}: {} bytes, {:.1f} ms\n", chunk + 1,
-               info->chunk_count, level, info->size(chunk, o.level),
+               info->chunk_count, lvl, info->size(chunk, lvl),
                std::chrono::duration<double, std::milli>(Clock::now() - start).count());
   });
   receiver.close(Clock::now() + 1s);
-  if (!s.is_ok()) return report_failure(p.command(), s);
-  if (Status w = write_file_atomically(out_path, kv->bytes()); !w.is_ok()) {
+  if (!s.is_ok()) {
+    const auto kept = std::count(state.landed.begin(), state.landed.end(), 1);
+    if (kept > 0) {
+      if (Status w = save_fetch_state(partial, state); w.is_ok()) {
+        fmt::print(stderr,
+                   "kvstream fetch: kept {} of {} chunks in {}; fetch again with --resume\n", kept,
+                   info->chunk_count, partial);
+      } else {
+        fmt::print(stderr, "kvstream fetch: could not keep the landed chunks: {}\n", w.message());
+      }
+    }
+    return report_failure(p.command(), s);
+  }
+  if (Status w = write_file_atomically(out_path, state.kv); !w.is_ok()) {
     return report_failure(p.command(), w);
   }
+  std::error_code ignored;
+  std::filesystem::remove(partial, ignored);
   const double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
   fmt::print(
       "fetched {}: {} chunks at level {}, {} bytes in {:.1f} ms; wrote {} ({} bytes of {})\n",
-      context, info->chunk_count, level, bytes, ms, out_path, kv->layout().total_bytes(),
-      dtype_name(kv->layout().dtype));
+      context, wants.size(), lvl, bytes, ms, out_path, info->layout.total_bytes(),
+      dtype_name(info->layout.dtype));
   return kExitOk;
 }
 
