@@ -7,6 +7,8 @@
 #include <span>
 #include <vector>
 
+#include "kvstream/kv_cache.hpp"
+
 namespace kvstream::codec {
 
 class ByteWriter {
@@ -80,5 +82,24 @@ class ByteReader {
   std::size_t pos_ = 0;
   bool ok_ = true;
 };
+
+// A KvLayout as the control plane and fetch state carry it: u32 layers, kv_heads, head_dim,
+// dtype, tokens. get_layout is false when the bytes run out; `dtype` is the raw value, set in
+// `l` only when it names a dtype (callers refuse others, then validate()).
+inline void put_layout(ByteWriter& w, const KvLayout& l) {
+  w.put(l.layers);
+  w.put(l.kv_heads);
+  w.put(l.head_dim);
+  w.put(static_cast<std::uint32_t>(l.dtype));
+  w.put(l.tokens);
+}
+inline bool get_layout(ByteReader& r, KvLayout& l, std::uint32_t& dtype) {
+  if (!r.get(l.layers) || !r.get(l.kv_heads) || !r.get(l.head_dim) || !r.get(dtype) ||
+      !r.get(l.tokens)) {
+    return false;
+  }
+  if (dtype <= 2) l.dtype = static_cast<DType>(dtype);
+  return true;
+}
 
 }  // namespace kvstream::codec

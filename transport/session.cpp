@@ -36,11 +36,7 @@ std::vector<std::byte> encode_stream_info(const StreamInfo& s) {
   codec::ByteWriter w(out);
   w.put(s.stream);
   w.put(s.exact_sizes ? 0u : 1u);  // flags: bit 0, sizes are bounds
-  w.put(s.layout.layers);
-  w.put(s.layout.kv_heads);
-  w.put(s.layout.head_dim);
-  w.put(static_cast<std::uint32_t>(s.layout.dtype));
-  w.put(s.layout.tokens);
+  codec::put_layout(w, s.layout);
   w.put(s.chunk_tokens);
   w.put(s.chunk_count);
   w.put(s.levels);
@@ -55,15 +51,13 @@ Expected<StreamInfo> decode_stream_info(std::span<const std::byte> payload) {
   codec::ByteReader r(payload);
   StreamInfo s;
   std::uint32_t dtype = 0, flags = 0;
-  if (!r.get(s.stream) || !r.get(flags) || !r.get(s.layout.layers) || !r.get(s.layout.kv_heads) ||
-      !r.get(s.layout.head_dim) || !r.get(dtype) || !r.get(s.layout.tokens) ||
+  if (!r.get(s.stream) || !r.get(flags) || !codec::get_layout(r, s.layout, dtype) ||
       !r.get(s.chunk_tokens) || !r.get(s.chunk_count) || !r.get(s.levels)) {
     return bad("stream_info: truncated");
   }
   if (dtype > 2) return bad(fmt::format("stream_info: dtype {}", dtype));
   if (flags > 1) return bad(fmt::format("stream_info: flags {:x}", flags));
   s.exact_sizes = flags == 0;
-  s.layout.dtype = static_cast<DType>(dtype);
   KVS_RETURN_IF_ERROR(s.layout.validate().with_context("stream_info"));
   if (s.chunk_tokens == 0 || s.levels == 0 || s.levels > 16 ||
       s.chunk_count != (s.layout.tokens + s.chunk_tokens - 1) / s.chunk_tokens) {

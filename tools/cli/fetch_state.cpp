@@ -33,11 +33,7 @@ Status save_fetch_state(const std::string& path, const FetchState& s) {
   w.put(static_cast<std::uint16_t>(s.context.size()));
   w.put_bytes(std::as_bytes(std::span(s.context)));
   w.put(s.level);
-  w.put(s.layout.layers);
-  w.put(s.layout.kv_heads);
-  w.put(s.layout.head_dim);
-  w.put(static_cast<std::uint32_t>(s.layout.dtype));
-  w.put(s.layout.tokens);
+  codec::put_layout(w, s.layout);
   w.put(s.chunk_tokens);
   w.put(static_cast<std::uint32_t>(s.sizes.size()));
   for (std::uint32_t v : s.sizes)
@@ -64,13 +60,11 @@ Expected<FetchState> load_fetch_state(const std::string& path) {
     return corrupt(path, "no KVSPART1 magic");
   }
   if (!r.get(length) || !r.get_bytes(length, context) || !r.get(s.level) ||
-      !r.get(s.layout.layers) || !r.get(s.layout.kv_heads) || !r.get(s.layout.head_dim) ||
-      !r.get(dtype) || !r.get(s.layout.tokens) || !r.get(s.chunk_tokens) || !r.get(count)) {
+      !codec::get_layout(r, s.layout, dtype) || !r.get(s.chunk_tokens) || !r.get(count)) {
     return corrupt(path, "truncated header");
   }
   s.context.assign(reinterpret_cast<const char*>(context.data()), context.size());
   if (dtype > 2) return corrupt(path, fmt::format("dtype {}", dtype));
-  s.layout.dtype = static_cast<DType>(dtype);
   if (Status v = s.layout.validate(); !v.is_ok()) return corrupt(path, v.message());
   if (s.chunk_tokens == 0 || count != (s.layout.tokens + s.chunk_tokens - 1) / s.chunk_tokens) {
     return corrupt(path, fmt::format("{} chunks of {} tokens for {} tokens", count, s.chunk_tokens,
