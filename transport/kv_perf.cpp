@@ -62,7 +62,7 @@ Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& so
 }
 
 Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, const PerfParams& p,
-                                   bool decode, Clock::time_point deadline) {
+                                   const KvPerfOptions& options, Clock::time_point deadline) {
   KVS_RETURN_IF_ERROR(validate(p));
   KvPerfResult result;
   KVS_ASSIGN_OR_RETURN(const Frame announced, control.receive(deadline));
@@ -88,7 +88,9 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   StreamReceiver::FetchOptions o;
   o.window = p.test == "kv_lat" ? 1 : p.window;
   o.chunk_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  if (!decode) o.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };
+  o.progress_thread = options.progress_thread;
+  if (!options.decode)
+    o.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };
   Clock::time_point start = Clock::now();
   std::vector<Clock::time_point> timed;
   timed.reserve(p.iterations);

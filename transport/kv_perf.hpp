@@ -32,11 +32,15 @@ struct KvPerfResult {
 Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& source,
                      const PerfParams& p, Clock::time_point deadline);
 
+struct KvPerfOptions {
+  bool decode = true;            // false: each chunk's header is checked, nothing decoded
+  bool progress_thread = false;  // StreamReceiver::FetchOptions::progress_thread
+};
+
 // The receiver: takes the baseline, opens kPerfContext and fetches p.warmup + p.iterations
 // chunks cycling over its first p.chunks full chunks at p.level, p.window in flight (kv_lat: one),
-// decoding each into a cache of the context's shape unless `decode` is false (then each chunk's
-// header is still checked). Timed from the last warm-up chunk's landing.
+// into a cache of the context's shape. Timed from the last warm-up chunk's landing.
 Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, const PerfParams& p,
-                                   bool decode, Clock::time_point deadline);
+                                   const KvPerfOptions& options, Clock::time_point deadline);
 
 }  // namespace kvstream::transport

@@ -8,7 +8,6 @@
 #include <cctype>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <thread>
 
 #include "byte_io.hpp"
@@ -20,13 +19,6 @@ namespace {
 
 Status bad(std::string what) {
   return Status(Errc::protocol_error, std::move(what));
-}
-
-// A chunk request's data-plane tag: marker, stream, and the request's number in the session
-// (40 bits), so that a chunk asked twice lands in the slot of the request it answers.
-constexpr std::uint64_t chunk_tag(std::uint32_t stream, std::uint64_t request) {
-  return (std::uint64_t{0x4b} << 56) | (std::uint64_t{stream & 0xFFFF} << 40) |
-         (request & ((std::uint64_t{1} << 40) - 1));
 }
 
 }  // namespace
@@ -211,113 +203,6 @@ Expected<StreamInfo> StreamReceiver::open(const std::string& context, Clock::tim
     return s;
   }
   return decode_stream_info(f.payload);
-}
-
-Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const FetchOptions& o,
-                             const std::function<void(std::uint32_t)>& on_chunk) {
-  if (o.level >= info.levels) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("level {}: the stream has levels 0..{}", o.level, info.levels - 1));
-  }
-  std::vector<Want> wants;
-  for (std::uint32_t c = o.first_chunk; c < info.chunk_count; ++c)
-    wants.push_back({c, o.level});
-  return fetch_chunks(info, dst, wants, o, [&](std::size_t i) {
-    if (on_chunk) on_chunk(wants[i].chunk);
-  });
-}
-
-Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
-                                    std::span<const Want> wants, const FetchOptions& o,
-                                    const std::function<void(std::size_t)>& on_landed) {
-  if (!dst.layout().same_shape(info.layout) || dst.layout().tokens < info.layout.tokens) {
-    return Status(Errc::invalid_argument, "fetch: the destination does not hold the context");
-  }
-  std::uint32_t max_size = 0;
-  for (const Want& w : wants) {
-    if (w.chunk >= info.chunk_count || w.level >= info.levels) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("chunk {} at level {}: the stream has {} chunks, levels 0..{}",
-                                w.chunk, w.level, info.chunk_count, info.levels - 1));
-    }
-    max_size = std::max(max_size, info.size(w.chunk, w.level));
-  }
-  const auto window = static_cast<std::uint32_t>(
-      std::min<std::size_t>(std::max(o.window, 1u), std::max<std::size_t>(wants.size(), 1)));
-  std::vector<std::vector<std::byte>> slots(window, std::vector<std::byte>(max_size));
-  std::vector<std::uint32_t> free_slots;
-  for (std::uint32_t i = 0; i < window; ++i)
-    free_slots.push_back(window - 1 - i);
-  struct InFlight {
-    std::size_t want;
-    std::uint32_t slot;
-  };
-  std::map<std::uint64_t, InFlight> inflight;  // by tag
-  ChunkDecoder decoder;
-  // However fetch ends, no receive may outlive the slots it was posted into.
-  struct Withdraw {
-    DataLink& link;
-    const std::map<std::uint64_t, InFlight>& inflight;
-    ~Withdraw() {
-      if (!inflight.empty()) link.cancel_receives();
-    }
-  } withdraw{data_, inflight};
-  std::size_t next = 0;
-  while (next < wants.size() || !inflight.empty()) {
-    while (next < wants.size() && !free_slots.empty()) {
-      const std::uint32_t slot = free_slots.back();
-      free_slots.pop_back();
-      const std::uint64_t tag = chunk_tag(info.stream, next_request_++);
-      // The slot is posted before the request, so the chunk never arrives unexpected.
-      KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots[slot]));
-      inflight[tag] = {next, slot};
-      std::vector<std::byte> request;
-      codec::ByteWriter w(request);
-      w.put(info.stream);
-      w.put(wants[next].chunk);
-      w.put(wants[next].level);
-      w.put(tag);
-      KVS_RETURN_IF_ERROR(
-          control_.send(FrameType::chunk_request, request, Clock::now() + o.chunk_timeout));
-      ++next;
-    }
-    KVS_ASSIGN_OR_RETURN(const Completion c, data_.wait_any(Clock::now() + o.chunk_timeout));
-    const auto it = inflight.find(c.tag);
-    if (it == inflight.end()) return bad(fmt::format("a chunk for tag {:x} nobody asked", c.tag));
-    const auto [want, slot] = it->second;
-    inflight.erase(it);
-    const auto [chunk, level] = wants[want];
-    const std::uint32_t said = info.size(chunk, level);
-    if (info.exact_sizes ? c.length != said : c.length > said) {
-      return bad(fmt::format("chunk {} has {} bytes; the stream said {}{}", chunk, c.length,
-                             info.exact_sizes ? "" : "at most ", said));
-    }
-    const auto bytes = std::span<const std::byte>(slots[slot]).first(c.length);
-    // A well-formed chunk of another token range or level would decode without complaint into
-    // the wrong place: check that it is the one asked for.
-    const auto described = read_chunk_info(bytes);
-    if (!described) {
-      return Status(described.error().code(),
-                    fmt::format("chunk {}: {}", chunk, described.error().message()));
-    }
-    const ChunkInfo& got = *described;
-    const std::uint32_t begin = chunk * info.chunk_tokens;
-    if (got.token_begin != begin || got.level != level ||
-        got.token_count != std::min(info.chunk_tokens, info.layout.tokens - begin)) {
-      return bad(fmt::format(
-          "asked for chunk {} (tokens from {}) at level {}, got tokens {}..{} "
-          "at level {}",
-          chunk, begin, level, got.token_begin, got.token_begin + got.token_count, got.level));
-    }
-    const Status decoded =
-        o.consume ? o.consume(want, bytes) : decoder.decode(bytes, dst, o.profile);
-    if (!decoded.is_ok()) {
-      return Status(decoded.code(), fmt::format("chunk {}: {}", chunk, decoded.message()));
-    }
-    free_slots.push_back(slot);
-    if (on_landed) on_landed(want);
-  }
-  return Status::ok();
 }
 
 void StreamReceiver::close(Clock::time_point deadline) {

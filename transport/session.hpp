@@ -78,6 +78,10 @@ class StreamReceiver {
     // Each chunk must land within this much of being requested or of the previous landing.
     std::chrono::milliseconds chunk_timeout{5000};
     const CodecProfile* profile = nullptr;  // transform-coded chunks' profile
+    // Drive the data link and the control channel from a thread of the fetch's own while this
+    // thread decodes, so that decoding overlaps the chunks in flight. UCX wants one thread per
+    // worker: that thread makes every call on the link and the channel until the fetch returns.
+    bool progress_thread = false;
     // Takes each chunk (already checked to be the one asked for) instead of the CPU decoder,
     // e.g. to hand it to a GPU decoder, or to drop it in a transport measurement; `dst` is then
     // not written. Its error ends the fetch.

@@ -42,6 +42,7 @@ constexpr std::string_view kUsage =
     "  --chunks N  kv tests: distinct chunks streamed in turn (1, as ucx_perftest's one\n"
     "              buffer; more measures memory too)\n"
     "  --no-decode kv tests: check each chunk's header but do not decode it\n"
+    "  --progress-thread  kv tests: a thread drives UCX while this one decodes\n"
     "  --model F   kv tests, server: the checkpoint whose KV fills the cache\n"
     "              ($KVSTREAM_MODELS/stories260K.bin)\n"
     "  -p PORT     control port (13337)\n"
@@ -55,7 +56,8 @@ struct Options {
   std::string host;
   PerfParams params;
   std::uint16_t port = 13337;
-  bool final_only = false, csv = false, gigabytes = false, decode = true;
+  bool final_only = false, csv = false, gigabytes = false;
+  KvPerfOptions kv;
   std::string model;
   std::string secret_file;
   std::int64_t timeout_s = 60;
@@ -89,7 +91,9 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
     } else if (a == "-v") {
       o.csv = true;
     } else if (a == "--no-decode") {
-      o.decode = false;
+      o.kv.decode = false;
+    } else if (a == "--progress-thread") {
+      o.kv.progress_thread = true;
     } else if (a == "--model") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
       o.model = std::string(v);
@@ -231,8 +235,7 @@ Status client(const Options& o, const Secret& secret) {
     return Status::ok();
   }
   UcxDataLink link(std::move(ep), receiver_liveness(*channel));
-  KVS_ASSIGN_OR_RETURN(const KvPerfResult r,
-                       run_kv_perf(*channel, link, o.params, o.decode, deadline));
+  KVS_ASSIGN_OR_RETURN(const KvPerfResult r, run_kv_perf(*channel, link, o.params, o.kv, deadline));
   PerfParams shown = o.params;
   shown.size = static_cast<std::uint64_t>(std::llround(r.kv.mean_size));
   print_result(o, shown, r.kv);

@@ -79,7 +79,7 @@ int run_serve(std::span<const std::string_view> args) {
 int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
   std::int64_t level = 0, window = 4, timeout_ms = 5000;
-  bool resume = false;
+  bool resume = false, progress_thread = false;
   ArgParser p("kvstream fetch",
               "Fetches a context's KV cache at one level from `kvstream serve`, decoding each\n"
               "chunk as it lands (every chunk's checksums verified), and writes it as raw values\n"
@@ -92,7 +92,9 @@ int run_fetch(std::span<const std::string_view> args) {
       .option("--window", "N", "chunks in flight at most", &window, 1, 64)
       .option("--timeout-ms", "MS", "how long a chunk may take to land", &timeout_ms, 1, 3600000)
       .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file)
-      .flag("--resume", "fetch only the chunks OUT.partial lacks", &resume);
+      .flag("--resume", "fetch only the chunks OUT.partial lacks", &resume)
+      .flag("--progress-thread", "drive UCX from a second thread while this one decodes",
+            &progress_thread);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
   if (!where) return usage_error(p.command(), where.error());
@@ -142,6 +144,7 @@ int run_fetch(std::span<const std::string_view> args) {
   StreamReceiver::FetchOptions o;
   o.window = static_cast<std::uint32_t>(window);
   o.chunk_timeout = std::chrono::milliseconds(timeout_ms);
+  o.progress_thread = progress_thread;
   std::uint64_t bytes = 0;
   const Status s = receiver.fetch_chunks(*info, *kv, wants, o, [&](std::size_t i) {
     const std::uint32_t chunk = wants[i].chunk;

@@ -150,6 +150,29 @@ TEST(Cli, PerfMeasuresTagBandwidthBetweenTwoProcesses) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), ','), 7) << r.out;
 }
 
+// The server streams a model-shaped cache of real KV; the client decodes every chunk and sets
+// the figure against tag_bw over the same endpoints.
+TEST(Cli, PerfStreamsKvChunksAndReportsTheEfficiency) {
+  ::setenv("KVSTREAM_SECRET", "the cli test's secret, 32 bytes.", 1);
+  std::uint16_t port = free_port();
+  start_perf_server(port, "");
+  Result r = run(fmt::format(
+      "perf 127.0.0.1 -p {} -t kv_stream_bw -s 262144 -n 40 -w 4 -O 4 --level 2 --chunks 3", port));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("KV chunk streaming bandwidth, decoded (kv_stream_bw)"), std::string::npos)
+      << r.out;
+  EXPECT_NE(r.out.find("Final:                    40 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("Efficiency: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("% of tag_bw over the same endpoints at "), std::string::npos) << r.out;
+
+  port = free_port();
+  start_perf_server(port, "");
+  r = run(fmt::format("perf 127.0.0.1 -p {} -t kv_lat -s 65536 -n 20 -w 2 -v --no-decode", port));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("20,", 0), 0u) << r.out;
+  EXPECT_NE(r.out.find("\nefficiency,"), std::string::npos) << r.out;
+}
+
 TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
   ::setenv("KVSTREAM_SECRET", "the cli test's secret, 32 bytes.", 1);
   const std::uint16_t port = free_port();
@@ -160,7 +183,8 @@ TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
   for (int i = 0; i < 300 && slurp(server_err).find("refused") == std::string::npos; ++i)
     usleep(10000);
   EXPECT_NE(slurp(server_err).find("refused 127.0.0.1:"), std::string::npos) << slurp(server_err);
-  expect_one_line_error(run("perf 127.0.0.1 -t am_lat"), 2, "this build runs tag_bw");
+  expect_one_line_error(run("perf 127.0.0.1 -t am_lat"), 2,
+                        "tag_bw, am_bw, kv_stream_bw or kv_lat");
   expect_one_line_error(run("perf 127.0.0.1 -m cuda"), 2, "host memory only");
   expect_one_line_error(run("perf 127.0.0.1 -s x"), 2, "-s 'x'");
   expect_one_line_error(run("fetch --server nowhere --context c --out x"), 2,

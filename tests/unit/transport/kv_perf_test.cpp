@@ -72,7 +72,10 @@ TEST(KvPerf, ChunksAreStreamedCountedAndMeasuredAgainstTagBandwidth) {
     Expected<KvPerfResult> r = Status(Errc::internal, "not run");
     {
       UcxDataLink link(std::move(*ep), receiver_liveness(*b));
-      r = run_kv_perf(*b, link, p, std::string(test) == "kv_stream_bw", Clock::now() + 30s);
+      KvPerfOptions options;
+      options.decode = std::string(test) == "kv_stream_bw";
+      options.progress_thread = !options.decode;
+      r = run_kv_perf(*b, link, p, options, Clock::now() + 30s);
     }
     const Status s = served.get_future().get();
     server.join();

@@ -104,6 +104,7 @@ TEST(Session, FullStreamsAtEveryLevelMatchTheArchive) {
     StreamReceiver::FetchOptions o;
     o.level = level;
     o.window = 1 + level;  // one to four in flight
+    o.progress_thread = level % 2 == 1;
     const Status f =
         receiver.fetch(*info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
     ASSERT_TRUE(f.is_ok()) << f.to_string();
@@ -160,6 +161,7 @@ TEST(Session, ADeadSenderIsADisconnectAndTheStreamResumes) {
   StreamReceiver receiver(*again.control, *again.link);
   auto info = receiver.open("ctx", Clock::now() + 5s).value();
   o.first_chunk = 2;
+  o.progress_thread = true;
   ASSERT_TRUE(
       receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); }).is_ok());
   EXPECT_EQ(landed, (std::vector<std::uint32_t>{0, 1, 2, 3}));
@@ -167,41 +169,50 @@ TEST(Session, ADeadSenderIsADisconnectAndTheStreamResumes) {
   receiver.close(Clock::now() + 5s);
 }
 
+// With and without the fetch's progress thread (decoding on the caller's thread).
 TEST(Session, ACorruptedChunkIsCaughtAndNamed) {
-  Served served;
-  Faults corrupt;
-  corrupt.corrupt_send = 1;
-  Session s(served.dir, corrupt);
-  StreamReceiver receiver(*s.control, *s.link);
-  auto info = receiver.open("ctx", Clock::now() + 5s).value();
-  auto kv = KvBuffer::create(served.layout).value();
-  StreamReceiver::FetchOptions o;
-  o.level = 1;
-  o.window = 1;
-  std::vector<std::uint32_t> landed;
-  const Status f =
-      receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
-  EXPECT_EQ(f.code(), Errc::corrupt_data) << f.to_string();
-  EXPECT_EQ(f.message().rfind("chunk 1: ", 0), 0u) << f.message();
-  EXPECT_EQ(landed, std::vector<std::uint32_t>{0});
-  receiver.close(Clock::now() + 5s);
+  for (bool thread : {false, true}) {
+    SCOPED_TRACE(thread ? "progress thread" : "one thread");
+    Served served;
+    Faults corrupt;
+    corrupt.corrupt_send = 1;
+    Session s(served.dir, corrupt);
+    StreamReceiver receiver(*s.control, *s.link);
+    auto info = receiver.open("ctx", Clock::now() + 5s).value();
+    auto kv = KvBuffer::create(served.layout).value();
+    StreamReceiver::FetchOptions o;
+    o.level = 1;
+    o.window = 1;
+    o.progress_thread = thread;
+    std::vector<std::uint32_t> landed;
+    const Status f =
+        receiver.fetch(info, kv.view(), o, [&](std::uint32_t c) { landed.push_back(c); });
+    EXPECT_EQ(f.code(), Errc::corrupt_data) << f.to_string();
+    EXPECT_EQ(f.message().rfind("chunk 1: ", 0), 0u) << f.message();
+    EXPECT_EQ(landed, std::vector<std::uint32_t>{0});
+    receiver.close(Clock::now() + 5s);
+  }
 }
 
 TEST(Session, AStalledSenderTimesOutWithinTheChunkTimeout) {
-  Served served;
-  Faults slow;
-  slow.delay = 1500ms;
-  Session s(served.dir, slow);
-  StreamReceiver receiver(*s.control, *s.link);
-  auto info = receiver.open("ctx", Clock::now() + 5s).value();
-  auto kv = KvBuffer::create(served.layout).value();
-  StreamReceiver::FetchOptions o;
-  o.chunk_timeout = 300ms;
-  const auto start = Clock::now();
-  const Status f = receiver.fetch(info, kv.view(), o, nullptr);
-  EXPECT_EQ(f.code(), Errc::timeout) << f.to_string();
-  EXPECT_LT(Clock::now() - start, 1400ms);
-  receiver.close(Clock::now() + 5s);
+  for (bool thread : {false, true}) {
+    SCOPED_TRACE(thread ? "progress thread" : "one thread");
+    Served served;
+    Faults slow;
+    slow.delay = 1500ms;
+    Session s(served.dir, slow);
+    StreamReceiver receiver(*s.control, *s.link);
+    auto info = receiver.open("ctx", Clock::now() + 5s).value();
+    auto kv = KvBuffer::create(served.layout).value();
+    StreamReceiver::FetchOptions o;
+    o.chunk_timeout = 300ms;
+    o.progress_thread = thread;
+    const auto start = Clock::now();
+    const Status f = receiver.fetch(info, kv.view(), o, nullptr);
+    EXPECT_EQ(f.code(), Errc::timeout) << f.to_string();
+    EXPECT_LT(Clock::now() - start, 1400ms);
+    receiver.close(Clock::now() + 5s);
+  }
 }
 
 TEST(Session, BadRequestsEndTheSessionWithAnErrorNamingThem) {

@@ -1,0 +1,278 @@
+// The receiving side of a stream: chunk requests on the control channel, receive slots on the
+// data link, and each landed chunk checked, then decoded. With FetchOptions::progress_thread a
+// thread of the fetch's own drives the link and channel while the caller's thread decodes.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <thread>
+
+#include "byte_io.hpp"
+#include "kvstream/codec.hpp"
+#include "session.hpp"
+
+namespace kvstream::transport {
+
+namespace {
+
+Status bad(std::string what) {
+  return Status(Errc::protocol_error, std::move(what));
+}
+
+// A chunk request's data-plane tag: marker, stream, and the request's number in the session
+// (40 bits), so that a chunk asked twice lands in the slot of the request it answers.
+constexpr std::uint64_t chunk_tag(std::uint32_t stream, std::uint64_t request) {
+  return (std::uint64_t{0x4b} << 56) | (std::uint64_t{stream & 0xFFFF} << 40) |
+         (request & ((std::uint64_t{1} << 40) - 1));
+}
+
+struct Landed {
+  std::size_t want;
+  std::uint32_t slot;
+  std::size_t length;
+};
+
+// Requests and landings, on the thread that owns the link and the channel.
+class Requester {
+ public:
+  Requester(ControlChannel& control, DataLink& data, const StreamInfo& info,
+            std::span<const StreamReceiver::Want> wants, std::vector<std::vector<std::byte>>& slots,
+            std::uint64_t& next_request)
+      : control_(control),
+        data_(data),
+        info_(info),
+        wants_(wants),
+        slots_(slots),
+        next_request_(next_request) {}
+  // However the fetch ends, no receive may outlive the slots it was posted into.
+  ~Requester() {
+    if (!inflight_.empty()) data_.cancel_receives();
+  }
+
+  bool more_to_ask() const { return next_ < wants_.size(); }
+  bool waiting() const { return !inflight_.empty(); }
+
+  // Posts `slot` for the next want, then asks for it (so it never arrives unexpected).
+  Status ask(std::uint32_t slot, Clock::time_point deadline) {
+    const std::uint64_t tag = chunk_tag(info_.stream, next_request_++);
+    KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots_[slot]));
+    inflight_[tag] = {next_, slot};
+    std::vector<std::byte> request;
+    codec::ByteWriter w(request);
+    w.put(info_.stream);
+    w.put(wants_[next_].chunk);
+    w.put(wants_[next_].level);
+    w.put(tag);
+    ++next_;
+    return control_.send(FrameType::chunk_request, request, deadline);
+  }
+
+  // The next chunk to land by `deadline`, checked to be the one asked for.
+  Expected<Landed> land(Clock::time_point deadline) {
+    KVS_ASSIGN_OR_RETURN(const Completion c, data_.wait_any(deadline));
+    const auto it = inflight_.find(c.tag);
+    if (it == inflight_.end()) return bad(fmt::format("a chunk for tag {:x} nobody asked", c.tag));
+    const auto [want, slot] = it->second;
+    inflight_.erase(it);
+    const auto [chunk, level] = wants_[want];
+    const std::uint32_t said = info_.size(chunk, level);
+    if (info_.exact_sizes ? c.length != said : c.length > said) {
+      return bad(fmt::format("chunk {} has {} bytes; the stream said {}{}", chunk, c.length,
+                             info_.exact_sizes ? "" : "at most ", said));
+    }
+    // A well-formed chunk of another token range or level would decode without complaint into
+    // the wrong place: check that it is the one asked for.
+    const auto described = read_chunk_info(std::span(slots_[slot]).first(c.length));
+    if (!described) {
+      return Status(described.error().code(),
+                    fmt::format("chunk {}: {}", chunk, described.error().message()));
+    }
+    const ChunkInfo& got = *described;
+    const std::uint32_t begin = chunk * info_.chunk_tokens;
+    if (got.token_begin != begin || got.level != level ||
+        got.token_count != std::min(info_.chunk_tokens, info_.layout.tokens - begin)) {
+      return bad(fmt::format(
+          "asked for chunk {} (tokens from {}) at level {}, got tokens {}..{} at level {}", chunk,
+          begin, level, got.token_begin, got.token_begin + got.token_count, got.level));
+    }
+    return Landed{want, slot, c.length};
+  }
+
+ private:
+  struct InFlight {
+    std::size_t want;
+    std::uint32_t slot;
+  };
+  ControlChannel& control_;
+  DataLink& data_;
+  const StreamInfo& info_;
+  std::span<const StreamReceiver::Want> wants_;
+  std::vector<std::vector<std::byte>>& slots_;
+  std::uint64_t& next_request_;
+  std::size_t next_ = 0;
+  std::map<std::uint64_t, InFlight> inflight_;  // by tag
+};
+
+// Hands a landed chunk to the consumer or the CPU decoder.
+class Taker {
+ public:
+  Taker(std::span<const StreamReceiver::Want> wants, const KvView& dst,
+        const StreamReceiver::FetchOptions& o)
+      : wants_(wants), dst_(dst), o_(o) {}
+  Status take(const Landed& l, std::span<const std::byte> bytes) {
+    const Status s =
+        o_.consume ? o_.consume(l.want, bytes) : decoder_.decode(bytes, dst_, o_.profile);
+    if (s.is_ok()) return s;
+    return Status(s.code(), fmt::format("chunk {}: {}", wants_[l.want].chunk, s.message()));
+  }
+
+ private:
+  std::span<const StreamReceiver::Want> wants_;
+  const KvView& dst_;
+  const StreamReceiver::FetchOptions& o_;
+  ChunkDecoder decoder_;
+};
+
+}  // namespace
+
+Status StreamReceiver::fetch(const StreamInfo& info, const KvView& dst, const FetchOptions& o,
+                             const std::function<void(std::uint32_t)>& on_chunk) {
+  if (o.level >= info.levels) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("level {}: the stream has levels 0..{}", o.level, info.levels - 1));
+  }
+  std::vector<Want> wants;
+  for (std::uint32_t c = o.first_chunk; c < info.chunk_count; ++c)
+    wants.push_back({c, o.level});
+  return fetch_chunks(info, dst, wants, o, [&](std::size_t i) {
+    if (on_chunk) on_chunk(wants[i].chunk);
+  });
+}
+
+Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
+                                    std::span<const Want> wants, const FetchOptions& o,
+                                    const std::function<void(std::size_t)>& on_landed) {
+  if (!dst.layout().same_shape(info.layout) || dst.layout().tokens < info.layout.tokens) {
+    return Status(Errc::invalid_argument, "fetch: the destination does not hold the context");
+  }
+  std::uint32_t max_size = 0;
+  for (const Want& w : wants) {
+    if (w.chunk >= info.chunk_count || w.level >= info.levels) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("chunk {} at level {}: the stream has {} chunks, levels 0..{}",
+                                w.chunk, w.level, info.chunk_count, info.levels - 1));
+    }
+    max_size = std::max(max_size, info.size(w.chunk, w.level));
+  }
+  if (wants.empty()) return Status::ok();
+  const auto window =
+      static_cast<std::uint32_t>(std::min<std::size_t>(std::max(o.window, 1u), wants.size()));
+  std::vector<std::vector<std::byte>> slots(window, std::vector<std::byte>(max_size));
+  std::vector<std::uint32_t> free_slots;
+  for (std::uint32_t i = 0; i < window; ++i)
+    free_slots.push_back(window - 1 - i);
+  Taker taker(wants, dst, o);
+  const auto bytes_of = [&](const Landed& l) {
+    return std::span<const std::byte>(slots[l.slot]).first(l.length);
+  };
+
+  if (!o.progress_thread) {
+    Requester asker(control_, data_, info, wants, slots, next_request_);
+    while (asker.more_to_ask() || asker.waiting()) {
+      while (asker.more_to_ask() && !free_slots.empty()) {
+        KVS_RETURN_IF_ERROR(asker.ask(free_slots.back(), Clock::now() + o.chunk_timeout));
+        free_slots.pop_back();
+      }
+      KVS_ASSIGN_OR_RETURN(const Landed l, asker.land(Clock::now() + o.chunk_timeout));
+      KVS_RETURN_IF_ERROR(taker.take(l, bytes_of(l)));
+      free_slots.push_back(l.slot);
+      if (on_landed) on_landed(l.want);
+    }
+    return Status::ok();
+  }
+
+  // The progress thread asks and lands; this thread takes. Slots travel between them through
+  // `free_slots` and `landed`, under `mu`.
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Landed> landed;
+  Status failed = Status::ok();  // the progress thread's
+  bool finished = false, stop = false;
+  std::thread progress([&] {
+    const Status s = [&]() -> Status {
+      Requester asker(control_, data_, info, wants, slots, next_request_);
+      auto last = Clock::now();  // the last request or landing
+      // Short waits, so that slots the taker frees are asked for soon.
+      constexpr auto kSlice = std::chrono::microseconds(200);
+      while (asker.more_to_ask() || asker.waiting()) {
+        std::vector<std::uint32_t> ready;
+        {
+          std::unique_lock lock(mu);
+          if (stop) return Status::ok();
+          if (!asker.waiting() && free_slots.empty()) {
+            cv.wait_for(lock, kSlice, [&] { return stop || !free_slots.empty(); });
+            continue;
+          }
+          while (asker.more_to_ask() && !free_slots.empty() && ready.size() < window) {
+            ready.push_back(free_slots.back());
+            free_slots.pop_back();
+          }
+        }
+        for (std::uint32_t slot : ready) {
+          KVS_RETURN_IF_ERROR(asker.ask(slot, Clock::now() + o.chunk_timeout));
+          last = Clock::now();
+        }
+        if (!asker.waiting()) continue;
+        const auto now = Clock::now();
+        if (now - last > o.chunk_timeout)
+          return Status(Errc::timeout, "chunk receive: deadline passed");
+        auto l = asker.land(std::min(now + kSlice, last + o.chunk_timeout));
+        if (!l) {
+          if (l.error().code() == Errc::timeout) continue;  // a slice, not yet the deadline
+          return l.error();
+        }
+        last = Clock::now();
+        std::lock_guard lock(mu);
+        landed.push_back(*l);
+        cv.notify_all();
+      }
+      return Status::ok();
+    }();
+    std::lock_guard lock(mu);
+    failed = s;
+    finished = true;
+    cv.notify_all();
+  });
+  Status result = Status::ok();
+  for (std::size_t taken = 0; taken < wants.size();) {
+    Landed l{};
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return !landed.empty() || finished; });
+      if (landed.empty()) break;  // the progress thread ended: its status says why
+      l = landed.front();
+      landed.pop_front();
+    }
+    result = taker.take(l, bytes_of(l));
+    if (!result.is_ok()) break;
+    ++taken;
+    {
+      std::lock_guard lock(mu);
+      free_slots.push_back(l.slot);
+      cv.notify_all();
+    }
+    if (on_landed) on_landed(l.want);
+  }
+  {
+    std::lock_guard lock(mu);
+    stop = true;
+    cv.notify_all();
+  }
+  progress.join();
+  return result.is_ok() ? failed : result;
+}
+
+}  // namespace kvstream::transport
