@@ -33,8 +33,8 @@ void UcxDataLink::cancel_receives() {
   for (Posted& p : posted_) {
     if (p.request == nullptr) continue;
     if (stranded_) {
-      // The worker is not driven any more (see send), so UCX writes into no slot: a receive
-      // that cancelling does not complete at once is left to UCX.
+      // The worker is not driven any more (data_link.hpp), so UCX writes into no slot: a
+      // receive that cancelling does not complete at once is left to UCX.
       ucp_request_cancel(endpoint_->worker().get(), p.request);
       if (ucp_request_check_status(p.request) != UCS_INPROGRESS) ucp_request_free(p.request);
       continue;
@@ -96,12 +96,14 @@ Status UcxDataLink::finish_sends(std::size_t keep, Clock::time_point deadline) {
     reap();
     if (!endpoint_->failure().is_ok()) return after_abort();
     if (sends_.size() <= keep) return send_failure_;
-    if (w.progress()) continue;
+    // The deadline holds even while the worker is busy with other traffic.
+    const bool busy = w.progress();
     const auto now = Clock::now();
     if (now >= deadline) {
       endpoint_->abort(Status(Errc::timeout, "chunk send: deadline passed"));
       continue;
     }
+    if (busy) continue;
     probe(now);
     std::this_thread::yield();
   }
@@ -155,9 +157,11 @@ Expected<Completion> UcxDataLink::wait_any(Clock::time_point deadline) {
       return c;
     }
     if (!endpoint_->failure().is_ok()) return endpoint_->failure();
-    if (w.progress()) continue;
+    // The deadline holds even while the worker is busy with other traffic.
+    const bool busy = w.progress();
     const auto now = Clock::now();
     if (now >= deadline) return Status(Errc::timeout, "chunk receive: deadline passed");
+    if (busy) continue;
     probe(now);
     std::this_thread::yield();
   }
