@@ -19,16 +19,22 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECU
   -DCMAKE_CUDA_ARCHITECTURES="${KVSTREAM_CUDA_ARCH:-90}" >/dev/null
 [[ -n $(grep -s '^CMAKE_CUDA_COMPILER:' "$build/CMakeCache.txt") ]] ||
   { echo "bundle: no CUDA toolkit found (nvcc)" >&2; exit 1; }
-bins=(tests/gpu/gpu_decode_test tests/bench/gpu_decode_bench tests/unit/unit_gpu_logic)
-cmake --build "$build" --target gpu_decode_test gpu_decode_bench unit_gpu_logic
+bins=(tests/gpu/gpu_decode_test tests/bench/gpu_decode_bench tests/unit/unit_gpu_logic bin/kvstream)
+cmake --build "$build" --target gpu_decode_test gpu_decode_bench unit_gpu_logic kvstream
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/models"
 for b in "${bins[@]}"; do cp "$build/$b" "$out/bin/"; done
+# UCX for kvstream perf: ucx_perftest as the baseline, and the cross-memory-attach module UCX
+# loads at run time (UCX_MODULE_DIR in run.sh; TCP and POSIX shared memory are in libuct).
+cp "$(command -v ucx_perftest)" "$out/bin/"
+mkdir -p "$out/lib/ucx"
+cp -L "$(pkg-config --variable=libdir ucx)/ucx/libuct_cma.so.0" "$out/lib/ucx/"
+cp "$root/tools/bench/perf_compare.sh" "$out/bin/"
 # Every shared library the binaries load, except the C library's own and the CUDA driver,
 # which belong to the GPU machine.
-for b in "$out"/bin/*; do
-  ldd "$b" | awk '/=> \//{print $3}'
+for b in "$out"/bin/* "$out"/lib/ucx/*; do
+  [[ $b == *.sh ]] || ldd "$b" | awk '/=> \//{print $3}'
 done | sort -u | while read -r lib; do
   case $(basename "$lib") in
     libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
@@ -39,11 +45,24 @@ cp -r "$root/tests/golden" "$out/golden"
 cp "$models/stories260K.bin" "$out/models/"
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
-# Runs the bundled GPU tests and/or the decode benchmark: run.sh [tests|bench|all] [bench args]
+# Runs the bundled GPU tests and/or the decode benchmark: run.sh [tests|bench|all] [bench args];
+# run.sh perf [ROUNDS]: kvstream perf kv_stream_bw, chunks decoded on the GPU (-m cuda), on the
+# CPU and not at all, against ucx_perftest tag_bw on loopback (tools/bench/perf_compare.sh).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LD_LIBRARY_PATH=$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export KVSTREAM_GOLDEN_DIR=$here/golden KVSTREAM_MODELS=$here/models
+export UCX_MODULE_DIR=$here/lib/ucx PATH=$here/bin:$PATH
+if [[ ${1:-} == perf ]]; then
+  rounds=${2:-3}
+  rc=0
+  for extra in "-m cuda" "" "--no-decode"; do
+    echo "== kv_stream_bw ${extra:-(CPU decode)}"
+    PERF_WINDOW=${PERF_WINDOW:-2} PERF_SIZES=${PERF_SIZES:-1048576 8388608 33554432} \
+      "$here/bin/perf_compare.sh" "$here/bin/kvstream" "$rounds" $extra || rc=1
+  done
+  exit $rc
+fi
 what=${1:-all}
 shift || true
 rc=0

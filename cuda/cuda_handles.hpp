@@ -110,4 +110,7 @@ class Event : public CudaHandle<cudaEvent_t, EventTraits> {
   }
 };
 
+// Checks that this process can use CUDA device `device` and makes it the thread's current one.
+Status use_device(int device);
+
 }  // namespace kvstream::gpu

@@ -21,6 +21,16 @@ Expected<int> gpu_device_count() {
   return n;
 }
 
+Status gpu::use_device(int device) {
+  KVS_ASSIGN_OR_RETURN(const int count, gpu_device_count());
+  if (device < 0 || device >= count) {
+    return Status(Errc::invalid_argument,
+                  "CUDA device " + std::to_string(device) + " of " + std::to_string(count));
+  }
+  KVS_CUDA(cudaSetDevice(device));
+  return Status::ok();
+}
+
 namespace {
 
 constexpr std::size_t align16(std::size_t n) {
@@ -88,12 +98,7 @@ GpuDecoder::GpuDecoder(GpuDecoder&&) noexcept = default;
 GpuDecoder& GpuDecoder::operator=(GpuDecoder&&) noexcept = default;
 
 Expected<GpuDecoder> GpuDecoder::create(int device) {
-  KVS_ASSIGN_OR_RETURN(const int count, gpu_device_count());
-  if (device < 0 || device >= count) {
-    return Status(Errc::invalid_argument,
-                  "CUDA device " + std::to_string(device) + " of " + std::to_string(count));
-  }
-  KVS_CUDA(cudaSetDevice(device));
+  KVS_RETURN_IF_ERROR(gpu::use_device(device));
   auto impl = std::make_unique<Impl>();
   impl->device = device;
   KVS_ASSIGN_OR_RETURN(impl->stream, Stream::create());

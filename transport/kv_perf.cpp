@@ -89,8 +89,14 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   o.window = p.test == "kv_lat" ? 1 : p.window;
   o.chunk_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   o.progress_thread = options.progress_thread;
-  if (!options.decode)
+  if (!options.decode) {
     o.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };
+  } else if (options.sink != nullptr) {
+    KVS_RETURN_IF_ERROR(options.sink->open(info.layout));
+    o.consume = [&](std::size_t, std::span<const std::byte> chunk) {
+      return options.sink->take(chunk);
+    };
+  }
   Clock::time_point start = Clock::now();
   std::vector<Clock::time_point> timed;
   timed.reserve(p.iterations);

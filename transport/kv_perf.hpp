@@ -32,9 +32,20 @@ struct KvPerfResult {
 Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& source,
                      const PerfParams& p, Clock::time_point deadline);
 
+// Where the receiver's chunks go instead of the CPU decoder (the CLI's `-m cuda`: a GPU decoder
+// writing into device memory).
+class KvPerfSink {
+ public:
+  virtual ~KvPerfSink() = default;
+  // Once the stream is open: the context's shape.
+  virtual Status open(const KvLayout& context) = 0;
+  virtual Status take(std::span<const std::byte> chunk) = 0;
+};
+
 struct KvPerfOptions {
   bool decode = true;            // false: each chunk's header is checked, nothing decoded
   bool progress_thread = false;  // StreamReceiver::FetchOptions::progress_thread
+  KvPerfSink* sink = nullptr;    // not null: takes the chunks (when decode is true)
 };
 
 // The receiver: takes the baseline, opens kPerfContext and fetches p.warmup + p.iterations

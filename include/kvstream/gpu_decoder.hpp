@@ -55,4 +55,24 @@ class GpuDecoder {
   std::unique_ptr<Impl> impl_;
 };
 
+// A contiguous KV cache in device memory (cudaMalloc on `device`), for a decoder to write into:
+// the receiving end of a stream decoded on the GPU. Move-only; frees its memory.
+class DeviceKvBuffer {
+ public:
+  static Expected<DeviceKvBuffer> create(const KvLayout& layout, int device = 0);
+  ~DeviceKvBuffer();
+  DeviceKvBuffer(DeviceKvBuffer&&) noexcept;
+  DeviceKvBuffer& operator=(DeviceKvBuffer&&) noexcept;
+  DeviceKvBuffer(const DeviceKvBuffer&) = delete;
+  DeviceKvBuffer& operator=(const DeviceKvBuffer&) = delete;
+  // A view of device memory: for GpuDecoder, never for host code to read.
+  const KvView& view() const noexcept;
+
+  struct Impl;
+
+ private:
+  explicit DeviceKvBuffer(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace kvstream

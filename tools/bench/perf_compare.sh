@@ -5,6 +5,7 @@
 # actual mean chunk size, which kvstream perf prints.
 #   usage: tools/bench/perf_compare.sh KVSTREAM_BINARY [ROUNDS] [extra kvstream perf options]
 # Needs ucx_perftest (Debian: ucx-utils) and KVSTREAM_SECRET (or a default for this local run).
+# PERF_TLS and PERF_SIZES pick the transports and sizes, PERF_WINDOW the window (-O, 4).
 set -euo pipefail
 kvstream=${1:?usage: perf_compare.sh KVSTREAM_BINARY [ROUNDS] [kvstream perf options]}
 rounds=${2:-5}
@@ -19,11 +20,18 @@ run_pair() {
   local server=$1 client=$2
   bash -c "$server" >/dev/null 2>&1 &
   local pid=$!
-  for _ in $(seq 100); do
-    ss -ltn 2>/dev/null | grep -q ":$port " && break
-    sleep 0.05
-  done
+  if command -v ss >/dev/null; then
+    for _ in $(seq 100); do
+      ss -ltn 2>/dev/null | grep -q ":$port " && break
+      sleep 0.05
+    done
+  else
+    sleep 1  # no ss here: give the server time to build its stream and listen
+  fi
   bash -c "$client" 2>&1 || true
+  # A client that failed before it connected leaves the server waiting for one.
+  for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   port=$((port + 1))
 }
@@ -33,7 +41,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
 printf '%-10s %10s %14s %14s %9s %9s\n' transport size tag_bw_MB/s kv_MB/s ratio med_ratio
 for tls in ${PERF_TLS:-sm,self tcp}; do
   for size in ${PERF_SIZES:-1048576 8388608}; do
-    if [ "$size" -le 1048576 ]; then n=2000 w=200; else n=300 w=30; fi
+    if [ "$size" -le 1048576 ]; then n=2000 w=200; elif [ "$size" -le 8388608 ]; then n=300 w=30; else n=100 w=10; fi
     tags=() kvs=() ratios=()
     for _ in $(seq "$rounds"); do
       out=$(run_pair "UCX_TLS=$tls '$kvstream' perf -p $port" \

@@ -10,6 +10,7 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "cli/common.hpp"
 #include "control.hpp"
@@ -18,6 +19,9 @@
 #include "perf.hpp"
 #include "runner/model.hpp"
 #include "runner/model_shaped.hpp"
+#if KVSTREAM_HAVE_CUDA
+#include "kvstream/gpu_decoder.hpp"
+#endif
 
 namespace kvstream::cli {
 
@@ -26,6 +30,8 @@ namespace {
 using namespace std::chrono_literals;
 using namespace kvstream::transport;
 namespace asio = boost::asio;
+
+constexpr bool kHaveCuda = KVSTREAM_HAVE_CUDA != 0;
 
 constexpr std::string_view kUsage =
     "usage: kvstream perf [HOST] [options]\n"
@@ -37,7 +43,7 @@ constexpr std::string_view kUsage =
     "  -n ITERS    timed iterations (1000)\n"
     "  -w ITERS    warm-up iterations (100)\n"
     "  -O COUNT    sends in flight at most (32)\n"
-    "  -m TYPE     memory type: host\n"
+    "  -m TYPE     memory type: host; cuda (kv tests, CUDA builds): decode on the GPU\n"
     "  --level L   kv tests: codec level of the chunks (0)\n"
     "  --chunks N  kv tests: distinct chunks streamed in turn (1, as ucx_perftest's one\n"
     "              buffer; more measures memory too)\n"
@@ -58,6 +64,7 @@ struct Options {
   std::uint16_t port = 13337;
   bool final_only = false, csv = false, gigabytes = false;
   KvPerfOptions kv;
+  bool cuda = false;  // kv tests: decode on the GPU into device memory
   std::string model;
   std::string secret_file;
   std::int64_t timeout_s = 60;
@@ -119,10 +126,12 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
       if (a == "--timeout") o.timeout_s = static_cast<std::int64_t>(n);
     } else if (a == "-m") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
-      if (v != "host") {
+      if (v != "host" && (v != "cuda" || !kHaveCuda)) {
         return Status(Errc::invalid_argument,
-                      fmt::format("-m '{}': this build moves host memory only", v));
+                      fmt::format("-m '{}': this build moves host memory only{}", v,
+                                  kHaveCuda ? " (and -m cuda for kv tests)" : ""));
       }
+      o.cuda = v == "cuda";
     } else if (a == "--unit") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
       if (v != "MB" && v != "GB") {
@@ -139,6 +148,12 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
     }
   }
   KVS_RETURN_IF_ERROR(validate(o.params));
+  if (o.cuda && !is_kv_test(o.params.test)) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("-m cuda: {} moves host memory only; kv_stream_bw and kv_lat decode "
+                              "into GPU memory",
+                              o.params.test));
+  }
   return o;
 }
 
@@ -219,8 +234,32 @@ void print_result(const Options& o, const PerfParams& shown, PerfResult r) {
   fmt::print("{}", perf_table_final(r));
 }
 
+#if KVSTREAM_HAVE_CUDA
+// -m cuda: chunks decoded by a GpuDecoder into a device cache of the context's shape.
+class GpuSink final : public KvPerfSink {
+ public:
+  Status open(const KvLayout& context) override {
+    KVS_ASSIGN_OR_RETURN(GpuDecoder decoder, GpuDecoder::create(0));
+    KVS_ASSIGN_OR_RETURN(DeviceKvBuffer cache, DeviceKvBuffer::create(context, 0));
+    decoder_.emplace(std::move(decoder));
+    cache_.emplace(std::move(cache));
+    return Status::ok();
+  }
+  Status take(std::span<const std::byte> chunk) override {
+    return decoder_->decode(chunk, cache_->view());
+  }
+
+ private:
+  std::optional<GpuDecoder> decoder_;
+  std::optional<DeviceKvBuffer> cache_;
+};
+#endif
+
 Status client(const Options& o, const Secret& secret) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
+#if KVSTREAM_HAVE_CUDA
+  if (o.cuda) KVS_RETURN_IF_ERROR(gpu_device_count().status());  // before the server works
+#endif
   KVS_ASSIGN_OR_RETURN(auto channel, ControlChannel::connect(o.host, o.port, Clock::now() + 10s));
   KVS_RETURN_IF_ERROR(authenticate_to_server(*channel, secret, Clock::now() + 10s));
   KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
@@ -235,7 +274,12 @@ Status client(const Options& o, const Secret& secret) {
     return Status::ok();
   }
   UcxDataLink link(std::move(ep), receiver_liveness(*channel));
-  KVS_ASSIGN_OR_RETURN(const KvPerfResult r, run_kv_perf(*channel, link, o.params, o.kv, deadline));
+  KvPerfOptions kv = o.kv;
+#if KVSTREAM_HAVE_CUDA
+  GpuSink gpu;
+  if (o.cuda) kv.sink = &gpu;
+#endif
+  KVS_ASSIGN_OR_RETURN(const KvPerfResult r, run_kv_perf(*channel, link, o.params, kv, deadline));
   PerfParams shown = o.params;
   shown.size = static_cast<std::uint64_t>(std::llround(r.kv.mean_size));
   print_result(o, shown, r.kv);
