@@ -115,6 +115,29 @@ TEST_F(GpuDecode, DamagedChunkIsRefusedAndTheDecoderStaysUsable) {
   expect_same({c});
 }
 
+// DeviceKvBuffer, the cache `kvstream perf -m cuda` decodes into: chunks of a context land at
+// their tokens, as the CPU decoder puts them.
+TEST_F(GpuDecode, ADeviceKvBufferTakesAContextChunkByChunk) {
+  const KvLayout l{2, 2, 16, DType::f16, 96};
+  auto src = KvBuffer::create(l).value();
+  testing_data::fill_synthetic(src.view(), 4, false);
+  auto want = KvBuffer::create(l).value();
+  auto cache = DeviceKvBuffer::create(l, 0);
+  ASSERT_TRUE(cache.has_value()) << cache.error().to_string();
+  EXPECT_EQ(cache->view().layout().tokens, 96u);
+  for (std::uint32_t begin = 0; begin < 96; begin += 32) {
+    DecodeCase c =
+        testing_data::encode_case("chunk", src.view(), begin, 32, 2, 32, 1 << 20, DType::f16);
+    ASSERT_TRUE(decode_chunk(c.chunk, want.view()).is_ok());
+    ASSERT_TRUE(decoder_->decode(c.chunk, cache->view()).is_ok());
+  }
+  std::vector<std::byte> got(l.total_bytes());
+  ASSERT_EQ(cudaMemcpy(got.data(), cache->view().base(), got.size(), cudaMemcpyDeviceToHost),
+            cudaSuccess);
+  EXPECT_TRUE(std::equal(got.begin(), got.end(), want.bytes().begin()));
+  EXPECT_EQ(DeviceKvBuffer::create(l, 99).error().code(), Errc::invalid_argument);
+}
+
 TEST_F(GpuDecode, TransformCodedChunkWithoutItsProfileIsRefused) {
   for (DecodeCase c : testing_data::golden_cases()) {
     if (!c.profile) continue;
