@@ -46,7 +46,8 @@ cp "$models/stories260K.bin" "$out/models/"
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs the bundled GPU tests and/or the decode benchmark: run.sh [tests|bench|all] [bench args];
-# run.sh perf [ROUNDS]: kvstream perf kv_stream_bw, chunks decoded on the GPU (-m cuda), on the
+# run.sh perf [ROUNDS]: kvstream perf kv_stream_bw, chunks decoded on the GPU (-m cuda, with and
+# without the progress thread that keeps UCX moving while the GPU decodes), on the
 # CPU and not at all, against ucx_perftest tag_bw on loopback (tools/bench/perf_compare.sh).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,7 +57,7 @@ export UCX_MODULE_DIR=$here/lib/ucx PATH=$here/bin:$PATH
 if [[ ${1:-} == perf ]]; then
   rounds=${2:-3}
   rc=0
-  for extra in "-m cuda" "" "--no-decode"; do
+  for extra in "-m cuda --progress-thread" "-m cuda" "" "--no-decode"; do
     echo "== kv_stream_bw ${extra:-(CPU decode)}"
     PERF_WINDOW=${PERF_WINDOW:-2} PERF_SIZES=${PERF_SIZES:-1048576 8388608 33554432} \
       "$here/bin/perf_compare.sh" "$here/bin/kvstream" "$rounds" $extra || rc=1
