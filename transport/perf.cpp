@@ -79,12 +79,7 @@ Expected<PerfResult> run_sender(UcxEndpoint& ep, const PerfParams& p, Clock::tim
                   fmt::format("receiver took {} messages of {}", ack, p.warmup + p.iterations));
   }
   // The gaps between posts give the p50; the acknowledgement ends the timed part.
-  PerfResult r = summarize(start, posts, double(p.size) * double(p.iterations));
-  r.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  r.overhead_avg_us = r.seconds * 1e6 / double(p.iterations);
-  r.bandwidth_mib_s = double(p.size) * double(p.iterations) / r.seconds / (1 << 20);
-  r.message_rate = double(p.iterations) / r.seconds;
-  return r;
+  return summarize(start, posts, double(p.size) * double(p.iterations), Clock::now());
 }
 
 Status acknowledge(UcxEndpoint& ep, std::uint64_t taken, Clock::time_point deadline) {
@@ -160,6 +155,11 @@ Expected<PerfParams> decode_perf_request(std::span<const std::byte> payload) {
 
 PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
                      double bytes) {
+  return summarize(start, events, bytes, events.empty() ? start : events.back());
+}
+
+PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
+                     double bytes, Clock::time_point end) {
   PerfResult r;
   r.iterations = events.size();
   if (events.empty()) return r;
@@ -171,7 +171,7 @@ PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point>
     std::nth_element(gaps.begin(), mid, gaps.end());
     r.overhead_p50_us = *mid;
   }
-  r.seconds = std::max(std::chrono::duration<double>(events.back() - start).count(), 1e-9);
+  r.seconds = std::max(std::chrono::duration<double>(end - start).count(), 1e-9);
   const double n = static_cast<double>(events.size());
   r.overhead_avg_us = r.seconds * 1e6 / n;
   r.bandwidth_mib_s = bytes / r.seconds / (1 << 20);

@@ -48,8 +48,10 @@ struct PerfResult {
   double mean_size = 0;        // bytes per timed message
 };
 
-// The figures of `iterations` timed events of `bytes` in all, from `start` to the last of
-// `events` (one time per event: the median gap between consecutive ones is the p50).
+// The figures of timed events (one time each, the median gap between consecutive ones being the
+// p50) moving `bytes` in all, timed from `start` to `end`, or to the last event.
+PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
+                     double bytes, Clock::time_point end);
 PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
                      double bytes);
 

@@ -6,6 +6,7 @@
 // over the same endpoints. Worker addresses travel over the authenticated control plane.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/asio/ip/tcp.hpp>
 #include <charconv>
 #include <cmath>
@@ -165,11 +166,16 @@ Expected<std::shared_ptr<EncodedSource>> perf_stream(const PerfParams& p, const 
                        runner::Model::load(path.empty() ? runner::models_dir() / "stories260K.bin"
                                                         : std::filesystem::path(path)));
   KvLayout shape{32, 8, 128, DType::f16, 512};
-  KVS_ASSIGN_OR_RETURN(KvBuffer kv, runner::model_shaped_kv(model, shape, 8, 100));
-  KVS_ASSIGN_OR_RETURN(const std::uint32_t chunk, chunk_tokens_for(kv.view(), p.size, p.level));
-  if (shape.tokens != chunk * p.chunks) {
-    shape.tokens = chunk * p.chunks;
-    KVS_ASSIGN_OR_RETURN(kv, runner::model_shaped_kv(model, shape, 8, 100));
+  KVS_ASSIGN_OR_RETURN(const KvBuffer sampled, runner::model_shaped_kv(model, shape, 8, 100));
+  KVS_ASSIGN_OR_RETURN(const std::uint32_t chunk,
+                       chunk_tokens_for(sampled.view(), p.size, p.level));
+  // The stream's tokens repeat the sampled ones, as model_shaped_kv itself tiles them (and its
+  // contexts' prefixes are the shorter contexts it would sample): no second sampling.
+  shape.tokens = chunk * p.chunks;
+  KVS_ASSIGN_OR_RETURN(KvBuffer kv, KvBuffer::create(shape));
+  for (std::uint32_t t = 0; t < shape.tokens; t += sampled.layout().tokens) {
+    KVS_RETURN_IF_ERROR(copy_tokens(sampled.view(), 0, kv.view(), t,
+                                    std::min(sampled.layout().tokens, shape.tokens - t)));
   }
   PushSource::Context c;
   c.kv = kv.view();

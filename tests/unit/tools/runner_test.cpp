@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <vector>
 
+#include "runner/model_shaped.hpp"
 #include "runner/sampling.hpp"
 #include "test_models.hpp"
 
@@ -189,6 +191,35 @@ TEST(Sampler, TopPKeepsTheNucleusOnly) {
   EXPECT_NEAR(seen[0] / 4000.0, 0.3 / 0.8, 0.03);
   Sampler greedy_sampler(1, 0, 0.0f, 0.9f);
   EXPECT_EQ(greedy_sampler.sample(logits), 2);
+}
+
+// kvstream perf builds its stream from one sampled cache: a shorter model-shaped cache must be
+// the longer one's first tokens, and past the contexts' length the tokens repeat.
+TEST(ModelShaped, ShorterCachesArePrefixesAndLongOnesRepeat) {
+  const Model& m = stories260k();
+  const KvLayout wide{3, 2, 40, DType::f16, 600};  // rows of 80 values: 2.5 of stories' 32
+  KvLayout short_shape = wide;
+  short_shape.tokens = 40;
+  const auto long_kv = model_shaped_kv(m, wide, 2, 7);
+  const auto short_kv = model_shaped_kv(m, short_shape, 2, 7);
+  ASSERT_TRUE(long_kv.has_value()) << long_kv.error().to_string();
+  ASSERT_TRUE(short_kv.has_value()) << short_kv.error().to_string();
+  const std::size_t row = wide.row_bytes();
+  const std::uint32_t length = m.config().seq_len;
+  ASSERT_LT(length, wide.tokens);
+  for (std::uint32_t l = 0; l < wide.layers; ++l) {
+    for (KvPart p : {KvPart::key, KvPart::value}) {
+      for (std::uint32_t t = 0; t < short_shape.tokens; ++t)
+        ASSERT_EQ(std::memcmp(long_kv->view().row(l, p, t), short_kv->view().row(l, p, t), row), 0)
+            << l << " " << t;
+      for (std::uint32_t t = length; t < wide.tokens; ++t)
+        ASSERT_EQ(
+            std::memcmp(long_kv->view().row(l, p, t), long_kv->view().row(l, p, t - length), row),
+            0)
+            << l << " " << t;
+    }
+  }
+  EXPECT_EQ(model_shaped_kv(m, wide, 0, 7).error().code(), Errc::invalid_argument);
 }
 
 }  // namespace
