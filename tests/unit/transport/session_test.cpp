@@ -49,33 +49,45 @@ struct Served {
   }
 };
 
-// A sender serving one session in a thread, over `link`.
+// A sender serving one session from `source` in a thread, over `link`.
 struct Sender {
   std::unique_ptr<ControlChannel> control;
   std::unique_ptr<DataLink> link;
   std::future<Status> result;
-  void start(const std::filesystem::path& dir, std::chrono::milliseconds idle = 5000ms) {
-    result = std::async(std::launch::async, [this, dir, idle] {
-      Status s = serve_session(*control, *link, dir, idle);
+  void start(ChunkSource& source, std::chrono::milliseconds idle) {
+    result = std::async(std::launch::async, [this, &source, idle] {
+      Status s = serve_session(*control, *link, source, idle);
       link.reset();  // a sender that is gone: the receiver's link sees it
       return s;
     });
   }
 };
 
+// A receiver's control channel and (fake) data link, and the sender at their other ends: from
+// the archives in `dir`, or from any source that outlives the session.
 struct Session {
+  std::unique_ptr<ArchiveSource> archives;
   Sender sender;
   std::unique_ptr<ControlChannel> control;
   std::unique_ptr<DataLink> link;
   Session(const std::filesystem::path& dir, Faults faults = {},
-          std::chrono::milliseconds idle = 5000ms) {
+          std::chrono::milliseconds idle = 5000ms)
+      : archives(std::make_unique<ArchiveSource>(dir)) {
+    connect(*archives, faults, idle);
+  }
+  explicit Session(ChunkSource& source, std::chrono::milliseconds idle = 5000ms) {
+    connect(source, {}, idle);
+  }
+
+ private:
+  void connect(ChunkSource& source, Faults faults, std::chrono::milliseconds idle) {
     auto [a, b] = testing::control_pair();
     auto [x, y] = FakeDataLink::pair();
     sender.control = std::move(a);
     sender.link = std::make_unique<FaultyLink>(std::move(x), faults);
     control = std::move(b);
     link = std::move(y);
-    sender.start(dir, idle);
+    sender.start(source, idle);
   }
 };
 
@@ -264,12 +276,8 @@ TEST(Session, PushModeEncodesEachChunkAtTheLevelAsked) {
   c.tokens.pop_back();
   EXPECT_EQ(source.add("short", c).code(), Errc::invalid_argument);
 
-  auto [a, b] = testing::control_pair();
-  auto [x, y] = FakeDataLink::pair();
-  auto served = std::async(std::launch::async, [&, &sender_control = a, &sender_link = x] {
-    return serve_session(*sender_control, *sender_link, source, 5000ms);
-  });
-  StreamReceiver receiver(*b, *y);
+  Session s(source);
+  StreamReceiver receiver(*s.control, *s.link);
   auto info = receiver.open("live", Clock::now() + 5s);
   ASSERT_TRUE(info.has_value()) << info.error().to_string();
   EXPECT_FALSE(info->exact_sizes);
@@ -295,7 +303,7 @@ TEST(Session, PushModeEncodesEachChunkAtTheLevelAsked) {
     EXPECT_TRUE(same_tokens(got, want, 0, 100)) << level;
   }
   receiver.close(Clock::now() + 5s);
-  EXPECT_TRUE(served.get().is_ok());
+  EXPECT_TRUE(s.sender.result.get().is_ok());
 }
 
 // A stream served from memory (EncodedSource) fetched in any order, a chunk twice, at mixed
@@ -314,12 +322,8 @@ TEST(Session, ChunksComeInAnyOrderAtMixedLevelsFromMemory) {
   c.chunk_tokens = 0;
   EXPECT_EQ(source.add("bad", c).code(), Errc::invalid_argument);
 
-  auto [a, b] = testing::control_pair();
-  auto [x, y] = FakeDataLink::pair();
-  auto served = std::async(std::launch::async, [&, &sender_control = a, &sender_link = x] {
-    return serve_session(*sender_control, *sender_link, source, 5000ms);
-  });
-  StreamReceiver receiver(*b, *y);
+  Session s(source);
+  StreamReceiver receiver(*s.control, *s.link);
   auto info = receiver.open("mem", Clock::now() + 5s);
   ASSERT_TRUE(info.has_value()) << info.error().to_string();
   EXPECT_TRUE(info->exact_sizes);
@@ -348,7 +352,7 @@ TEST(Session, ChunksComeInAnyOrderAtMixedLevelsFromMemory) {
   EXPECT_EQ(receiver.fetch_chunks(*info, got.view(), beyond, o, nullptr).code(),
             Errc::invalid_argument);
   receiver.close(Clock::now() + 5s);
-  EXPECT_TRUE(served.get().is_ok());
+  EXPECT_TRUE(s.sender.result.get().is_ok());
 }
 
 // A sender that answers every request with chunk 0 (sizes made to agree): a well-formed chunk
@@ -382,12 +386,8 @@ TEST(Session, AChunkOfAnotherTokenRangeIsAProtocolError) {
   };
   Served served;
   Lying source(served.dir);
-  auto [a, b] = testing::control_pair();
-  auto [x, y] = FakeDataLink::pair();
-  auto sent = std::async(std::launch::async, [&, &sender_control = a, &sender_link = x] {
-    return serve_session(*sender_control, *sender_link, source, 2000ms);
-  });
-  StreamReceiver receiver(*b, *y);
+  Session s(source, 2000ms);
+  StreamReceiver receiver(*s.control, *s.link);
   auto info = receiver.open("ctx", Clock::now() + 5s).value();
   auto kv = KvBuffer::create(served.layout).value();
   std::vector<std::uint32_t> landed;
@@ -400,7 +400,7 @@ TEST(Session, AChunkOfAnotherTokenRangeIsAProtocolError) {
       << f.to_string();
   EXPECT_EQ(landed, (std::vector<std::uint32_t>{0}));
   receiver.close(Clock::now() + 5s);
-  (void)sent.get();
+  (void)s.sender.result.get();
 }
 
 TEST(Session, StreamInfoRoundTripsAndRefusesInconsistentCounts) {
