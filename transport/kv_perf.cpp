@@ -83,8 +83,9 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   }
   KVS_ASSIGN_OR_RETURN(KvBuffer cache, KvBuffer::create(info.layout));
   std::vector<StreamReceiver::Want> wants(p.warmup + p.iterations);
+  const std::uint32_t cycled = cycled_chunks(info, p);
   for (std::size_t i = 0; i < wants.size(); ++i)
-    wants[i] = {static_cast<std::uint32_t>(i % cycled_chunks(info, p)), p.level};
+    wants[i] = {static_cast<std::uint32_t>(i % cycled), p.level};
   StreamReceiver::FetchOptions o;
   o.window = p.test == "kv_lat" ? 1 : p.window;
   o.chunk_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -97,22 +98,13 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
       return options.sink->take(chunk);
     };
   }
-  Clock::time_point start = Clock::now();
-  std::vector<Clock::time_point> timed;
-  timed.reserve(p.iterations);
-  double bytes = 0;
-  std::uint64_t landed = 0;
+  Arrivals arrivals(p.warmup);
   const Status fetched = receiver.fetch_chunks(info, cache.view(), wants, o, [&](std::size_t i) {
-    const auto now = Clock::now();
-    if (++landed == p.warmup) start = now;
-    if (landed > p.warmup) {
-      timed.push_back(now);
-      bytes += info.size(wants[i].chunk, wants[i].level);
-    }
+    arrivals.arrived(info.size(wants[i].chunk, wants[i].level));
   });
   receiver.close(Clock::now() + std::chrono::seconds(1));
   KVS_RETURN_IF_ERROR(fetched);
-  result.kv = summarize(start, timed, bytes);
+  result.kv = arrivals.result();
   return result;
 }
 

@@ -88,23 +88,6 @@ Status acknowledge(UcxEndpoint& ep, std::uint64_t taken, Clock::time_point deadl
                           deadline, "acknowledgement");
 }
 
-// The receiving side's clock: timed from the last warm-up arrival (or from now, with none).
-struct Arrivals {
-  explicit Arrivals(const PerfParams& params) : p(params) {}
-  const PerfParams& p;
-  Clock::time_point start = Clock::now();
-  std::vector<Clock::time_point> timed;
-  std::uint64_t taken = 0;
-  void arrived() {
-    const auto now = Clock::now();
-    if (++taken == p.warmup) start = now;
-    if (taken > p.warmup) timed.push_back(now);
-  }
-  PerfResult result() const {
-    return summarize(start, timed, double(p.size) * double(timed.size()));
-  }
-};
-
 }  // namespace
 
 Status validate(const PerfParams& p) {
@@ -153,6 +136,19 @@ Expected<PerfParams> decode_perf_request(std::span<const std::byte> payload) {
   return p;
 }
 
+void Arrivals::arrived(double bytes) {
+  const auto now = Clock::now();
+  if (++taken_ == warmup_) start_ = now;
+  if (taken_ > warmup_) {
+    timed_.push_back(now);
+    bytes_ += bytes;
+  }
+}
+
+PerfResult Arrivals::result() const {
+  return summarize(start_, timed_, bytes_);
+}
+
 PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
                      double bytes) {
   return summarize(start, events, bytes, events.empty() ? start : events.back());
@@ -198,11 +194,11 @@ Expected<PerfResult> run_tag_bw_receiver(UcxEndpoint& ep, const PerfParams& p,
   std::deque<ucs_status_ptr_t> posted;
   ucp_request_param_t param{};
   Status failed = Status::ok();
-  Arrivals arrivals(p);
+  Arrivals arrivals(p.warmup);
   const auto take_oldest = [&] {
     const Status s = retire(w, posted, deadline, "tag_bw receive");
     if (s.is_ok())
-      arrivals.arrived();
+      arrivals.arrived(double(p.size));
     else if (failed.is_ok())
       failed = s;
   };
@@ -218,7 +214,7 @@ Expected<PerfResult> run_tag_bw_receiver(UcxEndpoint& ep, const PerfParams& p,
   while (!posted.empty())
     take_oldest();
   KVS_RETURN_IF_ERROR(failed);
-  KVS_RETURN_IF_ERROR(acknowledge(ep, arrivals.taken, deadline));
+  KVS_RETURN_IF_ERROR(acknowledge(ep, arrivals.taken(), deadline));
   return arrivals.result();
 }
 
@@ -242,11 +238,11 @@ struct AmReceiver {
   Status failed = Status::ok();
   std::uint64_t pending = 0;  // rendezvous receives not yet complete
 
-  static void landed(void* request, ucs_status_t status, std::size_t, void* self_ptr) {
+  static void landed(void* request, ucs_status_t status, std::size_t length, void* self_ptr) {
     auto* self = static_cast<AmReceiver*>(self_ptr);
     --self->pending;
     if (status == UCS_OK)
-      self->arrivals->arrived();
+      self->arrivals->arrived(double(length));
     else if (self->failed.is_ok())
       self->failed = ucx_status(status, "ucp_am_recv_data_nbx");
     ucp_request_free(request);
@@ -265,7 +261,7 @@ struct AmReceiver {
     }
     if ((param->recv_attr & UCP_AM_RECV_ATTR_FLAG_RNDV) == 0) {
       std::memcpy(self->buffer->data(), data, length);  // eager: the data is UCX's until we return
-      self->arrivals->arrived();
+      self->arrivals->arrived(double(length));
       return UCS_OK;
     }
     ucp_request_param_t rp{};
@@ -275,7 +271,7 @@ struct AmReceiver {
     const ucs_status_ptr_t r =
         ucp_am_recv_data_nbx(self->worker->get(), data, self->buffer->data(), length, &rp);
     if (r == nullptr) {
-      self->arrivals->arrived();
+      self->arrivals->arrived(double(length));
     } else if (UCS_PTR_IS_ERR(r)) {
       if (self->failed.is_ok())
         self->failed = ucx_status(UCS_PTR_STATUS(r), "ucp_am_recv_data_nbx");
@@ -307,12 +303,12 @@ Expected<PerfResult> run_am_bw_receiver(UcxEndpoint& ep, const PerfParams& p,
   // calls back into the receiver, so those are let go rather than freed under it.
   auto buffer = std::make_unique<std::vector<std::byte>>(p.size);
   KVS_ASSIGN_OR_RETURN(auto region, MemoryRegion::map(w.context(), buffer->data(), buffer->size()));
-  auto arrivals = std::make_unique<Arrivals>(p);
+  auto arrivals = std::make_unique<Arrivals>(p.warmup);
   auto receiver = std::make_unique<AmReceiver>(&w, buffer.get(), arrivals.get());
   KVS_RETURN_IF_ERROR(set_am_handler(w, receiver.get()));
   const std::uint64_t total = p.warmup + p.iterations;
   Status s = Status::ok();
-  while ((arrivals->taken < total || receiver->pending > 0) && receiver->failed.is_ok()) {
+  while ((arrivals->taken() < total || receiver->pending > 0) && receiver->failed.is_ok()) {
     if (w.progress()) continue;
     if (!ep.failure().is_ok()) {
       s = ep.failure();
@@ -320,7 +316,7 @@ Expected<PerfResult> run_am_bw_receiver(UcxEndpoint& ep, const PerfParams& p,
     }
     if (Clock::now() >= deadline) {
       s = Status(Errc::timeout, fmt::format("am_bw receive: {} of {} messages by the deadline",
-                                            arrivals->taken, total));
+                                            arrivals->taken(), total));
       break;
     }
   }
@@ -334,7 +330,7 @@ Expected<PerfResult> run_am_bw_receiver(UcxEndpoint& ep, const PerfParams& p,
   }
   KVS_RETURN_IF_ERROR(s);
   KVS_RETURN_IF_ERROR(receiver->failed);
-  KVS_RETURN_IF_ERROR(acknowledge(ep, arrivals->taken, deadline));
+  KVS_RETURN_IF_ERROR(acknowledge(ep, arrivals->taken(), deadline));
   return arrivals->result();
 }
 

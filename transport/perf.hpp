@@ -55,6 +55,22 @@ PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point>
 PerfResult summarize(Clock::time_point start, std::span<const Clock::time_point> events,
                      double bytes);
 
+// A receiver's clock: timed from the arrival of the last warm-up message (from its making, with
+// no warm-up) to the last message's; messages after the warm-up count with their bytes.
+class Arrivals {
+ public:
+  explicit Arrivals(std::uint64_t warmup) : warmup_(warmup) {}
+  void arrived(double bytes);
+  std::uint64_t taken() const noexcept { return taken_; }
+  PerfResult result() const;
+
+ private:
+  std::uint64_t warmup_, taken_ = 0;
+  Clock::time_point start_ = Clock::now();
+  std::vector<Clock::time_point> timed_;
+  double bytes_ = 0;
+};
+
 // tag_bw, sending side: warmup + iterations tagged sends of `size` bytes, at most `window` in
 // flight, then waits for the receiver's acknowledgement (so the time covers delivery). Timed
 // from the first timed send posted.
