@@ -1,0 +1,247 @@
+#include "planner.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace kvstream::scheduler {
+
+namespace {
+
+// One step up a chunk's hull: to `level`, saving `gain` loss per extra byte.
+struct Step {
+  std::uint32_t chunk, index, level;
+  double gain;
+};
+
+// Each chunk's lower convex hull of (bytes, loss) over the levels, from its smallest level up:
+// the gift-wrapping walk, always to the level that saves the most loss per extra byte.
+std::vector<std::uint32_t> hull(const ChunkCosts& c, std::span<const double> loss) {
+  const auto n = static_cast<std::uint32_t>(loss.size());
+  std::uint32_t at = 0;
+  for (std::uint32_t l = 1; l < n; ++l) {
+    if (c.level_bytes[l] < c.level_bytes[at] ||
+        (c.level_bytes[l] == c.level_bytes[at] && loss[l] < loss[at]))
+      at = l;
+  }
+  std::vector<std::uint32_t> out{at};
+  for (;;) {
+    std::uint32_t best = n;
+    double best_gain = 0;
+    for (std::uint32_t l = 0; l < n; ++l) {
+      if (c.level_bytes[l] <= c.level_bytes[at] || loss[l] >= loss[at]) continue;
+      const double gain =
+          (loss[at] - loss[l]) / static_cast<double>(c.level_bytes[l] - c.level_bytes[at]);
+      if (best == n || gain > best_gain) best = l, best_gain = gain;
+    }
+    if (best == n) return out;
+    out.push_back(at = best);
+  }
+}
+
+// Slack per chunk position: the minimum from a position to the end, and adding to every position
+// from one on, each in O(log n) (a segment tree with lazy additions).
+class MinTree {
+ public:
+  explicit MinTree(const std::vector<double>& v) : n_(v.size()) {
+    while (size_ < n_)
+      size_ *= 2;
+    min_.assign(2 * size_, std::numeric_limits<double>::infinity());
+    add_.assign(2 * size_, 0);
+    for (std::size_t i = 0; i < n_; ++i)
+      min_[size_ + i] = v[i];
+    for (std::size_t i = size_; i-- > 1;)
+      min_[i] = std::min(min_[2 * i], min_[2 * i + 1]);
+  }
+  double min_from(std::size_t from) const { return min(1, 0, size_, from); }
+  void add_from(std::size_t from, double x) { add(1, 0, size_, from, x); }
+
+ private:
+  // Node `node` covers [lo, hi); add_[node] applies to all of it and is counted in min_[node].
+  double min(std::size_t node, std::size_t lo, std::size_t hi, std::size_t from) const {
+    if (hi <= from) return std::numeric_limits<double>::infinity();
+    if (lo >= from) return min_[node];
+    const std::size_t mid = (lo + hi) / 2;
+    return add_[node] + std::min(min(2 * node, lo, mid, from), min(2 * node + 1, mid, hi, from));
+  }
+  void add(std::size_t node, std::size_t lo, std::size_t hi, std::size_t from, double x) {
+    if (hi <= from) return;
+    if (lo >= from) {
+      min_[node] += x;
+      add_[node] += x;
+      return;
+    }
+    const std::size_t mid = (lo + hi) / 2;
+    add(2 * node, lo, mid, from, x);
+    add(2 * node + 1, mid, hi, from, x);
+    min_[node] = add_[node] + std::min(min_[2 * node], min_[2 * node + 1]);
+  }
+  std::size_t n_, size_ = 1;
+  std::vector<double> min_, add_;
+};
+
+struct Candidate {
+  std::vector<Choice> all;  // committed, then the plan
+  double finish = 0, loss = 0;
+};
+
+class Search {
+ public:
+  explicit Search(const PlanInput& in) : in_(in), ctx_(*in.ctx) {
+    next_ = in.first + static_cast<std::uint32_t>(in.committed.size());
+    n_ = ctx_.chunk_count();
+    hulls_.reserve(n_ - next_);
+    for (std::uint32_t c = next_; c < n_; ++c)
+      hulls_.push_back(hull(ctx_.chunks[c], ctx_.level_loss));
+  }
+
+  std::uint32_t next() const { return next_; }
+  std::uint32_t end() const { return n_; }
+
+  // Recompute [next, k) and [m, n), fetch [k, m): the cheapest levels, then upgrades while the
+  // plan finishes by the deadline (none when `upgrade` is false).
+  //
+  // Only the decoder's finish depends on the middle's levels: the recomputed head needs only
+  // chunks before it, and the tail starts once everything before it is ready. Unrolling the
+  // decoder's lane, it finishes at max(decode_free + all decoding, max over fetched chunks i of
+  // link_i + decoding from i on), and that must leave the tail its recompute time before the
+  // deadline: an upgrade of chunk c by x seconds of link fits iff every fetched i >= c has x of
+  // slack.
+  Candidate build(std::uint32_t k, std::uint32_t m, bool upgrade) const {
+    Candidate cand;
+    cand.all.assign(in_.committed.begin(), in_.committed.end());
+    const std::size_t base = cand.all.size();
+    for (std::uint32_t c = next_; c < n_; ++c)
+      cand.all.push_back(c < k || c >= m ? Choice::recomputed()
+                                         : Choice::fetch(hulls_[c - next_].front()));
+    cand.finish = finish(cand.all);
+    if (upgrade && cand.finish <= in_.deadline && k < m) {
+      const Rates& r = in_.rates;
+      const std::size_t count = cand.all.size();
+      double tail = 0;
+      for (std::uint32_t c = m; c < n_; ++c)
+        tail += static_cast<double>(ctx_.chunks[c].tokens) / r.recompute_tokens_per_s;
+      std::vector<double> link_at(count);
+      double link = in_.lanes.link;
+      for (std::size_t i = 0; i < count; ++i) {
+        const Choice ch = cand.all[i];
+        if (ch.fetched()) link += seconds(in_.first + i, ch.level) + r.chunk_overhead_s;
+        link_at[i] = link;
+      }
+      std::vector<double> slack(count, std::numeric_limits<double>::infinity());
+      double after = 0;  // decoding from i on
+      for (std::size_t i = count; i-- > 0;) {
+        if (!cand.all[i].fetched()) continue;
+        after += decode_seconds(in_.first + static_cast<std::uint32_t>(i));
+        slack[i] = in_.deadline - tail - (link_at[i] + after);
+      }
+      MinTree tree(slack);
+      std::vector<Step> steps;
+      for (std::uint32_t c = k; c < m; ++c) {
+        const auto& h = hulls_[c - next_];
+        for (std::uint32_t i = 1; i < h.size(); ++i) {
+          const ChunkCosts& cc = ctx_.chunks[c];
+          const double gain = (ctx_.level_loss[h[i - 1]] - ctx_.level_loss[h[i]]) /
+                              static_cast<double>(cc.level_bytes[h[i]] - cc.level_bytes[h[i - 1]]);
+          steps.push_back({c, i, h[i], gain});
+        }
+      }
+      std::stable_sort(steps.begin(), steps.end(), [](const Step& a, const Step& b) {
+        // Equal gains go to the latest chunks first: the next chunk stays small and, if the link
+        // slows down, the chunks still unasked can give their upgrades back.
+        return a.gain > b.gain || (a.gain == b.gain && a.chunk > b.chunk);
+      });
+      std::vector<std::uint32_t> reached(m - k, 0);  // hull index per chunk, or blocked
+      constexpr std::uint32_t kBlocked = 0xFFFFFFFF;
+      for (const Step& s : steps) {
+        std::uint32_t& at = reached[s.chunk - k];
+        if (at == kBlocked || at + 1 != s.index) continue;
+        const std::size_t pos = base + (s.chunk - next_);
+        Choice& slot = cand.all[pos];
+        const double extra = seconds(s.chunk, s.level) - seconds(s.chunk, slot.level);
+        if (tree.min_from(pos) >= extra) {
+          tree.add_from(pos, -extra);
+          slot = Choice::fetch(s.level);
+          at = s.index;
+        } else {
+          at = kBlocked;  // a larger step of this chunk cannot fit either
+        }
+      }
+      cand.finish = finish(cand.all);
+    }
+    cand.loss = plan_loss(ctx_, in_.first, cand.all, in_.done_loss);
+    return cand;
+  }
+
+ private:
+  double finish(std::span<const Choice> all) const {
+    return finish_time(ctx_, in_.rates, in_.lanes, in_.first, all);
+  }
+  double seconds(std::size_t chunk, std::uint32_t level) const {
+    return static_cast<double>(ctx_.chunks[chunk].level_bytes[level]) / in_.rates.link_bytes_per_s;
+  }
+  double decode_seconds(std::uint32_t chunk) const {
+    return in_.rates.decode_bytes_per_s > 0
+               ? static_cast<double>(ctx_.chunks[chunk].raw_bytes) / in_.rates.decode_bytes_per_s
+               : 0.0;
+  }
+  const PlanInput& in_;
+  const ContextCosts& ctx_;
+  std::uint32_t next_ = 0, n_ = 0;
+  std::vector<std::vector<std::uint32_t>> hulls_;
+};
+
+// Split points to try between `from` and `to`: all of them for short contexts, about 64 evenly
+// spread (and both ends) for long ones, to bound planning time.
+std::vector<std::uint32_t> splits(std::uint32_t from, std::uint32_t to) {
+  const std::uint32_t stride = std::max<std::uint32_t>(1, (to - from + 63) / 64);
+  std::vector<std::uint32_t> out;
+  for (std::uint32_t s = from; s < to; s += stride)
+    out.push_back(s);
+  out.push_back(to);
+  return out;
+}
+
+}  // namespace
+
+Plan plan_rest(const PlanInput& in) {
+  const Search search(in);
+  const std::uint32_t next = search.next(), n = search.end();
+  const bool can_recompute = in.rates.recompute_tokens_per_s > 0;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> shapes{{next, n}};  // (k, m)
+  if (can_recompute) {
+    for (std::uint32_t k : splits(next, n))
+      if (k != next) shapes.emplace_back(k, n);
+    for (std::uint32_t m : splits(next, n))
+      if (m != n) shapes.emplace_back(next, m);
+  }
+  const auto better_feasible = [](const Candidate& a, const Candidate& b) {
+    constexpr double kEps = 1e-12;
+    if (a.loss < b.loss - kEps) return true;
+    if (a.loss > b.loss + kEps) return false;
+    return a.finish < b.finish;
+  };
+  Candidate best, fastest;
+  bool have_best = false, have_fastest = false;
+  for (const auto& [k, m] : shapes) {
+    Candidate c = search.build(k, m, true);
+    if (c.finish <= in.deadline) {
+      if (!have_best || better_feasible(c, best)) best = std::move(c), have_best = true;
+    } else if (!have_best) {
+      // No upgrades happened: this is the shape's fastest plan.
+      if (!have_fastest || c.finish < fastest.finish ||
+          (c.finish == fastest.finish && c.loss < fastest.loss))
+        fastest = std::move(c), have_fastest = true;
+    }
+  }
+  Candidate& chosen = have_best ? best : fastest;
+  Plan plan;
+  plan.choices.assign(chosen.all.begin() + static_cast<std::ptrdiff_t>(in.committed.size()),
+                      chosen.all.end());
+  plan.finish = chosen.finish;
+  plan.loss = chosen.loss;
+  plan.meets_deadline = have_best;
+  return plan;
+}
+
+}  // namespace kvstream::scheduler

@@ -1,0 +1,47 @@
+// The per-chunk planner: before each chunk request, the choice for the next chunk (a level, or
+// recompute) that leaves the whole context ready by the deadline with the least expected loss.
+//
+// It plans the rest of the context each time and returns that plan's first choice, so that a
+// change in the estimate reshapes everything still to come. Plans have the form
+//   recompute [next, k) · fetch [k, m) at per-chunk levels · recompute [m, n)
+// The compute lane takes chunks in order, so the recomputed head overlaps the fetched middle
+// (the engine prefills while the link works) and the recomputed tail needs no link at all. For
+// each (k, m) the middle starts at each chunk's smallest level and takes upgrades best loss
+// saved per byte first (the greedy for a multiple-choice knapsack, over each chunk's convex
+// hull of (bytes, loss)) while the plan still finishes by the deadline. The least-loss plan
+// that finishes wins, ties to the earlier finish; when none finishes, the earliest finish.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "costs.hpp"
+
+namespace kvstream::scheduler {
+
+struct PlanInput {
+  const ContextCosts* ctx = nullptr;
+  Rates rates;
+  Lanes lanes;          // as of now
+  double deadline = 0;  // when every chunk must be ready
+  // Chunks before `first` are ready; chunks first.. first+committed.size() are decided
+  // (requested, in flight, being decoded, or ready: Choice::done()) and those not ready still
+  // take lane time; the plan starts after them. `done_loss`: the loss of every ready chunk.
+  std::uint32_t first = 0;
+  std::span<const Choice> committed;
+  double done_loss = 0;
+};
+
+struct Plan {
+  std::vector<Choice> choices;  // for the chunks after the committed ones
+  double finish = 0;            // predicted readiness of the whole context
+  double loss = 0;              // predicted token-weighted loss of the whole context
+  bool meets_deadline = false;
+};
+
+// Needs ctx checked (ContextCosts::check) and a positive link rate; chunks left to plan may be
+// none (the plan is then empty and only predicts the committed ones).
+Plan plan_rest(const PlanInput& in);
+
+}  // namespace kvstream::scheduler

@@ -1,0 +1,101 @@
+#include "policy.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <limits>
+#include <numeric>
+#include <utility>
+#include <vector>
+
+#include "planner.hpp"
+
+namespace kvstream::scheduler {
+
+namespace {
+
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
+
+class PlannerPolicy final : public Policy {
+ public:
+  std::string name() const override { return "planner"; }
+  Decision decide(const Situation& s) override {
+    if (!(s.estimate.low_bytes_per_s > 0)) {
+      // Nothing known about the link (no seed, nothing landed): the first chunk probes it at its
+      // smallest size.
+      const auto& b = s.ctx->chunks[s.next()].level_bytes;
+      const auto l = static_cast<std::uint32_t>(std::min_element(b.begin(), b.end()) - b.begin());
+      return {Choice::fetch(l), kNan, kNan};
+    }
+    PlanInput in;
+    in.ctx = s.ctx;
+    in.rates = s.rates;
+    in.rates.link_bytes_per_s = s.estimate.low_bytes_per_s;
+    in.lanes = Lanes::at(s.now);
+    in.deadline = s.deadline;
+    in.first = s.first;
+    in.committed = s.committed;
+    in.done_loss = s.done_loss;
+    const Plan p = plan_rest(in);
+    return {p.choices.front(), p.finish, p.loss};
+  }
+};
+
+class FixedPolicy final : public Policy {
+ public:
+  FixedPolicy(std::uint32_t level, std::string name) : level_(level), name_(std::move(name)) {}
+  std::string name() const override { return name_; }
+  Decision decide(const Situation&) override { return {Choice::fetch(level_), kNan, kNan}; }
+
+ private:
+  std::uint32_t level_;
+  std::string name_;
+};
+
+class RecomputePolicy final : public Policy {
+ public:
+  std::string name() const override { return "recompute"; }
+  Decision decide(const Situation&) override { return {Choice::recomputed(), kNan, kNan}; }
+};
+
+class CacheGenPolicy final : public Policy {
+ public:
+  std::string name() const override { return "cachegen"; }
+  Decision decide(const Situation& s) override {
+    const ContextCosts& ctx = *s.ctx;
+    const std::uint32_t next = s.next();
+    const double share = (s.deadline - s.now) / static_cast<double>(ctx.chunk_count() - next);
+    const double rate = s.last_throughput > 0 ? s.last_throughput : s.estimate.bytes_per_s;
+    std::vector<std::uint32_t> order(ctx.levels());
+    std::iota(order.begin(), order.end(), 0u);
+    std::stable_sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return ctx.level_loss[a] < ctx.level_loss[b];
+    });
+    const ChunkCosts& c = ctx.chunks[next];
+    for (std::uint32_t l : order) {
+      if (rate > 0 && static_cast<double>(c.level_bytes[l]) / rate <= share)
+        return {Choice::fetch(l), kNan, kNan};
+    }
+    if (s.rates.recompute_tokens_per_s > 0) return {Choice::recomputed(), kNan, kNan};
+    const auto smallest = std::min_element(c.level_bytes.begin(), c.level_bytes.end());
+    return {Choice::fetch(static_cast<std::uint32_t>(smallest - c.level_bytes.begin())), kNan,
+            kNan};
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Policy> planner_policy() {
+  return std::make_unique<PlannerPolicy>();
+}
+std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name) {
+  return std::make_unique<FixedPolicy>(level, std::move(name));
+}
+std::unique_ptr<Policy> recompute_policy() {
+  return std::make_unique<RecomputePolicy>();
+}
+std::unique_ptr<Policy> cachegen_policy() {
+  return std::make_unique<CacheGenPolicy>();
+}
+
+}  // namespace kvstream::scheduler

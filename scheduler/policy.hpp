@@ -1,0 +1,51 @@
+// Policies choose a chunk's fate before it is requested: our planner, and the baselines it is
+// measured against (fixed levels, recompute only, CacheGen's published policy). The same
+// interface drives the simulator and a real fetch.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+
+#include "costs.hpp"
+#include "estimator.hpp"
+
+namespace kvstream::scheduler {
+
+// Everything a policy may look at; times on the caller's clock.
+struct Situation {
+  const ContextCosts* ctx = nullptr;
+  double now = 0, deadline = 0;
+  std::uint32_t first = 0;            // chunks before it are ready
+  std::span<const Choice> committed;  // decided: first, first+1, ... (Choice::done() if ready)
+  double done_loss = 0;               // loss of every ready chunk
+  Estimate estimate;                  // the estimator's, at `now`
+  double last_throughput = 0;         // bytes/s of the latest transfer (request to landing)
+  Rates rates;                        // link rate unused: policies read the estimate
+  std::uint32_t next() const { return first + static_cast<std::uint32_t>(committed.size()); }
+};
+
+struct Decision {
+  Choice choice;
+  // What the policy expected when it chose (the planner's prediction; NaN for baselines).
+  double predicted_finish = 0, predicted_loss = 0;
+};
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  virtual std::string name() const = 0;
+  virtual Decision decide(const Situation& s) = 0;
+};
+
+// Plans the rest of the context with the estimator's conservative bound (plan_rest).
+std::unique_ptr<Policy> planner_policy();
+// Always `level` (with a one-level context: fp16 or int8 sent as they are).
+std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name);
+std::unique_ptr<Policy> recompute_policy();
+// CacheGen (SIGCOMM'24, §5.3): the chunk gets an equal share of the time left; the best level
+// whose size at the last chunk's throughput fits that share, else the text (recompute), else the
+// smallest level when the engine cannot recompute.
+std::unique_ptr<Policy> cachegen_policy();
+
+}  // namespace kvstream::scheduler

@@ -1,0 +1,123 @@
+#include "simulator.hpp"
+
+#include <gtest/gtest.h>
+
+#include <vector>
+
+#include "toy_context.hpp"
+
+namespace kvstream::scheduler {
+namespace {
+
+using testing::toy_context;
+
+constexpr double kGbitPerBytePerS = 8e-9;  // Trace::constant takes Gbit/s
+
+SimSetup setup_for(const ContextCosts& ctx, const Trace& trace, double deadline) {
+  SimSetup s;
+  s.ctx = &ctx;
+  s.trace = &trace;
+  s.deadline = deadline;
+  return s;
+}
+
+TEST(Simulator, AFixedLevelFetchesChunkAfterChunk) {
+  const ContextCosts ctx = toy_context();
+  const Trace trace = Trace::constant(100 * kGbitPerBytePerS);
+  const auto policy = fixed_policy(0, "L0");
+  const RunResult r = simulate(setup_for(ctx, trace, 30), *policy);
+  EXPECT_EQ(r.policy, "L0");
+  EXPECT_TRUE(r.met);
+  EXPECT_DOUBLE_EQ(r.load_s, 24);
+  EXPECT_EQ(r.bytes, 2400u);
+  EXPECT_DOUBLE_EQ(r.loss, 0);
+  ASSERT_EQ(r.chunks.size(), 3u);
+  EXPECT_DOUBLE_EQ(r.chunks[1].decided, 8);
+  EXPECT_DOUBLE_EQ(r.chunks[1].landed, 16);
+  EXPECT_FALSE(simulate(setup_for(ctx, trace, 20), *policy).met);
+}
+
+TEST(Simulator, MoreSlotsHideTheRequestLatency) {
+  const ContextCosts ctx = toy_context();
+  const Trace trace = Trace::constant(100 * kGbitPerBytePerS);
+  const auto policy = fixed_policy(0, "L0");
+  SimSetup s = setup_for(ctx, trace, 30);
+  s.request_latency = 1;
+  // One slot: each chunk waits 1 s for its request: 9, 18, 27.
+  EXPECT_DOUBLE_EQ(simulate(s, *policy).load_s, 27);
+  // Two: chunk 1 is asked at 0 and follows chunk 0 (9, 17); chunk 2, asked at 9, lands at 25.
+  s.window = 2;
+  EXPECT_DOUBLE_EQ(simulate(s, *policy).load_s, 25);
+}
+
+TEST(Simulator, DecodingHoldsTheSlotAndTheComputeLane) {
+  const ContextCosts ctx = toy_context();
+  const Trace trace = Trace::constant(100 * kGbitPerBytePerS);
+  const auto policy = fixed_policy(2, "L2");
+  SimSetup s = setup_for(ctx, trace, 30);
+  s.decode_bytes_per_s = 500;  // 2 s a chunk, as long as its 200 bytes on the link
+  // One slot: land 2, ready 4; asked at 4, land 6, ready 8; then 12.
+  EXPECT_DOUBLE_EQ(simulate(s, *policy).load_s, 12);
+  s.window = 3;  // all asked at once: land 2, 4, 6; decoded 4, 6, 8
+  EXPECT_DOUBLE_EQ(simulate(s, *policy).load_s, 8);
+}
+
+TEST(Simulator, CacheGenGivesEachChunkAnEqualShareOfTheTimeLeft) {
+  const ContextCosts ctx = toy_context();
+  const Trace trace = Trace::constant(100 * kGbitPerBytePerS);
+  SimSetup s = setup_for(ctx, trace, 12);
+  s.seed_bytes_per_s = 100;
+  const auto policy = cachegen_policy();
+  // 4 s a chunk at 100 B/s: L0 needs 8, L1 fits exactly, every time.
+  const RunResult r = simulate(s, *policy);
+  for (const ChunkRecord& c : r.chunks)
+    EXPECT_EQ(c.choice, Choice::fetch(1)) << c.chunk;
+  EXPECT_TRUE(r.met);
+  EXPECT_DOUBLE_EQ(r.loss, 1);
+  // Too little time for any level: the text, when the engine can recompute it.
+  s.deadline = 3;
+  s.recompute_tokens_per_s = 100;
+  EXPECT_EQ(simulate(s, *policy).chunks[0].choice, Choice::recomputed());
+}
+
+TEST(Simulator, RecomputeOnlyUsesNoLink) {
+  const ContextCosts ctx = toy_context();
+  const Trace trace = Trace::constant(100 * kGbitPerBytePerS);
+  SimSetup s = setup_for(ctx, trace, 10);
+  s.recompute_tokens_per_s = 50;
+  const auto policy = recompute_policy();
+  const RunResult r = simulate(s, *policy);
+  EXPECT_DOUBLE_EQ(r.load_s, 6);
+  EXPECT_EQ(r.bytes, 0u);
+  EXPECT_DOUBLE_EQ(r.loss, 0);
+  s.recompute_tokens_per_s = 0;
+  EXPECT_FALSE(simulate(s, *policy).met);
+}
+
+TEST(Simulator, ThePlannerRidesOutAStepDownThatFixedLevelsCannot) {
+  const ContextCosts ctx = toy_context(10);
+  // 100 B/s for 20 s, then 20 B/s.
+  const Trace trace = Trace::step(100 * kGbitPerBytePerS, 20 * kGbitPerBytePerS, 20);
+  SimSetup s = setup_for(ctx, trace, 70);
+  s.seed_bytes_per_s = 100;
+  s.recompute_tokens_per_s = 10;  // 100 s to recompute everything
+  const auto planner = planner_policy();
+  const RunResult ours = simulate(s, *planner);
+  EXPECT_TRUE(ours.met) << ours.load_s;
+  bool some_missed = false;
+  for (std::uint32_t l = 0; l < 3; ++l) {
+    const auto fixed = fixed_policy(l, "fixed");
+    const RunResult r = simulate(s, *fixed);
+    some_missed |= !r.met;
+    if (r.met) {
+      EXPECT_LE(ours.loss, r.loss) << "level " << l;
+    }
+  }
+  EXPECT_TRUE(some_missed);
+  // It saw the step: the chunk asked after it is smaller than the one asked before it.
+  EXPECT_LT(ours.chunks[9].bytes, ours.chunks[8].bytes);
+  EXPECT_GT(ours.chunks[9].decided, 20);
+}
+
+}  // namespace
+}  // namespace kvstream::scheduler
