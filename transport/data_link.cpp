@@ -29,6 +29,18 @@ UcxDataLink::~UcxDataLink() {
   cancel_receives();
 }
 
+double UcxDataLink::estimated_bytes_per_s(std::size_t bytes) const {
+  if (bytes == 0 || stranded_) return 0;
+  ucp_ep_evaluate_perf_param_t param{};
+  param.field_mask = UCP_EP_PERF_PARAM_FIELD_MESSAGE_SIZE;
+  param.message_size = bytes;
+  ucp_ep_evaluate_perf_attr_t attr{};
+  attr.field_mask = UCP_EP_PERF_ATTR_FIELD_ESTIMATED_TIME;
+  if (ucp_ep_evaluate_perf(endpoint_->get(), &param, &attr) != UCS_OK || !(attr.estimated_time > 0))
+    return 0;
+  return static_cast<double>(bytes) / attr.estimated_time;
+}
+
 void UcxDataLink::cancel_receives() {
   for (Posted& p : posted_) {
     if (p.request == nullptr) continue;

@@ -54,6 +54,9 @@ class DataLink {
   // Withdraws every posted receive that has not completed: afterwards nothing writes into their
   // slots, so the caller may free them.
   virtual void cancel_receives() = 0;
+  // The link's own estimate of its goodput for messages of `bytes`, before any has gone; 0 when
+  // it has none.
+  virtual double estimated_bytes_per_s(std::size_t /*bytes*/) const { return 0; }
 };
 
 // Whether the peer is still there, asked without blocking (e.g. ControlChannel::check_open);
@@ -78,6 +81,8 @@ class UcxDataLink final : public DataLink {
   Status post_receive(std::uint64_t tag, std::span<std::byte> slot) override;
   Expected<Completion> wait_any(Clock::time_point deadline) override;
   void cancel_receives() override;
+  // UCX's (ucp_ep_evaluate_perf): from the transports' nominal bandwidth and latency.
+  double estimated_bytes_per_s(std::size_t bytes) const override;
   // For raw UCX measurements over the same endpoint (kv_perf's baseline).
   UcxEndpoint& endpoint() noexcept { return *endpoint_; }
 
@@ -147,6 +152,9 @@ class ForwardingLink : public DataLink {
     return inner_->wait_any(deadline);
   }
   void cancel_receives() override { inner_->cancel_receives(); }
+  double estimated_bytes_per_s(std::size_t bytes) const override {
+    return inner_->estimated_bytes_per_s(bytes);
+  }
 
  protected:
   std::unique_ptr<DataLink> inner_;

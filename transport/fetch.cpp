@@ -8,6 +8,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "byte_io.hpp"
@@ -31,20 +32,34 @@ constexpr std::uint64_t chunk_tag(std::uint32_t stream, std::uint64_t request) {
 
 struct Landed {
   std::size_t want;
+  std::uint32_t chunk;
   std::uint32_t slot;
   std::size_t length;
+};
+
+// A fixed list of wants, in order.
+class ListSource final : public WantSource {
+ public:
+  explicit ListSource(std::span<const StreamReceiver::Want> wants) : wants_(wants) {}
+  std::optional<StreamReceiver::Want> next() override {
+    if (next_ == wants_.size()) return std::nullopt;
+    return wants_[next_++];
+  }
+
+ private:
+  std::span<const StreamReceiver::Want> wants_;
+  std::size_t next_ = 0;
 };
 
 // Requests and landings, on the thread that owns the link and the channel.
 class Requester {
  public:
-  Requester(ControlChannel& control, DataLink& data, const StreamInfo& info,
-            std::span<const StreamReceiver::Want> wants, std::vector<std::vector<std::byte>>& slots,
-            std::uint64_t& next_request)
+  Requester(ControlChannel& control, DataLink& data, const StreamInfo& info, WantSource& source,
+            std::vector<std::vector<std::byte>>& slots, std::uint64_t& next_request)
       : control_(control),
         data_(data),
         info_(info),
-        wants_(wants),
+        source_(source),
         slots_(slots),
         next_request_(next_request) {}
   // However the fetch ends, no receive may outlive the slots it was posted into.
@@ -52,22 +67,35 @@ class Requester {
     if (!inflight_.empty()) data_.cancel_receives();
   }
 
-  bool more_to_ask() const { return next_ < wants_.size(); }
+  // True once the source has said there is nothing more to ask.
+  bool exhausted() const { return exhausted_; }
   bool waiting() const { return !inflight_.empty(); }
 
-  // Posts `slot` for the next want, then asks for it (so it never arrives unexpected).
-  Status ask(std::uint32_t slot, Clock::time_point deadline) {
+  // Takes the source's next want, if any, posts `slot` for it, then asks for it (so it never
+  // arrives unexpected). False when the source has none left.
+  Expected<bool> ask(std::uint32_t slot, Clock::time_point deadline) {
+    if (exhausted_) return false;
+    const auto want = source_.next();
+    if (!want) {
+      exhausted_ = true;
+      return false;
+    }
+    if (want->chunk >= info_.chunk_count || want->level >= info_.levels) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("chunk {} at level {}: the stream has {} chunks, levels 0..{}",
+                                want->chunk, want->level, info_.chunk_count, info_.levels - 1));
+    }
     const std::uint64_t tag = chunk_tag(info_.stream, next_request_++);
     KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots_[slot]));
-    inflight_[tag] = {next_, slot};
+    inflight_[tag] = {asked_++, *want, slot, Clock::now()};
     std::vector<std::byte> request;
     codec::ByteWriter w(request);
     w.put(info_.stream);
-    w.put(wants_[next_].chunk);
-    w.put(wants_[next_].level);
+    w.put(want->chunk);
+    w.put(want->level);
     w.put(tag);
-    ++next_;
-    return control_.send(FrameType::chunk_request, request, deadline);
+    KVS_RETURN_IF_ERROR(control_.send(FrameType::chunk_request, request, deadline));
+    return true;
   }
 
   // The next chunk to land by `deadline`, checked to be the one asked for.
@@ -75,9 +103,9 @@ class Requester {
     KVS_ASSIGN_OR_RETURN(const Completion c, data_.wait_any(deadline));
     const auto it = inflight_.find(c.tag);
     if (it == inflight_.end()) return bad(fmt::format("a chunk for tag {:x} nobody asked", c.tag));
-    const auto [want, slot] = it->second;
+    const InFlight asked = it->second;
     inflight_.erase(it);
-    const auto [chunk, level] = wants_[want];
+    const auto [chunk, level] = asked.want;
     const std::uint32_t said = info_.size(chunk, level);
     if (info_.exact_sizes ? c.length != said : c.length > said) {
       return bad(fmt::format("chunk {} has {} bytes; the stream said {}{}", chunk, c.length,
@@ -85,7 +113,7 @@ class Requester {
     }
     // A well-formed chunk of another token range or level would decode without complaint into
     // the wrong place: check that it is the one asked for.
-    const auto described = read_chunk_info(std::span(slots_[slot]).first(c.length));
+    const auto described = read_chunk_info(std::span(slots_[asked.slot]).first(c.length));
     if (!described) {
       return Status(described.error().code(),
                     fmt::format("chunk {}: {}", chunk, described.error().message()));
@@ -98,39 +126,40 @@ class Requester {
           "asked for chunk {} (tokens from {}) at level {}, got tokens {}..{} at level {}", chunk,
           begin, level, got.token_begin, got.token_begin + got.token_count, got.level));
     }
-    return Landed{want, slot, c.length};
+    source_.landed(asked.index, c.length, asked.at, Clock::now());
+    return Landed{asked.index, chunk, asked.slot, c.length};
   }
 
  private:
   struct InFlight {
-    std::size_t want;
+    std::size_t index;  // among the wants asked
+    StreamReceiver::Want want;
     std::uint32_t slot;
+    Clock::time_point at;
   };
   ControlChannel& control_;
   DataLink& data_;
   const StreamInfo& info_;
-  std::span<const StreamReceiver::Want> wants_;
+  WantSource& source_;
   std::vector<std::vector<std::byte>>& slots_;
   std::uint64_t& next_request_;
-  std::size_t next_ = 0;
+  bool exhausted_ = false;
+  std::size_t asked_ = 0;
   std::map<std::uint64_t, InFlight> inflight_;  // by tag
 };
 
 // Hands a landed chunk to the consumer or the CPU decoder.
 class Taker {
  public:
-  Taker(std::span<const StreamReceiver::Want> wants, const KvView& dst,
-        const StreamReceiver::FetchOptions& o)
-      : wants_(wants), dst_(dst), o_(o) {}
+  Taker(const KvView& dst, const StreamReceiver::FetchOptions& o) : dst_(dst), o_(o) {}
   Status take(const Landed& l, std::span<const std::byte> bytes) {
     const Status s =
         o_.consume ? o_.consume(l.want, bytes) : decoder_.decode(bytes, dst_, o_.profile);
     if (s.is_ok()) return s;
-    return Status(s.code(), fmt::format("chunk {}: {}", wants_[l.want].chunk, s.message()));
+    return Status(s.code(), fmt::format("chunk {}: {}", l.chunk, s.message()));
   }
 
  private:
-  std::span<const StreamReceiver::Want> wants_;
   const KvView& dst_;
   const StreamReceiver::FetchOptions& o_;
   ChunkDecoder decoder_;
@@ -168,27 +197,37 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
     max_size = std::max(max_size, info.size(w.chunk, w.level));
   }
   if (wants.empty()) return Status::ok();
-  const auto window =
-      static_cast<std::uint32_t>(std::min<std::size_t>(std::max(o.window, 1u), wants.size()));
+  ListSource source(wants);
+  return fetch_from(info, dst, source, max_size, o, on_landed);
+}
+
+Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, WantSource& source,
+                                  std::uint32_t max_size, const FetchOptions& o,
+                                  const std::function<void(std::size_t)>& on_landed) {
+  const std::uint32_t window = std::max(o.window, 1u);
   std::vector<std::vector<std::byte>> slots(window, std::vector<std::byte>(max_size));
   std::vector<std::uint32_t> free_slots;
   for (std::uint32_t i = 0; i < window; ++i)
     free_slots.push_back(window - 1 - i);
-  Taker taker(wants, dst, o);
+  Taker taker(dst, o);
   const auto bytes_of = [&](const Landed& l) {
     return std::span<const std::byte>(slots[l.slot]).first(l.length);
   };
 
   if (!o.progress_thread) {
-    Requester asker(control_, data_, info, wants, slots, next_request_);
-    while (asker.more_to_ask() || asker.waiting()) {
-      while (asker.more_to_ask() && !free_slots.empty()) {
-        KVS_RETURN_IF_ERROR(asker.ask(free_slots.back(), Clock::now() + o.chunk_timeout));
+    Requester asker(control_, data_, info, source, slots, next_request_);
+    while (!asker.exhausted() || asker.waiting()) {
+      while (!free_slots.empty()) {
+        KVS_ASSIGN_OR_RETURN(const bool asked,
+                             asker.ask(free_slots.back(), Clock::now() + o.chunk_timeout));
+        if (!asked) break;
         free_slots.pop_back();
       }
+      if (!asker.waiting()) continue;
       KVS_ASSIGN_OR_RETURN(const Landed l, asker.land(Clock::now() + o.chunk_timeout));
       KVS_RETURN_IF_ERROR(taker.take(l, bytes_of(l)));
       free_slots.push_back(l.slot);
+      source.taken(l.want);
       if (on_landed) on_landed(l.want);
     }
     return Status::ok();
@@ -203,26 +242,30 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
   bool finished = false, stop = false;
   std::thread progress([&] {
     const Status s = [&]() -> Status {
-      Requester asker(control_, data_, info, wants, slots, next_request_);
+      Requester asker(control_, data_, info, source, slots, next_request_);
       auto last = Clock::now();  // the last request or landing
       // Short waits, so that slots the taker frees are asked for soon.
       constexpr auto kSlice = std::chrono::microseconds(200);
-      while (asker.more_to_ask() || asker.waiting()) {
+      while (!asker.exhausted() || asker.waiting()) {
         std::vector<std::uint32_t> ready;
         {
           std::unique_lock lock(mu);
           if (stop) return Status::ok();
-          if (!asker.waiting() && free_slots.empty()) {
+          if (!asker.exhausted()) ready.swap(free_slots);
+          if (ready.empty() && !asker.waiting()) {
             cv.wait_for(lock, kSlice, [&] { return stop || !free_slots.empty(); });
             continue;
           }
-          while (asker.more_to_ask() && !free_slots.empty() && ready.size() < window) {
-            ready.push_back(free_slots.back());
-            free_slots.pop_back();
-          }
         }
-        for (std::uint32_t slot : ready) {
-          KVS_RETURN_IF_ERROR(asker.ask(slot, Clock::now() + o.chunk_timeout));
+        for (std::size_t i = 0; i < ready.size(); ++i) {
+          KVS_ASSIGN_OR_RETURN(const bool asked,
+                               asker.ask(ready[i], Clock::now() + o.chunk_timeout));
+          if (!asked) {
+            std::lock_guard lock(mu);
+            free_slots.insert(free_slots.end(), ready.begin() + static_cast<std::ptrdiff_t>(i),
+                              ready.end());
+            break;
+          }
           last = Clock::now();
         }
         if (!asker.waiting()) continue;
@@ -247,7 +290,7 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
     cv.notify_all();
   });
   Status result = Status::ok();
-  for (std::size_t taken = 0; taken < wants.size();) {
+  for (;;) {
     Landed l{};
     {
       std::unique_lock lock(mu);
@@ -258,12 +301,12 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
     }
     result = taker.take(l, bytes_of(l));
     if (!result.is_ok()) break;
-    ++taken;
     {
       std::lock_guard lock(mu);
       free_slots.push_back(l.slot);
       cv.notify_all();
     }
+    source.taken(l.want);
     if (on_landed) on_landed(l.want);
   }
   {

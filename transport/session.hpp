@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -64,6 +65,8 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
 Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,
                      std::chrono::milliseconds idle);
 
+class WantSource;
+
 // The receiving side of one session.
 class StreamReceiver {
  public:
@@ -105,12 +108,36 @@ class StreamReceiver {
                       const FetchOptions& options,
                       const std::function<void(std::size_t want)>& on_landed);
 
+  // The most general form: fetch_chunks over wants that `source` gives as slots free up, into
+  // slots of `max_size` bytes (at least the largest chunk it will ask for).
+  Status fetch_from(const StreamInfo& info, const KvView& dst, WantSource& source,
+                    std::uint32_t max_size, const FetchOptions& options,
+                    const std::function<void(std::size_t want)>& on_landed);
+
+  // The data link's own estimate of its goodput for messages of `bytes` (0: it has none).
+  double link_estimate(std::size_t bytes) const { return data_.estimated_bytes_per_s(bytes); }
+
   void close(Clock::time_point deadline);
 
  private:
   ControlChannel& control_;
   DataLink& data_;
   std::uint64_t next_request_ = 0;  // numbers the session's chunk requests (their tags)
+};
+
+// Where a fetch's requests come from: a fixed list, or a policy that decides each chunk as a
+// slot frees up. Wants are numbered in the order next() gives them.
+class WantSource {
+ public:
+  virtual ~WantSource() = default;
+  // The next chunk to ask for, decided now; nullopt once there is none left to ask. Called on
+  // the thread that drives the link.
+  virtual std::optional<StreamReceiver::Want> next() = 0;
+  // Want `i`, asked at `asked`, landed (checked) with `bytes` bytes at `at`; on the link's thread.
+  virtual void landed(std::size_t /*i*/, std::size_t /*bytes*/, Clock::time_point /*asked*/,
+                      Clock::time_point /*at*/) {}
+  // Want `i` is decoded; on the thread that decodes.
+  virtual void taken(std::size_t /*i*/) {}
 };
 
 }  // namespace kvstream::transport

@@ -1,0 +1,162 @@
+// Deadline-driven fetches over the shared fake link: the planner's choices land and decode as
+// the archive says, a slow link gets smaller levels, the engine recomputes in chunk order after
+// the chunks before it, and its failures end the fetch with a clear error.
+#include "adaptive.hpp"
+
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <vector>
+
+#include "session_fixture.hpp"
+
+namespace kvstream::transport {
+namespace {
+
+using scheduler::Choice;
+
+// Fetches into `kv` and checks every fetched chunk against the archive at its level.
+void expect_chunks_match(const Served& served, const KvBuffer& kv, const AdaptiveReport& report) {
+  for (const ChunkReport& c : report.chunks) {
+    if (!c.choice.fetched()) continue;
+    const std::uint32_t begin = c.chunk * 32, end = std::min(begin + 32, 116u);
+    EXPECT_TRUE(same_tokens(kv, served.expected(c.choice.level), begin, end)) << c.chunk;
+  }
+}
+
+struct Receiving {
+  Served served;
+  Session session;
+  StreamReceiver receiver;
+  StreamInfo info;
+  KvBuffer kv;
+  explicit Receiving(double bits_per_second = 0)
+      : session(bits_per_second > 0 ? Session(served.dir, bits_per_second) : Session(served.dir)),
+        receiver(*session.control, *session.link),
+        info(receiver.open("ctx", Clock::now() + 5s).value()),
+        kv(KvBuffer::create(served.layout).value()) {}
+  ~Receiving() { receiver.close(Clock::now() + 5s); }
+};
+
+TEST(Adaptive, AGenerousDeadlineFetchesEveryChunkLossless) {
+  Receiving r;
+  AdaptiveOptions a;
+  a.deadline_s = 30;
+  a.seed_bytes_per_s = 1e9;
+  AdaptiveReport report;
+  const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report);
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  EXPECT_EQ(report.policy, "planner");
+  ASSERT_EQ(report.chunks.size(), 4u);
+  for (const ChunkReport& c : report.chunks)
+    EXPECT_EQ(c.choice, Choice::fetch(0)) << c.chunk;
+  EXPECT_TRUE(report.met);
+  EXPECT_EQ(report.expected_loss, 0);
+  EXPECT_TRUE(same_tokens(r.kv, r.served.expected(0), 0, 116));
+}
+
+TEST(Adaptive, ASlowLinkGetsSmallerLevels) {
+  // Paced so that level 0 throughout would take about 2 s; the deadline is 1 s.
+  Receiving probe;
+  std::uint64_t l0 = 0;
+  for (std::uint32_t c = 0; c < probe.info.chunk_count; ++c)
+    l0 += probe.info.size(c, 0);
+  Receiving r(static_cast<double>(l0) * 8 / 2.0);
+  AdaptiveOptions a;
+  a.deadline_s = 1;
+  a.seed_bytes_per_s = static_cast<double>(l0) / 2.0;
+  for (bool thread : {false, true}) {
+    StreamReceiver::FetchOptions o;
+    o.progress_thread = thread;
+    AdaptiveReport report;
+    const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), o, a, report);
+    ASSERT_TRUE(s.is_ok()) << s.to_string();
+    EXPECT_LT(report.bytes, l0);
+    EXPECT_GT(report.expected_loss, 0);
+    expect_chunks_match(r.served, r.kv, report);
+    for (const ChunkReport& c : report.chunks)
+      EXPECT_LE(c.decided, c.landed) << c.chunk;
+  }
+}
+
+// Recomputes the chunks it is told to, fetches the rest at level 1.
+class SplitPolicy final : public scheduler::Policy {
+ public:
+  explicit SplitPolicy(std::vector<bool> recompute) : recompute_(std::move(recompute)) {}
+  std::string name() const override { return "split"; }
+  scheduler::Decision decide(const scheduler::Situation& s) override {
+    return {recompute_[s.next()] ? Choice::recomputed() : Choice::fetch(1), 0, 0};
+  }
+
+ private:
+  std::vector<bool> recompute_;
+};
+
+TEST(Adaptive, TheEngineRecomputesInOrderOnceTheChunksBeforeAreThere) {
+  Receiving r;
+  const KvBuffer lossless = r.served.expected(0);
+  SplitPolicy policy({true, false, true, false});
+  std::mutex mu;
+  std::vector<std::uint32_t> calls;
+  AdaptiveOptions a;
+  a.deadline_s = 30;
+  a.policy = &policy;
+  a.recompute_tokens_per_s = 1e6;
+  a.recompute = [&](std::uint32_t chunk, std::uint32_t begin,
+                    std::span<const std::int32_t> tokens) -> Status {
+    // A chunk's recompute needs every chunk before it.
+    EXPECT_TRUE(same_tokens(r.kv, r.served.expected(1), 32, 64) || chunk == 0) << chunk;
+    EXPECT_EQ(tokens[0], r.info.tokens[begin]);
+    const auto end = static_cast<std::uint32_t>(begin + tokens.size());
+    for (std::uint32_t l = 0; l < lossless.layout().layers; ++l)
+      for (KvPart p : {KvPart::key, KvPart::value})
+        for (std::uint32_t t = begin; t < end; ++t)
+          std::memcpy(r.kv.view().row(l, p, t), lossless.view().row(l, p, t),
+                      lossless.layout().row_bytes());
+    std::lock_guard lock(mu);
+    calls.push_back(chunk);
+    return Status::ok();
+  };
+  AdaptiveReport report;
+  const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report);
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  EXPECT_EQ(calls, (std::vector<std::uint32_t>{0, 2}));
+  EXPECT_TRUE(same_tokens(r.kv, lossless, 0, 32));
+  EXPECT_TRUE(same_tokens(r.kv, lossless, 64, 96));
+  expect_chunks_match(r.served, r.kv, report);
+  EXPECT_EQ(report.bytes, std::uint64_t{r.info.size(1, 1)} + r.info.size(3, 1));
+  EXPECT_EQ(report.chunks[2].choice, Choice::recomputed());
+  EXPECT_GE(report.chunks[2].ready, report.chunks[1].ready);
+}
+
+TEST(Adaptive, AFailedRecomputeEndsTheFetchNamingTheChunk) {
+  Receiving r;
+  SplitPolicy policy({false, true, false, false});
+  AdaptiveOptions a;
+  a.policy = &policy;
+  a.recompute_tokens_per_s = 1e6;
+  a.recompute = [](std::uint32_t, std::uint32_t, std::span<const std::int32_t>) {
+    return Status(Errc::resource_exhausted, "the engine is out of KV blocks");
+  };
+  AdaptiveReport report;
+  const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report);
+  EXPECT_EQ(s.code(), Errc::resource_exhausted);
+  EXPECT_NE(s.message().find("recompute of chunk 1"), std::string::npos) << s.message();
+  EXPECT_FALSE(report.met);
+}
+
+TEST(Adaptive, RejectsLossesForAnotherNumberOfLevels) {
+  Receiving r;
+  AdaptiveOptions a;
+  a.level_loss = {0, 1};  // the stream has 4 levels
+  AdaptiveReport report;
+  EXPECT_EQ(fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report).code(),
+            Errc::invalid_argument);
+  a.level_loss.clear();
+  a.deadline_s = 0;
+  EXPECT_EQ(fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report).code(),
+            Errc::invalid_argument);
+}
+
+}  // namespace
+}  // namespace kvstream::transport

@@ -1,0 +1,291 @@
+// The adaptive fetch: a WantSource that asks a scheduler policy before each request, and an
+// engine thread that recomputes the chunks the policy gives it, each once the chunks before it
+// are ready.
+#include "adaptive.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <limits>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "estimator.hpp"
+#include "kvstream/codec.hpp"
+
+namespace kvstream::transport {
+
+using scheduler::Choice;
+
+scheduler::ContextCosts stream_costs(const StreamInfo& info, std::span<const double> level_loss) {
+  scheduler::ContextCosts ctx;
+  for (std::uint32_t l = 0; l < info.levels; ++l)
+    ctx.level_loss.push_back(l < level_loss.size() ? level_loss[l] : static_cast<double>(l));
+  const std::uint64_t token_bytes = info.layout.total_bytes() / std::max(info.layout.tokens, 1u);
+  for (std::uint32_t c = 0; c < info.chunk_count; ++c) {
+    scheduler::ChunkCosts cc;
+    const std::uint32_t begin = c * info.chunk_tokens;
+    cc.tokens = std::min(info.chunk_tokens, info.layout.tokens - begin);
+    cc.raw_bytes = token_bytes * cc.tokens;
+    for (std::uint32_t l = 0; l < info.levels; ++l)
+      cc.level_bytes.push_back(info.size(c, l));
+    ctx.chunks.push_back(std::move(cc));
+  }
+  return ctx;
+}
+
+namespace {
+
+class AdaptiveSource final : public WantSource {
+ public:
+  AdaptiveSource(const StreamInfo& info, const scheduler::ContextCosts& ctx,
+                 const AdaptiveOptions& o, scheduler::Policy& policy, double seed,
+                 AdaptiveReport& report)
+      : info_(info), ctx_(ctx), o_(o), policy_(policy), report_(report) {
+    if (seed > 0) estimator_.seed(seed);
+    decode_rate_ = o.decode_bytes_per_s;
+    report_.chunks.assign(ctx.chunk_count(), {});
+    ready_.assign(ctx.chunk_count(), false);
+    landed_.assign(ctx.chunk_count(), false);
+    for (std::uint32_t c = 0; c < ctx.chunk_count(); ++c)
+      report_.chunks[c].chunk = c;
+    if (o.recompute) engine_ = std::thread([this] { run_engine(); });
+  }
+  ~AdaptiveSource() override { stop_engine(); }
+
+  std::optional<StreamReceiver::Want> next() override {
+    std::lock_guard lock(mu_);
+    while (choices_.size() < ctx_.chunk_count()) {
+      const Choice choice = decide();
+      if (choice.fetched()) {
+        const std::uint32_t chunk = static_cast<std::uint32_t>(choices_.size()) - 1;
+        asked_.push_back(chunk);
+        return StreamReceiver::Want{chunk, choice.level};
+      }
+    }
+    return std::nullopt;
+  }
+
+  void landed(std::size_t i, std::size_t bytes, Clock::time_point asked,
+              Clock::time_point at) override {
+    std::lock_guard lock(mu_);
+    ChunkReport& r = report_.chunks[asked_[i]];
+    r.landed = seconds(at);
+    landed_[asked_[i]] = true;
+    estimator_.add({seconds(asked), r.landed, bytes});
+    const double took = r.landed - seconds(asked);
+    if (took > 0) last_throughput_ = static_cast<double>(bytes) / took;
+  }
+
+  // Times the decoder, to plan with the decode speed this machine has.
+  void decoded(std::uint32_t chunk, Clock::duration took) {
+    const double s = std::chrono::duration<double>(took).count();
+    std::lock_guard lock(mu_);
+    if (s > 0) {
+      const double rate = static_cast<double>(ctx_.chunks[chunk].raw_bytes) / s;
+      decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
+    }
+  }
+
+  void taken(std::size_t i) override { mark_ready(asked_[i]); }
+
+  // Waits for the engine to finish what it was given (or to fail, or to be stopped).
+  Status finish_engine() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return engine_queue_.empty() || !engine_status_.is_ok() || stop_; });
+    Status s = engine_status_;
+    lock.unlock();
+    stop_engine();
+    return s;
+  }
+
+  void stop_engine() {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+      cv_.notify_all();
+    }
+    if (engine_.joinable()) engine_.join();
+  }
+
+  void finish_report() {
+    const double end = seconds(Clock::now());
+    std::lock_guard lock(mu_);
+    report_.policy = policy_.name();
+    report_.load_s = end;
+    report_.met = choices_.size() == ctx_.chunk_count() &&
+                  std::all_of(ready_.begin(), ready_.end(), [](bool b) { return b; }) &&
+                  end <= o_.deadline_s;
+    report_.expected_loss = scheduler::plan_loss(ctx_, 0, choices_);
+    report_.bytes = 0;
+    for (const ChunkReport& r : report_.chunks)
+      report_.bytes += r.bytes;
+  }
+
+ private:
+  double seconds(Clock::time_point t) const {
+    return std::chrono::duration<double>(t - start_).count();
+  }
+
+  // Decides the next chunk (under mu_); a recompute goes to the engine's queue.
+  Choice decide() {
+    const double now = seconds(Clock::now());
+    scheduler::Situation s;
+    s.ctx = &ctx_;
+    s.now = now;
+    s.deadline = o_.deadline_s;
+    while (s.first < choices_.size() && ready_[s.first])
+      ++s.first;
+    std::vector<Choice> committed(choices_.begin() + s.first, choices_.end());
+    for (std::uint32_t c = 0; c < choices_.size(); ++c) {
+      if (!ready_[c]) continue;
+      if (c >= s.first) committed[c - s.first] = Choice::done();
+      if (choices_[c].fetched())
+        s.done_loss += ctx_.level_loss[choices_[c].level] * ctx_.chunks[c].tokens /
+                       static_cast<double>(ctx_.total_tokens());
+    }
+    s.committed = committed;
+    std::vector<scheduler::Outstanding> outstanding;
+    for (std::uint32_t c : asked_) {
+      const ChunkReport& r = report_.chunks[c];
+      if (!landed_[c]) outstanding.push_back({r.decided, r.bytes});
+    }
+    s.estimate = estimator_.estimate(now, outstanding);
+    s.last_throughput = last_throughput_;
+    s.rates.decode_bytes_per_s = decode_rate_;
+    s.rates.recompute_tokens_per_s = o_.recompute ? o_.recompute_tokens_per_s : 0.0;
+    const scheduler::Decision d = policy_.decide(s);
+
+    const std::uint32_t chunk = s.next();
+    Choice choice = d.choice;
+    if (choice.recompute() && !o_.recompute) {
+      // A baseline policy may ask for it with no engine to do it: fetch the smallest instead.
+      const auto& b = ctx_.chunks[chunk].level_bytes;
+      choice = Choice::fetch(
+          static_cast<std::uint32_t>(std::min_element(b.begin(), b.end()) - b.begin()));
+    }
+    ChunkReport& r = report_.chunks[chunk];
+    r.choice = choice;
+    r.decided = now;
+    r.estimate = s.estimate.bytes_per_s;
+    r.estimate_low = s.estimate.low_bytes_per_s;
+    r.predicted_finish = d.predicted_finish;
+    if (choice.fetched()) r.bytes = ctx_.chunks[chunk].level_bytes[choice.level];
+    choices_.push_back(choice);
+    if (choice.recompute()) {
+      engine_queue_.push_back(chunk);
+      cv_.notify_all();
+    }
+    return choice;
+  }
+
+  void mark_ready(std::uint32_t chunk) {
+    std::lock_guard lock(mu_);
+    ready_[chunk] = true;
+    report_.chunks[chunk].ready = seconds(Clock::now());
+    cv_.notify_all();
+  }
+
+  // The engine thread: each queued chunk once every chunk before it is ready.
+  void run_engine() {
+    for (;;) {
+      std::uint32_t chunk = 0;
+      {
+        std::unique_lock lock(mu_);
+        cv_.wait(lock, [&] {
+          if (stop_) return true;
+          if (engine_queue_.empty()) return false;
+          const std::uint32_t c = engine_queue_.front();
+          return std::all_of(ready_.begin(), ready_.begin() + c, [](bool b) { return b; });
+        });
+        if (stop_) return;
+        chunk = engine_queue_.front();
+      }
+      const std::uint32_t begin = chunk * info_.chunk_tokens;
+      const std::span<const std::int32_t> tokens =
+          std::span(info_.tokens).subspan(begin, ctx_.chunks[chunk].tokens);
+      const Status s = o_.recompute(chunk, begin, tokens);
+      std::lock_guard lock(mu_);
+      if (!s.is_ok()) {
+        engine_status_ =
+            Status(s.code(), fmt::format("recompute of chunk {}: {}", chunk, s.message()));
+        cv_.notify_all();
+        return;
+      }
+      ready_[chunk] = true;
+      report_.chunks[chunk].ready = seconds(Clock::now());
+      report_.chunks[chunk].landed = report_.chunks[chunk].decided;
+      engine_queue_.pop_front();
+      cv_.notify_all();
+    }
+  }
+
+  const StreamInfo& info_;
+  const scheduler::ContextCosts& ctx_;
+  const AdaptiveOptions& o_;
+  scheduler::Policy& policy_;
+  AdaptiveReport& report_;
+  const Clock::time_point start_ = Clock::now();
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  scheduler::GoodputEstimator estimator_;
+  double decode_rate_ = 0, last_throughput_ = 0;
+  std::vector<Choice> choices_;       // by chunk, as decided
+  std::vector<std::uint32_t> asked_;  // the chunks asked, by want number
+  std::vector<bool> ready_, landed_;
+  std::deque<std::uint32_t> engine_queue_;
+  Status engine_status_ = Status::ok();
+  bool stop_ = false;
+  std::thread engine_;
+};
+
+}  // namespace
+
+Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const KvView& dst,
+                      const StreamReceiver::FetchOptions& options, const AdaptiveOptions& adaptive,
+                      AdaptiveReport& report) {
+  report = {};
+  if (!(adaptive.deadline_s > 0))
+    return Status(Errc::invalid_argument, "adaptive fetch: the deadline must be positive");
+  if (!adaptive.level_loss.empty() && adaptive.level_loss.size() != info.levels) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("adaptive fetch: {} level losses for a stream of {} levels",
+                              adaptive.level_loss.size(), info.levels));
+  }
+  if (info.chunk_count == 0) return Status::ok();
+  const scheduler::ContextCosts ctx = stream_costs(info, adaptive.level_loss);
+  KVS_RETURN_IF_ERROR(ctx.check());
+  const auto planner = scheduler::planner_policy();
+  scheduler::Policy& policy = adaptive.policy ? *adaptive.policy : *planner;
+  const std::uint32_t max_size = *std::max_element(info.sizes.begin(), info.sizes.end());
+  double seed = adaptive.seed_bytes_per_s;
+  if (!(seed > 0)) seed = receiver.link_estimate(info.size(0, 0));
+
+  AdaptiveSource source(info, ctx, adaptive, policy, seed, report);
+  // Decode here (or in the caller's consumer), timed, so that the plan uses this machine's speed.
+  StreamReceiver::FetchOptions o = options;
+  ChunkDecoder decoder;
+  o.consume = [&](std::size_t want, std::span<const std::byte> bytes) -> Status {
+    const auto described = read_chunk_info(bytes);
+    if (!described) return described.error();
+    const auto t0 = Clock::now();
+    const Status s = options.consume ? options.consume(want, bytes)
+                                     : decoder.decode(bytes, dst, options.profile);
+    source.decoded(described->token_begin / info.chunk_tokens, Clock::now() - t0);
+    return s;
+  };
+  Status s = receiver.fetch_from(info, dst, source, max_size, o, {});
+  if (s.is_ok()) {
+    s = source.finish_engine();
+  } else {
+    source.stop_engine();
+  }
+  source.finish_report();
+  return s;
+}
+
+}  // namespace kvstream::transport

@@ -1,0 +1,65 @@
+// Deadline-driven fetching: before each chunk request a policy (the planner by default) picks
+// the chunk's level, or hands the chunk to the engine to recompute from its tokens, using the
+// goodput estimator fed by the chunks that landed, the decode speed measured so far, and the
+// engine's prefill rate.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "costs.hpp"
+#include "policy.hpp"
+#include "session.hpp"
+
+namespace kvstream::transport {
+
+struct AdaptiveOptions {
+  double deadline_s = 1;  // from the start of the fetch to every chunk ready
+  // Expected loss at each level (e.g. ΔPPL % from `kvstream codec eval`); empty: each level
+  // worse than the one below it by one unit, so the planner takes the lowest level that fits.
+  std::vector<double> level_loss;
+  scheduler::Policy* policy = nullptr;  // null: the planner
+  // The link's goodput before any chunk lands; 0: UCX's estimate for the endpoint, if any.
+  double seed_bytes_per_s = 0;
+  double decode_bytes_per_s = 0;  // before any chunk is decoded (0: free); then measured
+  // The engine: writes the KV of `chunk` (its tokens begin.. begin+tokens.size()) into the
+  // destination, whose chunks before it are all there by then. Called in chunk order from a
+  // thread of the fetch's own. Null, or a zero rate: the planner never recomputes.
+  std::function<Status(std::uint32_t chunk, std::uint32_t begin,
+                       std::span<const std::int32_t> tokens)>
+      recompute;
+  double recompute_tokens_per_s = 0;  // the engine's prefill rate, to plan with
+};
+
+// What happened to each chunk; times in seconds from the start of the fetch.
+struct ChunkReport {
+  std::uint32_t chunk = 0;
+  scheduler::Choice choice;
+  std::uint64_t bytes = 0;  // on the wire (0 when recomputed)
+  double decided = 0, landed = 0, ready = 0;
+  double estimate = 0, estimate_low = 0;  // bytes/s when decided
+  double predicted_finish = 0;            // the policy's, when decided (NaN: none)
+};
+
+struct AdaptiveReport {
+  std::string policy;
+  std::vector<ChunkReport> chunks;  // by chunk
+  double load_s = 0;                // until the last chunk was ready
+  bool met = false;
+  double expected_loss = 0;  // token-weighted level_loss of the choices
+  std::uint64_t bytes = 0;
+};
+
+// The planner's view of a stream: its chunks' sizes at every level and the given losses.
+scheduler::ContextCosts stream_costs(const StreamInfo& info, std::span<const double> level_loss);
+
+// Fetches every chunk of the stream into `dst` as fetch() does (options.level and first_chunk
+// are not used), choosing each chunk's fate by `adaptive`. `report` holds every decision made,
+// also when the fetch fails.
+Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const KvView& dst,
+                      const StreamReceiver::FetchOptions& options, const AdaptiveOptions& adaptive,
+                      AdaptiveReport& report);
+
+}  // namespace kvstream::transport
