@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "frame.hpp"
+#include "kvstream/half.hpp"
 #include "runner/model.hpp"
 #include "test_models.hpp"
 
@@ -120,6 +121,46 @@ TEST_F(Served, EveryLevelArrivesAsTheArchiveDecodes) {
     EXPECT_NE(r.err.find("chunk 6/6"), std::string::npos) << r.err;
     EXPECT_EQ(slurp(out), reference(level)) << "level " << level;
   }
+}
+
+TEST_F(Served, ADeadlineFetchReportsEveryChunkItChose) {
+  const auto out = temp_dir() / "deadline.raw", json = temp_dir() / "deadline.json";
+  // A deadline no link misses: every chunk lossless, as the archive decodes.
+  const Outcome r = run(
+      fmt::format("fetch --server {} --context story --out '{}' --deadline 20000 --initial-gbps 1 "
+                  "--level-loss 0,0.1,0.3,0.9,3,10 --json '{}'",
+                  server(), out.string(), json.string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("fetched story by planner: 6 chunks"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("deadline 20000.0 ms met"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("chunk 6/6: L0"), std::string::npos) << r.err;
+  EXPECT_EQ(slurp(out), reference(0));
+  const std::string report = slurp(json);
+  EXPECT_NE(report.find("\"policy\": \"planner\""), std::string::npos) << report;
+  EXPECT_NE(report.find("\"met\": true"), std::string::npos) << report;
+  EXPECT_EQ(std::count(report.begin(), report.end(), '{') - 2, 6) << report;  // + outer, engine
+}
+
+TEST_F(Served, TheReferenceRunnerRecomputesWhatThePolicyHandsIt) {
+  const auto out = temp_dir() / "recomputed.raw", json = temp_dir() / "recomputed.json";
+  const Outcome r = run(fmt::format(
+      "fetch --server {} --context story --out '{}' --deadline 20000 --policy recompute "
+      "--model '{}' --json '{}'",
+      server(), out.string(), (runner::models_dir() / "stories260K.bin").string(), json.string()));
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("6 recomputed by the engine: reference runner"), std::string::npos) << r.out;
+  EXPECT_NE(slurp(json).find("\"kind\": \"runner\""), std::string::npos);
+  // Recomputed from the fp16 KV of the chunks before: close to the lossless cache, not equal.
+  const std::string got = slurp(out), want = reference(0);
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (std::size_t i = 0; i + 1 < got.size(); i += 2) {
+    std::uint16_t a, b;
+    std::memcpy(&a, got.data() + i, 2);
+    std::memcpy(&b, want.data() + i, 2);
+    worst = std::max(worst, std::abs(double(half_to_float(a)) - double(half_to_float(b))));
+  }
+  EXPECT_LT(worst, 0.05);
 }
 
 TEST_F(Served, AWrongSecretIsRefusedAndLogged) {

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <filesystem>
 
+#include "cli/adaptive_cli.hpp"
 #include "cli/common.hpp"
 #include "cli/fetch_state.hpp"
 #include "endpoints.hpp"
@@ -78,13 +79,20 @@ int run_serve(std::span<const std::string_view> args) {
 
 int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
+  std::string policy_name = "planner", losses_text, model_path, json_path;
   std::int64_t level = 0, window = 4, timeout_ms = 5000;
-  bool resume = false, progress_thread = false;
+  double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0;
+  bool resume = false, progress_thread = false, standin = false;
   ArgParser p("kvstream fetch",
               "Fetches a context's KV cache at one level from `kvstream serve`, decoding each\n"
               "chunk as it lands (every chunk's checksums verified), and writes it as raw values\n"
               "laid out [layer][K|V][token][head][dim] (atomically). A fetch that breaks off\n"
-              "keeps the chunks that landed in OUT.partial; --resume then fetches the rest.");
+              "keeps the chunks that landed in OUT.partial; --resume then fetches the rest.\n"
+              "\n"
+              "With --deadline, a policy picks each chunk's level before asking for it (or has\n"
+              "the engine recompute it from its tokens) so that the whole context is ready by\n"
+              "the deadline with the least expected loss, from the goodput measured so far.\n"
+              "A deadline-driven fetch that breaks off keeps no partial file.");
   p.option("--server", "ADDR:PORT", "the server's control-plane address", &server_text, true)
       .option("--context", "ID", "context id (its archive's name without .kva)", &context, true)
       .option("--level", "L", "level to fetch", &level, 0, kMaxLevel)
@@ -94,10 +102,60 @@ int run_fetch(std::span<const std::string_view> args) {
       .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file)
       .flag("--resume", "fetch only the chunks OUT.partial lacks", &resume)
       .flag("--progress-thread", "drive UCX from a second thread while this one decodes",
-            &progress_thread);
+            &progress_thread)
+      .option("--deadline", "MS", "pick each chunk's level to have everything by MS ms",
+              &deadline_ms, 0, 1e9)
+      .option("--policy", "P", "with --deadline: planner, cachegen, recompute or L<level>",
+              &policy_name)
+      .option("--level-loss", "L0,L1,..",
+              "expected loss of each level (e.g. ΔPPL % from `codec eval`; default: the level)",
+              &losses_text)
+      .option("--model", "PATH", "recompute chunks with this checkpoint's reference runner",
+              &model_path)
+      .option("--recompute-tps", "N",
+              "the engine's prefill rate to plan with; slows --model's runner to at most this",
+              &recompute_tps, 0, 1e12)
+      .flag("--standin-engine",
+            "recompute by a stand-in that takes --recompute-tps and writes no KV (benchmarks)",
+            &standin)
+      .option("--initial-gbps", "G", "link estimate before a chunk lands (default: UCX's)",
+              &initial_gbps, 0, 1e6)
+      .option("--json", "FILE", "write the per-chunk decisions as JSON", &json_path);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
   if (!where) return usage_error(p.command(), where.error());
+  if (deadline_ms > 0) {
+    if (resume) {
+      return usage_error(p.command(),
+                         Status(Errc::invalid_argument, "--resume does not go with --deadline"));
+    }
+    AdaptiveArgs a;
+    a.context = context;
+    a.out_path = out_path;
+    a.secret_file = secret_file;
+    a.server = *where;
+    a.policy = policy_name;
+    a.losses = losses_text;
+    a.model_path = model_path;
+    a.json_path = json_path;
+    a.window = window;
+    a.timeout_ms = timeout_ms;
+    a.deadline_ms = deadline_ms;
+    a.recompute_tps = recompute_tps;
+    a.initial_gbps = initial_gbps;
+    a.progress_thread = progress_thread;
+    a.standin = standin;
+    return run_adaptive_fetch(p.command(), a);
+  }
+  for (const bool given : {!model_path.empty(), !losses_text.empty(), !json_path.empty(), standin,
+                           recompute_tps > 0, initial_gbps > 0, policy_name != "planner"}) {
+    if (given) {
+      return usage_error(p.command(),
+                         Status(Errc::invalid_argument,
+                                "--policy, --level-loss, --model, --recompute-tps, "
+                                "--standin-engine, --initial-gbps and --json need --deadline"));
+    }
+  }
   auto secret = load_secret(secret_file);
   if (!secret) return report_failure(p.command(), secret.error());
   const auto start = Clock::now();

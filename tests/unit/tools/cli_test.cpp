@@ -190,6 +190,19 @@ TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
   expect_one_line_error(run("fetch --server nowhere --context c --out x"), 2,
                         "'nowhere': expected HOST:PORT");
   expect_one_line_error(run("serve --dir . --rate 2gbps"), 2, "rate '2gbps'");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --json j"), 2,
+                        "need --deadline");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --resume"), 2,
+                        "--resume does not go with --deadline");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --policy fast"), 1,
+                        "policy 'fast'");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --level-loss 0,x"),
+                        1, "level loss 'x'");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --standin-engine"),
+                        1, "--standin-engine needs --recompute-tps");
+  expect_one_line_error(
+      run("fetch --server h:1 --context c --out x --deadline 9 --recompute-tps 100"), 1,
+      "needs an engine");
   ::unsetenv("KVSTREAM_SECRET");
   expect_one_line_error(run("perf 127.0.0.1"), 1, "KVSTREAM_SECRET is not set");
 }
