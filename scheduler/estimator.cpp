@@ -44,23 +44,32 @@ Estimate GoodputEstimator::estimate(double now, std::span<const Outstanding> out
       band = std::clamp(std::sqrt(var / static_cast<double>(used.size())) / e.bytes_per_s,
                         o_.min_band, o_.max_band);
     }
-    e.low_bytes_per_s = std::min(e.bytes_per_s, samples_.back().rate()) * (1 - band);
+    e.band = band;
+    e.recent_bytes_per_s = std::min(e.bytes_per_s, samples_.back().rate());
   } else if (seed_ > 0) {
-    e.bytes_per_s = seed_;
-    e.low_bytes_per_s = seed_ * (1 - o_.seed_band);
+    e.bytes_per_s = e.recent_bytes_per_s = seed_;
+    e.band = o_.seed_band;
   }
   // The oldest outstanding transfer has had the link since it was asked for or since the last
   // landing; if it has taken longer than the bound allows, the link is slower than that.
+  e.low_bytes_per_s = e.recent_bytes_per_s * (1 - e.band);
   if (!outstanding.empty() && e.low_bytes_per_s > 0) {
     const Outstanding& o = outstanding.front();
     const double busy = now - std::max(o.start, last_end_);
     if (busy > 0 && static_cast<double>(o.bytes) < e.low_bytes_per_s * busy) {
       const double ceiling = static_cast<double>(o.bytes) / busy;
       e.low_bytes_per_s = ceiling;
+      e.recent_bytes_per_s = std::min(e.recent_bytes_per_s, ceiling);
       e.bytes_per_s = std::min(e.bytes_per_s, ceiling);
     }
   }
   return e;
+}
+
+double Estimate::bound(std::size_t transfers) const {
+  if (samples == 0) return low_bytes_per_s;
+  const double m = static_cast<double>(std::max<std::size_t>(transfers, 1));
+  return std::min(recent_bytes_per_s * (1 - band / std::sqrt(m)), bytes_per_s);
 }
 
 }  // namespace kvstream::scheduler

@@ -33,9 +33,17 @@ struct Outstanding {
 };
 
 struct Estimate {
-  double bytes_per_s = 0;      // 0: nothing known yet (no transfer, no seed)
-  double low_bytes_per_s = 0;  // what to plan with
-  std::size_t samples = 0;     // transfers behind it (0: the seed alone)
+  double bytes_per_s = 0;  // 0: nothing known yet (no transfer, no seed)
+  // The lower of the estimate and the latest transfer's rate (both capped by a stalled one).
+  double recent_bytes_per_s = 0;
+  double band = 0;  // relative spread of the recent rates, at least min_band
+  // recent × (1 - band): a bound for the next transfer alone. A plan of m more transfers can
+  // take recent × (1 - band / sqrt(m)) (bound(m)): their total varies less than each does.
+  // A seed's error is not noise that averages out: on a seed alone, bound(m) is the low one.
+  // A stalled transfer caps all three.
+  double low_bytes_per_s = 0;
+  std::size_t samples = 0;  // transfers behind it (0: the seed alone)
+  double bound(std::size_t transfers) const;
 };
 
 class GoodputEstimator {
@@ -45,7 +53,9 @@ class GoodputEstimator {
     double high_outlier = 3.0;  // faster than this × the median: ignored
     double min_band = 0.05;     // the bound is at least this fraction below the estimate
     double max_band = 0.5;      // ... at most this far
-    double seed_band = 0.5;     // ... and this far while it rests on a seed or one sample
+    // ... and this far while it rests on a seed (a nominal rate can be off by 10x: about
+    // 1/sqrt(10) of it) or on one sample.
+    double seed_band = 0.7;
   };
   GoodputEstimator() : GoodputEstimator(Options{}) {}
   explicit GoodputEstimator(Options options) : o_(options) {}

@@ -215,10 +215,20 @@ Plan plan_rest(const PlanInput& in) {
     for (std::uint32_t m : splits(next, n))
       if (m != n) shapes.emplace_back(next, m);
   }
-  const auto better_feasible = [](const Candidate& a, const Candidate& b) {
+  // Least loss; at equal loss the fewest recomputed tokens (the engine's compute is what
+  // fetching the cache saves), then the earliest finish.
+  const auto recomputed = [&](const Candidate& c) {
+    std::uint64_t tokens = 0;
+    for (std::size_t i = in.committed.size(); i < c.all.size(); ++i)
+      if (c.all[i].recompute()) tokens += in.ctx->chunks[next + (i - in.committed.size())].tokens;
+    return tokens;
+  };
+  const auto better_feasible = [&](const Candidate& a, const Candidate& b) {
     constexpr double kEps = 1e-12;
     if (a.loss < b.loss - kEps) return true;
     if (a.loss > b.loss + kEps) return false;
+    const std::uint64_t ra = recomputed(a), rb = recomputed(b);
+    if (ra != rb) return ra < rb;
     return a.finish < b.finish;
   };
   Candidate best, fastest;

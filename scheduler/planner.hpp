@@ -9,7 +9,8 @@
 // each (k, m) the middle starts at each chunk's smallest level and takes upgrades best loss
 // saved per byte first (the greedy for a multiple-choice knapsack, over each chunk's convex
 // hull of (bytes, loss)) while the plan still finishes by the deadline. The least-loss plan
-// that finishes wins, ties to the earlier finish; when none finishes, the earliest finish.
+// that finishes wins, ties to the one recomputing fewer tokens (the engine's compute is what
+// fetching saves), then to the earlier finish; when none finishes, the earliest finish.
 #pragma once
 
 #include <cstdint>

@@ -19,6 +19,7 @@ constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 class PlannerPolicy final : public Policy {
  public:
   std::string name() const override { return "planner"; }
+  bool probes_first() const override { return true; }
   Decision decide(const Situation& s) override {
     if (!(s.estimate.low_bytes_per_s > 0)) {
       // Nothing known about the link (no seed, nothing landed): the first chunk probes it at its
@@ -30,13 +31,21 @@ class PlannerPolicy final : public Policy {
     PlanInput in;
     in.ctx = s.ctx;
     in.rates = s.rates;
-    in.rates.link_bytes_per_s = s.estimate.low_bytes_per_s;
-    in.lanes = Lanes::at(s.now);
+    in.rates.link_bytes_per_s = std::min(
+        s.estimate.low_bytes_per_s > 0 ? s.estimate.bound(s.ctx->chunk_count() - s.next()) : 0.0,
+        s.estimate.bytes_per_s);
+    in.lanes = s.lanes;
     in.deadline = s.deadline;
     in.first = s.first;
     in.committed = s.committed;
     in.done_loss = s.done_loss;
-    const Plan p = plan_rest(in);
+    Plan p = plan_rest(in);
+    if (!p.meets_deadline && s.estimate.bytes_per_s > in.rates.link_bytes_per_s) {
+      // Nothing fits the conservative bound: plan with the point estimate, whose plan (meeting
+      // the deadline or the fastest) is the likelier to be right.
+      in.rates.link_bytes_per_s = s.estimate.bytes_per_s;
+      p = plan_rest(in);
+    }
     return {p.choices.front(), p.finish, p.loss};
   }
 };

@@ -16,12 +16,17 @@ namespace kvstream::scheduler {
 struct Situation {
   const ContextCosts* ctx = nullptr;
   double now = 0, deadline = 0;
-  std::uint32_t first = 0;            // chunks before it are ready
-  std::span<const Choice> committed;  // decided: first, first+1, ... (Choice::done() if ready)
-  double done_loss = 0;               // loss of every ready chunk
-  Estimate estimate;                  // the estimator's, at `now`
-  double last_throughput = 0;         // bytes/s of the latest transfer (request to landing)
-  Rates rates;                        // link rate unused: policies read the estimate
+  std::uint32_t first = 0;  // chunks before it are ready
+  // Decided: first, first+1, ...; Choice::done() if ready, or if it is the recompute the engine
+  // is running (its end is lanes.recompute).
+  std::span<const Choice> committed;
+  double done_loss = 0;        // loss of every ready chunk
+  Estimate estimate;           // the estimator's, at `now`
+  double last_throughput = 0;  // bytes/s of the latest transfer (request to landing)
+  Rates rates;                 // link rate unused: policies read the estimate
+  // When each lane is free of work not in `committed` (at least now): the engine's running
+  // recompute. Chunks in flight stay in `committed`, whole: their progress is not known.
+  Lanes lanes;
   std::uint32_t next() const { return first + static_cast<std::uint32_t>(committed.size()); }
 };
 
@@ -36,9 +41,13 @@ class Policy {
   virtual ~Policy() = default;
   virtual std::string name() const = 0;
   virtual Decision decide(const Situation& s) = 0;
+  // True for a policy that acts on measurements: until a fetched chunk has landed, it is not
+  // asked for a second one (the first is a probe; a prior wrong by 10x commits only one chunk).
+  virtual bool probes_first() const { return false; }
 };
 
-// Plans the rest of the context with the estimator's conservative bound (plan_rest).
+// Plans the rest of the context with the estimator's conservative bound for the chunks left
+// (Estimate::bound), or, when no plan meets the deadline at that rate, with its point estimate.
 std::unique_ptr<Policy> planner_policy();
 // Always `level` (with a one-level context: fp16 or int8 sent as they are).
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name);

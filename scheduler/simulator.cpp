@@ -25,6 +25,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
   r.policy = policy.name();
   r.chunks.resize(n);
   std::vector<Choice> choices;
+  std::vector<double> recompute_start(n, 0);  // absolute
   std::deque<std::uint32_t> slots;  // fetched chunks holding a receive slot, in request order
   std::uint32_t fed = 0;            // fetched chunks the estimator has seen land
   double now = t0, link = t0, decoder = t0, engine = t0, all_ready = t0, last_throughput = 0;
@@ -43,6 +44,14 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     if (choices.size() == n || slots.size() >= std::max(setup.window, 1u)) {
       if (slots.empty()) break;
       now = std::max(now, r.chunks[slots.front()].ready + t0);
+      continue;
+    }
+    // A probing policy waits for its first fetched chunk to land before it asks for another.
+    if (policy.probes_first() && !slots.empty() && r.chunks[slots.front()].landed + t0 > now &&
+        std::none_of(r.chunks.begin(),
+                     r.chunks.begin() + static_cast<std::ptrdiff_t>(choices.size()),
+                     [&](const ChunkRecord& c) { return c.bytes > 0 && c.landed + t0 <= now; })) {
+      now = r.chunks[slots.front()].landed + t0;
       continue;
     }
     // Land, in order, what the link has delivered by now.
@@ -64,8 +73,14 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     s.deadline = deadline;
     s.first = ready_before(now);
     std::vector<Choice> committed(choices.begin() + s.first, choices.end());
+    s.lanes = Lanes::at(now);
     for (std::uint32_t c = 0; c < choices.size(); ++c) {
-      if (r.chunks[c].ready + t0 > now) continue;
+      const double ready = r.chunks[c].ready + t0;
+      if (choices[c].recompute() && ready > now && recompute_start[c] <= now) {
+        committed[c - s.first] = Choice::done();  // running: its end is the engine's lane
+        s.lanes.recompute = ready;
+      }
+      if (ready > now) continue;
       if (c >= s.first) committed[c - s.first] = Choice::done();
       if (choices[c].fetched())
         s.done_loss += ctx.level_loss[choices[c].level] * ctx.chunks[c].tokens /
@@ -88,6 +103,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     rec.predicted_finish = d.predicted_finish - t0;
     if (d.choice.recompute()) {
       // Needs every chunk before it.
+      recompute_start[c] = std::max(engine, all_ready);
       engine = setup.recompute_tokens_per_s > 0
                    ? std::max(engine, all_ready) +
                          static_cast<double>(cc.tokens) / setup.recompute_tokens_per_s

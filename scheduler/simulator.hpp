@@ -2,7 +2,8 @@
 // chunks in request order at the trace's rate, each starting no earlier than `request_latency`
 // after its request; the decoder takes them as they land; the engine recomputes a chunk once
 // every chunk before it is ready (finish_time's lanes); a receive slot is busy from request until
-// its chunk is decoded, as in StreamReceiver's fetch.
+// its chunk is decoded, as in StreamReceiver's fetch; a probing policy gets its first fetched
+// chunk's landing before it decides another fetch (Policy::probes_first).
 #pragma once
 
 #include <cstdint>

@@ -56,17 +56,21 @@ class AdaptiveSource final : public WantSource {
   }
   ~AdaptiveSource() override { stop_engine(); }
 
-  std::optional<StreamReceiver::Want> next() override {
+  Next next() override {
     std::lock_guard lock(mu_);
     while (choices_.size() < ctx_.chunk_count()) {
+      // A probing policy's first fetched chunk lands before it is asked for another.
+      if (policy_.probes_first() && !asked_.empty() &&
+          std::none_of(landed_.begin(), landed_.end(), [](bool b) { return b; }))
+        return {Next::Kind::wait, {}};
       const Choice choice = decide();
       if (choice.fetched()) {
         const std::uint32_t chunk = static_cast<std::uint32_t>(choices_.size()) - 1;
         asked_.push_back(chunk);
-        return StreamReceiver::Want{chunk, choice.level};
+        return {Next::Kind::want, {chunk, choice.level}};
       }
     }
-    return std::nullopt;
+    return {};
   }
 
   void landed(std::size_t i, std::size_t bytes, Clock::time_point asked,
@@ -147,6 +151,15 @@ class AdaptiveSource final : public WantSource {
         s.done_loss += ctx_.level_loss[choices_[c].level] * ctx_.chunks[c].tokens /
                        static_cast<double>(ctx_.total_tokens());
     }
+    s.lanes = scheduler::Lanes::at(now);
+    if (running_ >= 0 && o_.recompute_tokens_per_s > 0) {
+      // The engine's running chunk: done as far as planning goes, its end the engine's lane.
+      const auto c = static_cast<std::uint32_t>(running_);
+      committed[c - s.first] = Choice::done();
+      s.lanes.recompute =
+          std::max(now, seconds(running_since_) +
+                            static_cast<double>(ctx_.chunks[c].tokens) / o_.recompute_tokens_per_s);
+    }
     s.committed = committed;
     std::vector<scheduler::Outstanding> outstanding;
     for (std::uint32_t c : asked_) {
@@ -203,6 +216,8 @@ class AdaptiveSource final : public WantSource {
         });
         if (stop_) return;
         chunk = engine_queue_.front();
+        running_ = chunk;
+        running_since_ = Clock::now();
       }
       const std::uint32_t begin = chunk * info_.chunk_tokens;
       const std::span<const std::int32_t> tokens =
@@ -216,6 +231,7 @@ class AdaptiveSource final : public WantSource {
         return;
       }
       ready_[chunk] = true;
+      running_ = -1;
       report_.chunks[chunk].ready = seconds(Clock::now());
       report_.chunks[chunk].landed = report_.chunks[chunk].decided;
       engine_queue_.pop_front();
@@ -238,6 +254,8 @@ class AdaptiveSource final : public WantSource {
   std::vector<std::uint32_t> asked_;  // the chunks asked, by want number
   std::vector<bool> ready_, landed_;
   std::deque<std::uint32_t> engine_queue_;
+  std::int64_t running_ = -1;  // the chunk the engine is recomputing
+  Clock::time_point running_since_{};
   Status engine_status_ = Status::ok();
   bool stop_ = false;
   std::thread engine_;

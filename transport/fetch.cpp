@@ -41,9 +41,9 @@ struct Landed {
 class ListSource final : public WantSource {
  public:
   explicit ListSource(std::span<const StreamReceiver::Want> wants) : wants_(wants) {}
-  std::optional<StreamReceiver::Want> next() override {
-    if (next_ == wants_.size()) return std::nullopt;
-    return wants_[next_++];
+  Next next() override {
+    if (next_ == wants_.size()) return {};
+    return {Next::Kind::want, wants_[next_++]};
   }
 
  private:
@@ -72,14 +72,14 @@ class Requester {
   bool waiting() const { return !inflight_.empty(); }
 
   // Takes the source's next want, if any, posts `slot` for it, then asks for it (so it never
-  // arrives unexpected). False when the source has none left.
+  // arrives unexpected). False when the source has none now (it waits for a landing) or none
+  // left.
   Expected<bool> ask(std::uint32_t slot, Clock::time_point deadline) {
     if (exhausted_) return false;
-    const auto want = source_.next();
-    if (!want) {
-      exhausted_ = true;
-      return false;
-    }
+    const WantSource::Next next = source_.next();
+    if (next.kind == WantSource::Next::Kind::done) exhausted_ = true;
+    if (next.kind != WantSource::Next::Kind::want) return false;
+    const StreamReceiver::Want* want = &next.want;
     if (want->chunk >= info_.chunk_count || want->level >= info_.levels) {
       return Status(Errc::invalid_argument,
                     fmt::format("chunk {} at level {}: the stream has {} chunks, levels 0..{}",

@@ -130,9 +130,14 @@ class StreamReceiver {
 class WantSource {
  public:
   virtual ~WantSource() = default;
-  // The next chunk to ask for, decided now; nullopt once there is none left to ask. Called on
-  // the thread that drives the link.
-  virtual std::optional<StreamReceiver::Want> next() = 0;
+  // The next chunk to ask for, decided now; or wait (only while a chunk it asked for is in
+  // flight: it is asked again after a landing); or done, once there is none left to ask.
+  // Called on the thread that drives the link.
+  struct Next {
+    enum class Kind { want, wait, done } kind = Kind::done;
+    StreamReceiver::Want want;
+  };
+  virtual Next next() = 0;
   // Want `i`, asked at `asked`, landed (checked) with `bytes` bytes at `at`; on the link's thread.
   virtual void landed(std::size_t /*i*/, std::size_t /*bytes*/, Clock::time_point /*asked*/,
                       Clock::time_point /*at*/) {}

@@ -90,6 +90,7 @@ int run_codec(std::span<const std::string_view> args);
 int run_perf(std::span<const std::string_view> args);
 int run_serve(std::span<const std::string_view> args);
 int run_fetch(std::span<const std::string_view> args);
+int run_bench(std::span<const std::string_view> args);
 // `codec` subcommands on context archives (cmd_archive.cpp).
 int codec_encode(std::span<const std::string_view> args);
 int codec_decode(std::span<const std::string_view> args);

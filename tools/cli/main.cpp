@@ -19,6 +19,8 @@ constexpr kvstream::cli::Subcommand kCommands[] = {
     {"fetch", "fetch a context's KV cache at one level from a server", kvstream::cli::run_fetch},
     {"perf", "UCX bandwidth between two hosts, as ucx_perftest measures it",
      kvstream::cli::run_perf},
+    {"bench", "long benchmarks: adaptive streaming against traces and deadlines",
+     kvstream::cli::run_bench},
 };
 
 }  // namespace

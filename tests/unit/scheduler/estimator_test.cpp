@@ -13,8 +13,9 @@ TEST(Estimator, KnowsNothingUntilSeededOrFed) {
   e.seed(1000);
   const Estimate s = e.estimate(0);
   EXPECT_EQ(s.bytes_per_s, 1000);
-  EXPECT_EQ(s.low_bytes_per_s, 500);  // a seed alone is trusted only half-way
+  EXPECT_DOUBLE_EQ(s.low_bytes_per_s, 300);  // a seed can be off by 10x
   EXPECT_EQ(s.samples, 0u);
+  EXPECT_DOUBLE_EQ(s.bound(100), 300);  // and that does not average out over many transfers
 }
 
 TEST(Estimator, ChargesOverlappingTransfersOnlyTheLinkTimeTheyAdd) {
@@ -27,6 +28,7 @@ TEST(Estimator, ChargesOverlappingTransfersOnlyTheLinkTimeTheyAdd) {
   EXPECT_DOUBLE_EQ(s.bytes_per_s, 100);
   EXPECT_DOUBLE_EQ(s.low_bytes_per_s, 95);  // the smallest band
   EXPECT_EQ(s.samples, 2u);                 // the first one is left out
+  EXPECT_DOUBLE_EQ(s.bound(4), 97.5);       // four more vary half as much as one
 }
 
 TEST(Estimator, ForgetsASlowFirstChunkOnceTwoMoreLand) {

@@ -130,6 +130,20 @@ TEST(Planner, ReadyChunksAmongTheCommittedCostNothing) {
   EXPECT_DOUBLE_EQ(p.loss, 1.0 / 3);
 }
 
+TEST(Planner, TheEnginesRunningRecomputeIsCountedOnce) {
+  const ContextCosts ctx = toy_context();
+  // Chunk 0's recompute (2 s a chunk) is running and ends at 1 s: recomputing chunks 1 and 2
+  // after it ends at 5 s, in time and lossless. Counting chunk 0's 2 s again would miss.
+  const std::vector<Choice> committed{Choice::done()};
+  PlanInput in = input(ctx, {100, 0, 50, 0}, 5);
+  in.lanes = {0, 0, 1};
+  in.committed = committed;
+  const Plan p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{R, R}));
+  EXPECT_DOUBLE_EQ(p.finish, 5);
+  EXPECT_DOUBLE_EQ(p.loss, 0);
+}
+
 TEST(Planner, CommittedChunksUseTheirLaneTimeFirst) {
   const ContextCosts ctx = toy_context();
   // Chunk 0 committed at L0 takes 8 of the 12 s: chunks 1 and 2 share 400 bytes.

@@ -207,6 +207,27 @@ TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
   expect_one_line_error(run("perf 127.0.0.1"), 1, "KVSTREAM_SECRET is not set");
 }
 
+TEST(Cli, BenchAdaptSimulatesEveryPolicyAndWritesItsResults) {
+  const auto dir = testing::temp_dir() / "adapt";
+  const Result r = run(fmt::format(
+      "bench adapt --sim --model '{}' --contexts 2 --ctx 64 --chunk 16 --traces const:1,step:5:0.5 "
+      "--deadlines 0.01,0.02 --policies planner,cachegen,fp16,int8,L0,L5,recompute "
+      "--plot-deadline 0.02 --threads 2 --out '{}'",
+      stories(), dir.string()));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("planner: met"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("recompute: stand-in at 500 tokens/s"), std::string::npos) << r.out;
+  const std::string csv = slurp(dir / "results.csv");
+  EXPECT_EQ(lines(csv), 1 + 2 * 2 * 7) << csv;  // header, traces x deadlines x policies
+  EXPECT_EQ(csv.rfind("mode,trace,gbps,deadline_s,run,policy,feasible,met", 0), 0u) << csv;
+  EXPECT_NE(csv.find("sim,const:1,1.0000,0.02,1,planner,"), std::string::npos) << csv;
+  EXPECT_NE(slurp(dir / "load_time_sim.svg").find("<polyline"), std::string::npos);
+  EXPECT_NE(slurp(dir / "quality_sim.svg").find("</svg>"), std::string::npos);
+  expect_one_line_error(run("bench adapt --sim --traces ramp:1"), 1, "trace 'ramp:1'");
+  expect_one_line_error(run("bench adapt --sim --policies L9 --contexts 1 --ctx 16"), 1,
+                        "policy L9");
+}
+
 TEST(Cli, GenerateThenScore) {
   const Result gen =
       run(fmt::format("model generate --model '{}' --count 3 --length 40 --seed 5", stories()));

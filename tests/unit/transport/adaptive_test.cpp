@@ -52,6 +52,8 @@ TEST(Adaptive, AGenerousDeadlineFetchesEveryChunkLossless) {
     EXPECT_EQ(c.choice, Choice::fetch(0)) << c.chunk;
   EXPECT_TRUE(report.met);
   EXPECT_EQ(report.expected_loss, 0);
+  // The planner probes: its second request waits for the first chunk to land.
+  EXPECT_GE(report.chunks[1].decided, report.chunks[0].landed);
   EXPECT_TRUE(same_tokens(r.kv, r.served.expected(0), 0, 116));
 }
 

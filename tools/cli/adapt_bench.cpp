@@ -1,0 +1,256 @@
+#include "cli/adapt_bench.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <set>
+#include <sstream>
+
+#include "cli/common.hpp"
+#include "cli/svg_plot.hpp"
+
+namespace kvstream::cli {
+
+using scheduler::Choice;
+using scheduler::Trace;
+
+namespace {
+
+Expected<double> number(std::string_view s, std::string_view what) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v) || !(v > 0))
+    return Status(Errc::invalid_argument,
+                  fmt::format("{}: '{}' is not a positive number", what, s));
+  return v;
+}
+
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> out;
+  while (true) {
+    const std::size_t at = s.find(sep);
+    out.push_back(s.substr(0, at));
+    if (at == std::string_view::npos) return out;
+    s.remove_prefix(at + 1);
+  }
+}
+
+}  // namespace
+
+Expected<TraceSpec> parse_trace_spec(std::string_view text) {
+  TraceSpec t;
+  t.text = std::string(text);
+  const auto parts = split(text, ':');
+  t.kind = std::string(parts[0]);
+  if (t.kind == "file" && parts.size() >= 2) {
+    t.path = std::string(text.substr(5));
+    return t;
+  }
+  const std::size_t want = t.kind == "const"     ? 1
+                           : t.kind == "uniform" ? 2
+                           : t.kind == "step"    ? 2
+                                                 : 0;
+  if (want == 0 || parts.size() - 1 < want || parts.size() - 1 > want + (t.kind == "step")) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("trace '{}': want const:G, step:HI:LO[:AT], uniform:LO:HI or "
+                              "file:PATH",
+                              text));
+  }
+  for (std::size_t i = 1; i < parts.size(); ++i) {
+    KVS_ASSIGN_OR_RETURN(const double v, number(parts[i], fmt::format("trace '{}'", text)));
+    t.numbers.push_back(v);
+  }
+  if (t.kind == "step" && t.numbers.size() == 2) t.numbers.push_back(0.04);
+  return t;
+}
+
+Expected<Trace> TraceSpec::make(double deadline, std::uint32_t chunks, std::uint64_t run) const {
+  if (kind == "const") return Trace::constant(numbers[0]);
+  if (kind == "step") return Trace::step(numbers[0], numbers[1], numbers[2]);
+  if (kind == "uniform")
+    return Trace::uniform(numbers[0], numbers[1], deadline / chunks, 4 * deadline, run);
+  std::ifstream in(path);
+  if (!in) return Status(Errc::not_found, fmt::format("trace file '{}' cannot be read", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return Trace::parse(ss.str());
+}
+
+std::unique_ptr<scheduler::Policy> PolicySpec::make() const {
+  if (name == "planner") return scheduler::planner_policy();
+  if (name == "cachegen") return scheduler::cachegen_policy();
+  if (name == "recompute") return scheduler::recompute_policy();
+  if (carrier != Carrier::levels) return scheduler::fixed_policy(0, name);
+  return scheduler::fixed_policy(static_cast<std::uint32_t>(std::stoul(name.substr(1))), name);
+}
+
+Expected<PolicySpec> parse_policy_spec(std::string_view text) {
+  PolicySpec p;
+  p.name = std::string(text);
+  if (text == "planner" || text == "cachegen" || text == "recompute") return p;
+  if (text == "fp16" || text == "int8") {
+    p.carrier = text == "fp16" ? Carrier::fp16 : Carrier::int8;
+    return p;
+  }
+  if (text.size() > 1 && text[0] == 'L' &&
+      std::all_of(text.begin() + 1, text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return p;
+  return Status(
+      Errc::invalid_argument,
+      fmt::format("policy '{}': want planner, cachegen, recompute, fp16, int8 or L<k>", text));
+}
+
+std::string choices_text(std::span<const Choice> choices) {
+  std::string out;
+  for (const Choice& c : choices) {
+    if (!out.empty()) out += ' ';
+    out += c.recompute() ? std::string("R") : fmt::format("L{}", c.level);
+  }
+  return out;
+}
+
+Expected<QualityScore> QualityCache::get(Carrier c, std::span<const Choice> choices) {
+  const std::string key = fmt::format("{}|{}", static_cast<int>(c), choices_text(choices));
+  const auto it = cache_.find(key);
+  if (it != cache_.end()) return it->second;
+  KVS_ASSIGN_OR_RETURN(const QualityScore q, setup_.score(c, choices));
+  cache_.emplace(key, q);
+  return q;
+}
+
+std::string summarize(std::vector<RunRow>& rows) {
+  const auto is_baseline = [](const std::string& p) { return p != "planner" && p != "cachegen"; };
+  const auto key = [](const RunRow& r) {
+    return fmt::format("{}|{}|{}|{}", r.mode, r.trace, r.deadline_s, r.run);
+  };
+  std::map<std::string, bool> feasible;
+  std::map<std::string, double> best;  // least ΔPPL among the policies that met
+  for (const RunRow& r : rows) {
+    if (is_baseline(r.policy) && r.met) feasible[key(r)] = true;
+    if (r.met) {
+      auto [it, fresh] = best.emplace(key(r), r.quality.delta_ppl_pct);
+      if (!fresh) it->second = std::min(it->second, r.quality.delta_ppl_pct);
+    }
+  }
+  std::size_t feasible_runs = 0, met = 0, best_or_close = 0;
+  std::vector<std::string> worse;
+  for (RunRow& r : rows) {
+    r.feasible = feasible.count(key(r)) > 0;
+    if (r.policy != "planner" || !r.feasible) continue;
+    ++feasible_runs;
+    if (!r.met) continue;
+    ++met;
+    const double gap = r.quality.delta_ppl_pct - best[key(r)];
+    if (gap <= 0.1) {
+      ++best_or_close;
+    } else {
+      worse.push_back(
+          fmt::format("{} deadline {} s run {}: +{:.3f} pp", r.trace, r.deadline_s, r.run, gap));
+    }
+  }
+  std::string out = fmt::format(
+      "planner: met {} of {} feasible (trace, deadline) runs ({:.1f}%); lowest ΔPPL or within "
+      "0.1 pp of it in {} of the {} it met\n",
+      met, feasible_runs,
+      feasible_runs ? 100.0 * static_cast<double>(met) / static_cast<double>(feasible_runs) : 0.0,
+      best_or_close, met);
+  for (const std::string& w : worse)
+    out += "  more than 0.1 pp worse: " + w + "\n";
+  return out;
+}
+
+std::string policy_table(const std::vector<RunRow>& rows) {
+  // (mode, trace, deadline) in first-seen order; per policy: runs met, mean load, mean ΔPPL of
+  // the runs that met.
+  struct Cell {
+    std::size_t runs = 0, met = 0;
+    double load = 0, ppl = 0;
+  };
+  std::vector<std::string> settings, policies;
+  std::map<std::string, std::map<std::string, Cell>> cells;
+  for (const RunRow& r : rows) {
+    const std::string setting = fmt::format("{} {} deadline {} s", r.mode, r.trace, r.deadline_s);
+    if (std::find(settings.begin(), settings.end(), setting) == settings.end())
+      settings.push_back(setting);
+    if (std::find(policies.begin(), policies.end(), r.policy) == policies.end())
+      policies.push_back(r.policy);
+    Cell& c = cells[setting][r.policy];
+    ++c.runs;
+    c.load += r.load_s;
+    if (r.met) {
+      ++c.met;
+      c.ppl += r.quality.delta_ppl_pct;
+    }
+  }
+  std::string out = fmt::format("{:<44}", "setting \\ policy: met/runs, load s, ΔPPL %");
+  for (const std::string& p : policies)
+    out += fmt::format(" {:>20}", p);
+  out += "\n";
+  for (const std::string& setting : settings) {
+    out += fmt::format("{:<44}", setting);
+    for (const std::string& p : policies) {
+      const Cell& c = cells[setting][p];
+      out += c.met ? fmt::format(" {:>3}/{:<2} {:>6.3f} {:>6.3f}", c.met, c.runs,
+                                 c.load / static_cast<double>(c.runs),
+                                 c.ppl / static_cast<double>(c.met))
+                   : fmt::format(" {:>3}/{:<2} {:>6.3f} {:>6}", c.met, c.runs,
+                                 c.load / static_cast<double>(c.runs), "-");
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+std::string rows_csv(const std::vector<RunRow>& rows) {
+  std::string out =
+      "mode,trace,gbps,deadline_s,run,policy,feasible,met,load_s,bytes,delta_ppl_pct,top1,kl,"
+      "expected_loss,choices\n";
+  for (const RunRow& r : rows) {
+    out += fmt::format("{},{},{:.4f},{},{},{},{},{},{:.6f},{},{:.4f},{:.5f},{:.6g},{:.4f},{}\n",
+                       r.mode, r.trace, r.gbps, r.deadline_s, r.run, r.policy, r.feasible ? 1 : 0,
+                       r.met ? 1 : 0, r.load_s, r.bytes, r.quality.delta_ppl_pct, r.quality.top1,
+                       r.quality.kl, r.expected_loss, r.choices);
+  }
+  return out;
+}
+
+void write_plots(const std::vector<RunRow>& rows, double deadline, const std::string& dir,
+                 const std::string& mode) {
+  std::vector<std::string> policies;
+  for (const RunRow& r : rows)
+    if (std::find(policies.begin(), policies.end(), r.policy) == policies.end())
+      policies.push_back(r.policy);
+  Plot load{fmt::format("Load time against bandwidth, deadline {} s ({})", deadline, mode),
+            "link rate, Gbit/s",
+            "load time, s",
+            true,
+            {}};
+  Plot quality{fmt::format("Quality against bandwidth, deadline {} s ({}): runs that met it",
+                           deadline, mode),
+               "link rate, Gbit/s",
+               "ΔPPL, %",
+               true,
+               {}};
+  for (const std::string& p : policies) {
+    PlotSeries l{p, {}, {}}, q{p, {}, {}};
+    for (const RunRow& r : rows) {
+      if (r.policy != p || r.trace.rfind("const:", 0) != 0 || r.deadline_s != deadline) continue;
+      l.x.push_back(r.gbps);
+      l.y.push_back(r.load_s);
+      q.x.push_back(r.gbps);
+      q.y.push_back(r.met ? r.quality.delta_ppl_pct : std::numeric_limits<double>::quiet_NaN());
+    }
+    if (l.x.empty()) continue;
+    load.series.push_back(std::move(l));
+    quality.series.push_back(std::move(q));
+  }
+  std::ofstream(std::filesystem::path(dir) / fmt::format("load_time_{}.svg", mode)) << load.svg();
+  std::ofstream(std::filesystem::path(dir) / fmt::format("quality_{}.svg", mode)) << quality.svg();
+}
+
+}  // namespace kvstream::cli

@@ -1,0 +1,77 @@
+// `kvstream bench adapt`: policies against traces and deadlines, in the simulator or on shaped
+// links, each run scored for deadline, load time, bytes and measured quality; CSV and plots.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli/adapt_setup.hpp"
+#include "policy.hpp"
+#include "trace.hpp"
+
+namespace kvstream::cli {
+
+// "const:G", "step:HI:LO[:AT]" (AT: seconds, 0.04: about mid-context for the default stream at
+// 5 Gbit/s), "uniform:LO:HI" (a new rate every deadline/chunks seconds, seeded by the run),
+// "file:PATH". Rates in Gbit/s.
+struct TraceSpec {
+  std::string text;
+  std::string kind;
+  std::vector<double> numbers;
+  std::string path;
+  Expected<scheduler::Trace> make(double deadline, std::uint32_t chunks, std::uint64_t run) const;
+  bool varies() const { return kind == "uniform"; }  // worth several runs
+};
+Expected<TraceSpec> parse_trace_spec(std::string_view text);
+
+// "planner", "cachegen", "recompute", "L<k>", "fp16", "int8".
+struct PolicySpec {
+  std::string name;
+  Carrier carrier = Carrier::levels;
+  std::unique_ptr<scheduler::Policy> make() const;
+};
+Expected<PolicySpec> parse_policy_spec(std::string_view text);
+
+struct RunRow {
+  std::string mode, trace, policy;
+  double gbps = 0;  // the trace's mean rate over the deadline
+  double deadline_s = 0;
+  std::uint64_t run = 0;
+  bool met = false, feasible = false;
+  double load_s = 0;
+  std::uint64_t bytes = 0;
+  QualityScore quality;
+  double expected_loss = 0;
+  std::string choices;  // e.g. "L2 L2 R L3"
+};
+
+// Scores choices once per distinct (carrier, choices).
+class QualityCache {
+ public:
+  explicit QualityCache(const AdaptSetup& setup) : setup_(setup) {}
+  Expected<QualityScore> get(Carrier c, std::span<const scheduler::Choice> choices);
+
+ private:
+  const AdaptSetup& setup_;
+  std::map<std::string, QualityScore> cache_;
+};
+
+std::string choices_text(std::span<const scheduler::Choice> choices);
+
+// Marks each row feasible when some baseline (a fixed level, fp16, int8 or recompute) met the
+// same (trace, deadline, run); writes the CSV; prints the planner's summary; returns its text.
+std::string summarize(std::vector<RunRow>& rows);
+std::string rows_csv(const std::vector<RunRow>& rows);
+// Per (trace, deadline) and policy: runs that met it, mean load time, mean ΔPPL of those runs.
+std::string policy_table(const std::vector<RunRow>& rows);
+// Load time and ΔPPL against bandwidth over the constant traces, at `deadline`.
+void write_plots(const std::vector<RunRow>& rows, double deadline, const std::string& dir,
+                 const std::string& mode);
+
+int run_bench(std::span<const std::string_view> args);
+
+}  // namespace kvstream::cli

@@ -1,0 +1,221 @@
+// `kvstream bench`: long benchmarks, kept apart from the tests. `bench adapt` runs the
+// scheduler's policies against bandwidth traces and deadlines.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "cli/adapt_bench.hpp"
+#include "cli/adaptive_cli.hpp"
+#include "cli/common.hpp"
+#include "runner/model.hpp"
+#include "runner/parallel.hpp"
+#include "simulator.hpp"
+
+namespace kvstream::cli {
+
+namespace {
+
+template <typename T, typename Parse>
+Expected<std::vector<T>> parse_list(std::string_view text, Parse parse) {
+  std::vector<T> out;
+  while (!text.empty()) {
+    const std::size_t comma = std::min(text.find(','), text.size());
+    KVS_ASSIGN_OR_RETURN(T item, parse(text.substr(0, comma)));
+    out.push_back(std::move(item));
+    text.remove_prefix(std::min(comma + 1, text.size()));
+  }
+  if (out.empty()) return Status(Errc::invalid_argument, "an empty list");
+  return out;
+}
+
+Expected<double> positive(std::string_view s) {
+  KVS_ASSIGN_OR_RETURN(auto v, parse_losses(s));
+  if (!(v[0] > 0)) return Status(Errc::invalid_argument, fmt::format("'{}' is not positive", s));
+  return v[0];
+}
+
+struct BenchPlan {
+  std::vector<TraceSpec> traces;
+  std::vector<double> deadlines;
+  std::vector<PolicySpec> policies;
+  std::uint32_t runs = 1, window = 2;
+  double recompute_tps = 0, seed_gbps = 10, latency_s = 1e-4;
+};
+
+// Every (trace, deadline, run, policy) in the simulator, with the real estimator.
+Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchPlan& plan,
+                                           QualityCache& quality) {
+  std::vector<RunRow> rows;
+  const std::uint32_t chunks = setup.levels.chunk_count();
+  for (const TraceSpec& spec : plan.traces) {
+    for (double deadline : plan.deadlines) {
+      for (std::uint32_t run = 1; run <= (spec.varies() ? plan.runs : 1); ++run) {
+        KVS_ASSIGN_OR_RETURN(const scheduler::Trace trace, spec.make(deadline, chunks, run));
+        for (const PolicySpec& p : plan.policies) {
+          scheduler::SimSetup s;
+          s.ctx = &setup.costs(p.carrier);
+          s.trace = &trace;
+          s.deadline = deadline;
+          s.request_latency = plan.latency_s;
+          s.window = plan.window;
+          s.decode_bytes_per_s = setup.decode_rate(p.carrier);
+          s.recompute_tokens_per_s = plan.recompute_tps;
+          s.seed_bytes_per_s = plan.seed_gbps * scheduler::kBytesPerGbit;
+          const auto policy = p.make();
+          const scheduler::RunResult r = scheduler::simulate(s, *policy);
+          std::vector<scheduler::Choice> choices;
+          for (const auto& c : r.chunks)
+            choices.push_back(c.choice);
+          RunRow row;
+          row.mode = "sim";
+          row.trace = spec.text;
+          row.gbps = trace.mean_rate(0, deadline) / scheduler::kBytesPerGbit;
+          row.deadline_s = deadline;
+          row.run = run;
+          row.policy = p.name;
+          row.met = r.met;
+          row.load_s = r.load_s;
+          row.bytes = r.bytes;
+          row.expected_loss = r.loss;
+          row.choices = choices_text(choices);
+          KVS_ASSIGN_OR_RETURN(row.quality, quality.get(p.carrier, choices));
+          rows.push_back(std::move(row));
+        }
+      }
+    }
+  }
+  return rows;
+}
+
+int bench_adapt(std::span<const std::string_view> args) {
+  std::string model_path = (runner::models_dir() / "stories260K.bin").string();
+  std::string traces_text = "const:0.2,const:1,const:5,step:5:0.5:0.04,uniform:0.1:10";
+  std::string deadlines_text = "0.06,0.1,0.15,0.3,0.6,1.2";
+  std::string policies_text = "planner,cachegen,fp16,int8,L0,L1,L2,L3,L4,L5,recompute";
+  std::string out_dir = "adapt-results";
+  std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2,
+               threads = runner::default_threads();
+  double recompute_tps = 500, seed_gbps = 10, plot_deadline = 0.6;
+  bool sim = false;
+  ArgParser p("kvstream bench adapt",
+              "Runs the scheduler's policies against bandwidth traces and deadlines and scores\n"
+              "each run: deadline met, load time, bytes sent, and quality (ΔPPL, top-1, KL) of\n"
+              "the reference model's contexts with each chunk as the run chose it. The stream\n"
+              "has a large model's KV shape (32 layers x 8 KV heads x 128, fp16) filled with the\n"
+              "reference model's real KV, so that its bytes and times are a large model's; its\n"
+              "chunk k stands for tokens of chunk k of every scored context. Recompute is a\n"
+              "stand-in taking --recompute-tps (every report says so). Writes results.csv and\n"
+              "SVG plots into --out.");
+  p.option("--model", "PATH", "reference checkpoint", &model_path)
+      .option("--traces", "LIST", "const:G, step:HI:LO[:AT], uniform:LO:HI, file:PATH",
+              &traces_text)
+      .option("--deadlines", "LIST", "seconds from the first request", &deadlines_text)
+      .option("--policies", "LIST", "planner, cachegen, fp16, int8, L<k>, recompute",
+              &policies_text)
+      .option("--contexts", "N", "contexts scored for quality", &contexts, 1, 4096)
+      .option("--ctx", "C", "tokens in the context", &ctx, 8, 4096)
+      .option("--chunk", "T", "tokens per chunk", &chunk, 1, 4096)
+      .option("--runs", "N", "runs (seeds) of varying traces", &runs, 1, 1000)
+      .option("--window", "N", "chunks in flight", &window, 1, 64)
+      .option("--recompute-tps", "N", "the stand-in engine's prefill rate (0: no recompute)",
+              &recompute_tps, 0, 1e9)
+      .option("--seed-gbps", "G", "the estimator's prior, as UCX's estimate (simulator)",
+              &seed_gbps, 0, 1e6)
+      .option("--plot-deadline", "S", "the deadline the plots show", &plot_deadline, 0, 1e6)
+      .option("--threads", "N", "threads for quality scoring", &threads, 1, 256)
+      .option("--out", "DIR", "folder for results.csv and the plots", &out_dir)
+      .flag("--sim", "run the simulator with the real estimator", &sim);
+  if (auto rc = parse_or_exit(p, args)) return *rc;
+  if (!sim) {
+    return report_failure(p.command(), Status(Errc::invalid_argument, "say --sim"));
+  }
+  BenchPlan plan;
+  auto traces = parse_list<TraceSpec>(traces_text, parse_trace_spec);
+  if (!traces) return report_failure(p.command(), traces.error());
+  plan.traces = std::move(*traces);
+  auto deadlines = parse_list<double>(deadlines_text, positive);
+  if (!deadlines) return report_failure(p.command(), deadlines.error());
+  plan.deadlines = std::move(*deadlines);
+  auto policies = parse_list<PolicySpec>(policies_text, parse_policy_spec);
+  if (!policies) return report_failure(p.command(), policies.error());
+  plan.policies = std::move(*policies);
+  plan.runs = static_cast<std::uint32_t>(runs);
+  plan.window = static_cast<std::uint32_t>(window);
+  plan.recompute_tps = recompute_tps;
+  plan.seed_gbps = seed_gbps;
+
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) {
+    return report_failure(p.command(), Status(Errc::io_error, fmt::format("cannot create '{}': {}",
+                                                                          out_dir, ec.message())));
+  }
+  AdaptSetupOptions so;
+  so.model_path = model_path;
+  so.contexts = static_cast<std::uint32_t>(contexts);
+  so.ctx = static_cast<std::uint32_t>(ctx);
+  so.chunk = static_cast<std::uint32_t>(chunk);
+  so.threads = static_cast<unsigned>(threads);
+  so.archive_path = (std::filesystem::path(out_dir) / "stream.kva").string();
+  auto setup = prepare_adapt(so);
+  if (!setup) return report_failure(p.command(), setup.error());
+  const AdaptSetup& s = **setup;
+  for (const PolicySpec& ps : plan.policies) {
+    if (ps.carrier == Carrier::levels && ps.name[0] == 'L' &&
+        std::stoul(ps.name.substr(1)) >= s.levels.levels()) {
+      return report_failure(p.command(), Status(Errc::invalid_argument,
+                                                fmt::format("policy {}: the stream has levels "
+                                                            "0..{}",
+                                                            ps.name, s.levels.levels() - 1)));
+    }
+  }
+  std::uint64_t fp16_bytes = 0;
+  for (const auto& c : s.fp16.chunks)
+    fp16_bytes += c.level_bytes[0];
+  fmt::print(
+      "stream: {} chunks of {} tokens, 32x8x128 fp16 ({} bytes); decode (one core, GB/s "
+      "of fp16): levels {:.2f}, int8 {:.2f}, fp16 copy {:.2f}; recompute: stand-in at {} "
+      "tokens/s\n",
+      s.levels.chunk_count(), chunk, fp16_bytes, s.decode_bytes_per_s / 1e9,
+      s.int8_decode_bytes_per_s / 1e9, s.fp16_decode_bytes_per_s / 1e9, recompute_tps);
+  fmt::print("quality: {} contexts of {}, ctx {}, {} tokens scored\n", s.meter->contexts(),
+             std::filesystem::path(model_path).filename().string(), ctx,
+             s.level_quality[0].positions);
+  for (std::uint32_t l = 0; l < s.levels.levels(); ++l) {
+    std::uint64_t bytes = 0;
+    for (const auto& c : s.levels.chunks)
+      bytes += c.level_bytes[l];
+    fmt::print("  L{}: {:.3f} of fp16, ΔPPL {:+.3f}%\n", l, double(bytes) / double(fp16_bytes),
+               s.level_quality[l].delta_ppl_pct);
+  }
+  std::uint64_t int8_bytes = 0;
+  for (const auto& c : s.int8.chunks)
+    int8_bytes += c.level_bytes[0];
+  fmt::print("  int8: {:.3f} of fp16, ΔPPL {:+.3f}%\n", double(int8_bytes) / double(fp16_bytes),
+             s.int8_quality.delta_ppl_pct);
+
+  QualityCache quality(s);
+  auto rows = simulate_all(s, plan, quality);
+  if (!rows) return report_failure(p.command(), rows.error());
+  const std::string summary = summarize(*rows);
+  const std::string table = policy_table(*rows);
+  std::ofstream(std::filesystem::path(out_dir) / "results.csv") << rows_csv(*rows);
+  std::ofstream(std::filesystem::path(out_dir) / "summary_sim.txt") << table << summary;
+  write_plots(*rows, plot_deadline, out_dir, "sim");
+  fmt::print("{}{}wrote {}/results.csv, summary_sim.txt, load_time_sim.svg, quality_sim.svg\n",
+             table, summary, out_dir);
+  return kExitOk;
+}
+
+}  // namespace
+
+int run_bench(std::span<const std::string_view> args) {
+  static constexpr Subcommand kSub[] = {
+      {"adapt", "policies against bandwidth traces and deadlines: deadline, load time, quality",
+       bench_adapt},
+  };
+  return dispatch("kvstream bench", kSub, args);
+}
+
+}  // namespace kvstream::cli
