@@ -36,7 +36,7 @@ Estimate GoodputEstimator::estimate(double now, std::span<const Outstanding> out
     }
     e.samples = used.size();
     e.bytes_per_s = bytes / time;
-    double band = o_.seed_band;
+    double band = o_.one_sample_band;
     if (used.size() > 1) {
       double var = 0;
       for (double r : used)

@@ -54,8 +54,9 @@ class GoodputEstimator {
     double min_band = 0.05;     // the bound is at least this fraction below the estimate
     double max_band = 0.5;      // ... at most this far
     // ... and this far while it rests on a seed (a nominal rate can be off by 10x: about
-    // 1/sqrt(10) of it) or on one sample.
+    // 1/sqrt(10) of it), or on one transfer.
     double seed_band = 0.7;
+    double one_sample_band = 0.3;
   };
   GoodputEstimator() : GoodputEstimator(Options{}) {}
   explicit GoodputEstimator(Options options) : o_(options) {}

@@ -18,6 +18,7 @@ constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
 class PlannerPolicy final : public Policy {
  public:
+  explicit PlannerPolicy(double margin) : margin_(margin) {}
   std::string name() const override { return "planner"; }
   bool probes_first() const override { return true; }
   Decision decide(const Situation& s) override {
@@ -35,7 +36,7 @@ class PlannerPolicy final : public Policy {
         s.estimate.low_bytes_per_s > 0 ? s.estimate.bound(s.ctx->chunk_count() - s.next()) : 0.0,
         s.estimate.bytes_per_s);
     in.lanes = s.lanes;
-    in.deadline = s.deadline;
+    in.deadline = s.deadline - margin_ * std::max(0.0, s.deadline - s.now);
     in.first = s.first;
     in.committed = s.committed;
     in.done_loss = s.done_loss;
@@ -48,6 +49,9 @@ class PlannerPolicy final : public Policy {
     }
     return {p.choices.front(), p.finish, p.loss};
   }
+
+ private:
+  double margin_;
 };
 
 class FixedPolicy final : public Policy {
@@ -94,8 +98,8 @@ class CacheGenPolicy final : public Policy {
 
 }  // namespace
 
-std::unique_ptr<Policy> planner_policy() {
-  return std::make_unique<PlannerPolicy>();
+std::unique_ptr<Policy> planner_policy(double margin) {
+  return std::make_unique<PlannerPolicy>(margin);
 }
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name) {
   return std::make_unique<FixedPolicy>(level, std::move(name));

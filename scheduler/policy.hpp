@@ -48,7 +48,9 @@ class Policy {
 
 // Plans the rest of the context with the estimator's conservative bound for the chunks left
 // (Estimate::bound), or, when no plan meets the deadline at that rate, with its point estimate.
-std::unique_ptr<Policy> planner_policy();
+// It keeps `margin` of the time left to the deadline in hand, for what no model sees (jitter,
+// a slow decode).
+std::unique_ptr<Policy> planner_policy(double margin = 0.05);
 // Always `level` (with a one-level context: fp16 or int8 sent as they are).
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name);
 std::unique_ptr<Policy> recompute_policy();

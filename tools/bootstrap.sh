@@ -17,7 +17,8 @@ jobs=$(nproc)
 packages=(build-essential cmake ninja-build pkg-config libfmt-dev libzstd-dev python3
           libucx-dev libboost-dev libssl-dev)
 if [[ $mode == test ]]; then
-  packages+=(libgtest-dev libbenchmark-dev python3-numpy clang-format)
+  # iproute2: the cluster tests' network namespaces and tc.
+  packages+=(libgtest-dev libbenchmark-dev python3-numpy clang-format iproute2)
 fi
 
 missing=()
@@ -46,7 +47,7 @@ if [[ $mode == demo ]]; then
 fi
 
 echo "bootstrap: checking formatting (clang-format)"
-mapfile -t sources < <(cd "$root" && find include codec cuda tools tests \
+mapfile -t sources < <(cd "$root" && find include codec scheduler transport cuda tools tests \
   \( -name '*.cpp' -o -name '*.hpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' \) | sort)
 (cd "$root" && clang-format --dry-run --Werror "${sources[@]}")
 

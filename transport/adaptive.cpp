@@ -84,11 +84,12 @@ class AdaptiveSource final : public WantSource {
     if (took > 0) last_throughput_ = static_cast<double>(bytes) / took;
   }
 
-  // Times the decoder, to plan with the decode speed this machine has.
+  // Times the decoder, to plan with the decode speed this machine has. The first decode pays
+  // for growing the decoder's scratch and is not counted.
   void decoded(std::uint32_t chunk, Clock::duration took) {
     const double s = std::chrono::duration<double>(took).count();
     std::lock_guard lock(mu_);
-    if (s > 0) {
+    if (decodes_++ > 0 && s > 0) {
       const double rate = static_cast<double>(ctx_.chunks[chunk].raw_bytes) / s;
       decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
     }
@@ -250,6 +251,7 @@ class AdaptiveSource final : public WantSource {
   std::condition_variable cv_;
   scheduler::GoodputEstimator estimator_;
   double decode_rate_ = 0, last_throughput_ = 0;
+  std::uint64_t decodes_ = 0;
   std::vector<Choice> choices_;       // by chunk, as decided
   std::vector<std::uint32_t> asked_;  // the chunks asked, by want number
   std::vector<bool> ready_, landed_;
@@ -283,6 +285,8 @@ Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const Kv
   double seed = adaptive.seed_bytes_per_s;
   if (!(seed > 0)) seed = receiver.link_estimate(info.size(0, 0));
 
+  // The slots are made before the deadline's clock starts: setting up is not fetching.
+  receiver.reserve_slots(std::max(options.window, 1u), max_size);
   AdaptiveSource source(info, ctx, adaptive, policy, seed, report);
   // Decode here (or in the caller's consumer), timed, so that the plan uses this machine's speed.
   StreamReceiver::FetchOptions o = options;

@@ -23,7 +23,9 @@ struct AdaptiveOptions {
   scheduler::Policy* policy = nullptr;  // null: the planner
   // The link's goodput before any chunk lands; 0: UCX's estimate for the endpoint, if any.
   double seed_bytes_per_s = 0;
-  double decode_bytes_per_s = 0;  // before any chunk is decoded (0: free); then measured
+  // Until two chunks are decoded (0: free); then measured (the first one is not: it pays for
+  // the decoder's scratch).
+  double decode_bytes_per_s = 0;
   // The engine: writes the KV of `chunk` (its tokens begin.. begin+tokens.size()) into the
   // destination, whose chunks before it are all there by then. Called in chunk order from a
   // thread of the fetch's own. Null, or a zero rate: the planner never recomputes.

@@ -201,11 +201,18 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
   return fetch_from(info, dst, source, max_size, o, on_landed);
 }
 
+void StreamReceiver::reserve_slots(std::uint32_t window, std::size_t bytes) {
+  if (slots_.size() < window) slots_.resize(window);
+  for (auto& slot : slots_)
+    if (slot.size() < bytes) slot.resize(bytes);
+}
+
 Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, WantSource& source,
                                   std::uint32_t max_size, const FetchOptions& o,
                                   const std::function<void(std::size_t)>& on_landed) {
   const std::uint32_t window = std::max(o.window, 1u);
-  std::vector<std::vector<std::byte>> slots(window, std::vector<std::byte>(max_size));
+  reserve_slots(window, max_size);
+  std::vector<std::vector<std::byte>>& slots = slots_;
   std::vector<std::uint32_t> free_slots;
   for (std::uint32_t i = 0; i < window; ++i)
     free_slots.push_back(window - 1 - i);

@@ -114,6 +114,11 @@ class StreamReceiver {
                     std::uint32_t max_size, const FetchOptions& options,
                     const std::function<void(std::size_t want)>& on_landed);
 
+  // Receive slots are the receiver's, kept from fetch to fetch (allocating and faulting in
+  // megabytes is no work for the data path): makes `window` slots of at least `bytes` now, so
+  // that the fetches after it allocate nothing. A fetch grows them when it needs more.
+  void reserve_slots(std::uint32_t window, std::size_t bytes);
+
   // The data link's own estimate of its goodput for messages of `bytes` (0: it has none).
   double link_estimate(std::size_t bytes) const { return data_.estimated_bytes_per_s(bytes); }
 
@@ -123,6 +128,7 @@ class StreamReceiver {
   ControlChannel& control_;
   DataLink& data_;
   std::uint64_t next_request_ = 0;  // numbers the session's chunk requests (their tags)
+  std::vector<std::vector<std::byte>> slots_;
 };
 
 // Where a fetch's requests come from: a fixed list, or a policy that decides each chunk as a

@@ -2,6 +2,7 @@
 // links, each run scored for deadline, load time, bytes and measured quality; CSV and plots.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -35,6 +36,16 @@ struct PolicySpec {
   std::unique_ptr<scheduler::Policy> make() const;
 };
 Expected<PolicySpec> parse_policy_spec(std::string_view text);
+
+// What a bench run sweeps, and its fixed settings.
+struct BenchPlan {
+  std::vector<TraceSpec> traces;
+  std::vector<double> deadlines;
+  std::vector<PolicySpec> policies;
+  std::uint32_t runs = 1, window = 2;
+  double recompute_tps = 0;
+  double seed_gbps = 10, latency_s = 1e-4;  // the simulator's
+};
 
 struct RunRow {
   std::string mode, trace, policy;
@@ -71,6 +82,15 @@ std::string policy_table(const std::vector<RunRow>& rows);
 // Load time and ΔPPL against bandwidth over the constant traces, at `deadline`.
 void write_plots(const std::vector<RunRow>& rows, double deadline, const std::string& dir,
                  const std::string& mode);
+
+// Every (trace, deadline, run, policy) on a shaped link between two network namespaces: the
+// stream's archive (in `dir`) served by `kvstream serve`, fetched by `kvstream fetch
+// --deadline`; fp16 and int8 as their bytes in chunk-sized messages (`kvstream perf tag_bw`,
+// not decoded). The link's rate follows the trace from the fetch's start. Stops between runs
+// once `stop` is set.
+Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan& plan,
+                                       QualityCache& quality, const std::string& dir,
+                                       const std::atomic<bool>& stop);
 
 int run_bench(std::span<const std::string_view> args);
 

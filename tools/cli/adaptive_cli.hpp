@@ -46,7 +46,7 @@ struct AdaptiveArgs {
   std::pair<std::string, std::uint16_t> server;
   std::string policy, losses, model_path, json_path;
   std::int64_t window = 4, timeout_ms = 5000;
-  double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0;
+  double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0, decode_gbps = 0;
   bool progress_thread = false, standin = false;
 };
 int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a);

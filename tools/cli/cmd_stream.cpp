@@ -81,7 +81,7 @@ int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
   std::string policy_name = "planner", losses_text, model_path, json_path;
   std::int64_t level = 0, window = 4, timeout_ms = 5000;
-  double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0;
+  double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0, decode_gbps = 0;
   bool resume = false, progress_thread = false, standin = false;
   ArgParser p("kvstream fetch",
               "Fetches a context's KV cache at one level from `kvstream serve`, decoding each\n"
@@ -120,6 +120,9 @@ int run_fetch(std::span<const std::string_view> args) {
             &standin)
       .option("--initial-gbps", "G", "link estimate before a chunk lands (default: UCX's)",
               &initial_gbps, 0, 1e6)
+      .option("--decode-gbps", "G",
+              "decode speed (GB/s of fp16) to plan with until it is measured (default: free)",
+              &decode_gbps, 0, 1e6)
       .option("--json", "FILE", "write the per-chunk decisions as JSON", &json_path);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
@@ -143,17 +146,20 @@ int run_fetch(std::span<const std::string_view> args) {
     a.deadline_ms = deadline_ms;
     a.recompute_tps = recompute_tps;
     a.initial_gbps = initial_gbps;
+    a.decode_gbps = decode_gbps;
     a.progress_thread = progress_thread;
     a.standin = standin;
     return run_adaptive_fetch(p.command(), a);
   }
-  for (const bool given : {!model_path.empty(), !losses_text.empty(), !json_path.empty(), standin,
-                           recompute_tps > 0, initial_gbps > 0, policy_name != "planner"}) {
+  for (const bool given :
+       {!model_path.empty(), !losses_text.empty(), !json_path.empty(), standin, recompute_tps > 0,
+        initial_gbps > 0, decode_gbps > 0, policy_name != "planner"}) {
     if (given) {
       return usage_error(p.command(),
                          Status(Errc::invalid_argument,
                                 "--policy, --level-loss, --model, --recompute-tps, "
-                                "--standin-engine, --initial-gbps and --json need --deadline"));
+                                "--standin-engine, --initial-gbps, --decode-gbps and --json "
+                                "need --deadline"));
     }
   }
   auto secret = load_secret(secret_file);

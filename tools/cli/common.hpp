@@ -20,8 +20,9 @@
 namespace kvstream::cli {
 
 inline constexpr int kExitOk = 0;
-inline constexpr int kExitFailure = 1;  // the work failed (bad file, bad data, runtime error)
-inline constexpr int kExitUsage = 2;    // the command line was wrong
+inline constexpr int kExitSkipped = 77;  // a benchmark that cannot run here (ctest's skip code)
+inline constexpr int kExitFailure = 1;   // the work failed (bad file, bad data, runtime error)
+inline constexpr int kExitUsage = 2;     // the command line was wrong
 
 // Parses `args`; returns an exit code when the command must stop here (help printed: 0,
 // bad arguments: one line on stderr, 2), nothing when it should run.

@@ -217,7 +217,7 @@ TEST(Cli, BenchAdaptSimulatesEveryPolicyAndWritesItsResults) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("planner: met"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("recompute: stand-in at 500 tokens/s"), std::string::npos) << r.out;
-  const std::string csv = slurp(dir / "results.csv");
+  const std::string csv = slurp(dir / "results_sim.csv");
   EXPECT_EQ(lines(csv), 1 + 2 * 2 * 7) << csv;  // header, traces x deadlines x policies
   EXPECT_EQ(csv.rfind("mode,trace,gbps,deadline_s,run,policy,feasible,met", 0), 0u) << csv;
   EXPECT_NE(csv.find("sim,const:1,1.0000,0.02,1,planner,"), std::string::npos) << csv;

@@ -1,0 +1,297 @@
+// `kvstream bench adapt --real`: the policies on a real, shaped link. Each run sets the link to
+// the trace's first rate, lets its queue drain, starts the client, and from the moment the
+// client starts streaming changes the rate as the trace says.
+#include <fmt/format.h>
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include "cli/adapt_bench.hpp"
+#include "cli/child_process.hpp"
+#include "cli/shaped_link.hpp"
+
+namespace kvstream::cli {
+
+using scheduler::Choice;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Plays a trace's rate changes on the link from start() until stop().
+class TracePlayer {
+ public:
+  TracePlayer(ShapedLink& link, const scheduler::Trace& trace) : link_(link), trace_(trace) {}
+  ~TracePlayer() { (void)stop(); }
+  void start() {
+    thread_ = std::thread([this, t0 = std::chrono::steady_clock::now()] {
+      const auto& segments = trace_.segments();
+      for (std::size_t i = 1; i < segments.size(); ++i) {
+        std::unique_lock lock(mu_);
+        const auto at = t0 + std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                                 std::chrono::duration<double>(segments[i].start));
+        if (cv_.wait_until(lock, at, [&] { return stopped_; })) return;
+        lock.unlock();
+        const Status s = link_.set_rate(segments[i].bytes_per_s / scheduler::kBytesPerGbit);
+        if (!s.is_ok()) {
+          std::lock_guard guard(mu_);
+          failure_ = s;
+          return;
+        }
+      }
+    });
+  }
+  Status stop() {
+    {
+      std::lock_guard lock(mu_);
+      stopped_ = true;
+      cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+    return failure_;
+  }
+
+ private:
+  ShapedLink& link_;
+  const scheduler::Trace& trace_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopped_ = false;
+  Status failure_ = Status::ok();
+  std::thread thread_;
+};
+
+// The few fields of `kvstream fetch --json` the bench reads.
+struct FetchJson {
+  bool met = false;
+  double load_s = 0;
+  std::uint64_t bytes = 0;
+  std::vector<Choice> choices;
+};
+
+Expected<FetchJson> read_fetch_json(const std::string& text) {
+  FetchJson f;
+  const auto value_after = [&](std::string_view key, std::size_t from = 0) -> std::string {
+    const std::size_t at = text.find(key, from);
+    if (at == std::string::npos) return {};
+    const std::size_t b = at + key.size();
+    return text.substr(b, text.find_first_of(",}", b) - b);
+  };
+  const std::string met = value_after("\"met\": "), load = value_after("\"load_ms\": "),
+                    bytes = value_after("\"bytes\": ");
+  if (met.empty() || load.empty() || bytes.empty())
+    return Status(Errc::corrupt_data, "the fetch's JSON lacks met, load_ms or bytes");
+  f.met = met == "true";
+  f.load_s = std::stod(load) / 1e3;
+  f.bytes = std::stoull(bytes);
+  for (std::size_t at = 0; (at = text.find("\"choice\": \"", at)) != std::string::npos;) {
+    at += 11;
+    const std::string c = text.substr(at, text.find('"', at) - at);
+    f.choices.push_back(c == "recompute"
+                            ? Choice::recomputed()
+                            : Choice::fetch(static_cast<std::uint32_t>(std::stoul(c.substr(1)))));
+  }
+  return f;
+}
+
+Expected<std::string> write_secret(const std::filesystem::path& path) {
+  std::random_device rd;
+  std::string secret;
+  for (int i = 0; i < 32; ++i)
+    secret += "0123456789abcdef"[rd() % 16];
+  {
+    std::ofstream out(path);
+    out << secret << '\n';
+    if (!out) return Status(Errc::io_error, fmt::format("cannot write '{}'", path.string()));
+  }
+  ::chmod(path.c_str(), 0600);
+  return path.string();
+}
+
+}  // namespace
+
+Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan& plan,
+                                       QualityCache& quality, const std::string& dir,
+                                       const std::atomic<bool>& stop) {
+  const std::filesystem::path out(dir);
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  KVS_ASSIGN_OR_RETURN(const std::string secret, write_secret(out / "secret"));
+  KVS_ASSIGN_OR_RETURN(auto link, ShapedLink::create());
+  KVS_RETURN_IF_ERROR(link->set_rate(
+      plan.traces.front().numbers.empty() ? 1.0 : plan.traces.front().numbers.front()));
+
+  // The server, in its namespace, serving the stream's archive (and its log).
+  int port = 0;
+  std::filesystem::remove(out / "serve.log");
+  KVS_ASSIGN_OR_RETURN(
+      Child server,
+      Child::spawn(link->in_server({self, "serve", "--dir", dir, "--listen",
+                                    link->server_address() + ":0", "--secret-file", secret}),
+                   "", (out / "serve.log").string(), [&](const std::string& line) {
+                     const auto at = line.find(link->server_address() + ":");
+                     if (at != std::string::npos)
+                       port = std::atoi(line.c_str() + at + link->server_address().size() + 1);
+                   }));
+  for (int i = 0; i < 500 && port == 0; ++i) {
+    if (!server.pump()) break;
+    std::this_thread::sleep_for(10ms);
+  }
+  if (port == 0) {
+    return Status(Errc::io_error,
+                  fmt::format("kvstream serve did not start: {}", slurp(out / "serve.log")));
+  }
+  const std::string where = fmt::format("{}:{}", link->server_address(), port);
+  std::string losses;
+  for (double l : setup.levels.level_loss)
+    losses += fmt::format("{}{:.6f}", losses.empty() ? "" : ",", l);
+
+  std::filesystem::remove(out / "decisions_real.jsonl");
+  std::vector<RunRow> rows;
+  const std::uint32_t chunks = setup.levels.chunk_count();
+  for (const TraceSpec& spec : plan.traces) {
+    for (double deadline : plan.deadlines) {
+      for (std::uint32_t run = 1; run <= (spec.varies() ? plan.runs : 1); ++run) {
+        KVS_ASSIGN_OR_RETURN(const scheduler::Trace trace, spec.make(deadline, chunks, run));
+        for (const PolicySpec& p : plan.policies) {
+          if (stop) return Status(Errc::io_error, "interrupted");
+          server.pump();
+          KVS_RETURN_IF_ERROR(
+              link->set_rate(trace.segments().front().bytes_per_s / scheduler::kBytesPerGbit));
+          std::this_thread::sleep_for(200ms);  // the previous run's queue drains
+          TracePlayer player(*link, trace);
+          RunRow row;
+          row.mode = "real";
+          row.trace = spec.text;
+          row.gbps = trace.mean_rate(0, deadline) / scheduler::kBytesPerGbit;
+          row.deadline_s = deadline;
+          row.run = run;
+          row.policy = p.name;
+          std::vector<Choice> choices;
+          if (p.carrier == Carrier::levels) {
+            const auto json = out / "fetch.json";
+            std::filesystem::remove(json);
+            std::vector<std::string> argv{self,
+                                          "fetch",
+                                          "--server",
+                                          where,
+                                          "--context",
+                                          "stream",
+                                          "--out",
+                                          (out / "fetched.raw").string(),
+                                          "--deadline",
+                                          fmt::format("{}", deadline * 1e3),
+                                          "--policy",
+                                          p.name,
+                                          "--level-loss",
+                                          losses,
+                                          "--json",
+                                          json.string(),
+                                          "--window",
+                                          std::to_string(plan.window),
+                                          "--secret-file",
+                                          secret,
+                                          "--timeout-ms",
+                                          "30000",
+                                          "--progress-thread",
+                                          "--decode-gbps",
+                                          fmt::format("{}", setup.decode_bytes_per_s / 1e9)};
+            if (plan.recompute_tps > 0) {
+              argv.insert(argv.end(), {"--standin-engine", "--recompute-tps",
+                                       fmt::format("{}", plan.recompute_tps)});
+            }
+            KVS_ASSIGN_OR_RETURN(
+                Child fetch,
+                Child::spawn(link->in_client(argv), (out / "fetch.out").string(),
+                             (out / "fetch.log").string(), [&](const std::string& line) {
+                               if (line.find("kvstream fetch: streaming") != std::string::npos)
+                                 player.start();
+                             }));
+            KVS_ASSIGN_OR_RETURN(const int rc, fetch.wait(120s));
+            KVS_RETURN_IF_ERROR(player.stop());
+            if (rc != 0) {
+              return Status(
+                  Errc::io_error,
+                  fmt::format("kvstream fetch ({}, {}, deadline {} s) exited with {}: "
+                              "see {}",
+                              p.name, spec.text, deadline, rc, (out / "fetch.log").string()));
+            }
+            const std::string text = slurp(json);
+            KVS_ASSIGN_OR_RETURN(const FetchJson f, read_fetch_json(text));
+            // Every run's per-chunk decisions, one JSON object per line.
+            std::ofstream(out / "decisions_real.jsonl", std::ios::app)
+                << fmt::format("{{\"trace\": \"{}\", \"deadline_s\": {}, \"run\": {}, \"fetch\": ",
+                               spec.text, deadline, run)
+                << text.substr(0, text.find_last_not_of("\n") + 1) << "}\n";
+            row.met = f.met;
+            row.load_s = f.load_s;
+            row.bytes = f.bytes;
+            choices = f.choices;
+          } else {
+            // fp16 and int8: their bytes, chunk by chunk, over the same link and UCX.
+            const scheduler::ContextCosts& costs = setup.costs(p.carrier);
+            const std::uint64_t size = costs.chunks.front().level_bytes[0];
+            KVS_ASSIGN_OR_RETURN(Child perf_server,
+                                 Child::spawn(link->in_server({self, "perf", "-p", "13400",
+                                                               "--secret-file", secret}),
+                                              "", (out / "perf-server.log").string()));
+            bool listening = false;
+            for (int i = 0; i < 500 && !listening; ++i) {
+              perf_server.pump();
+              listening = slurp(out / "perf-server.log").find("port 13400") != std::string::npos;
+              if (!listening) std::this_thread::sleep_for(10ms);
+            }
+            std::filesystem::remove(out / "perf-server.log");
+            player.start();
+            KVS_ASSIGN_OR_RETURN(
+                Child client,
+                Child::spawn(
+                    link->in_client(
+                        {self, "perf", link->server_address(), "-p", "13400", "-t", "tag_bw", "-s",
+                         std::to_string(size), "-n", std::to_string(chunks), "-w", "0", "-O",
+                         std::to_string(plan.window), "-f", "-v", "--secret-file", secret}),
+                    (out / "perf.out").string(), (out / "perf.log").string()));
+            KVS_ASSIGN_OR_RETURN(const int rc, client.wait(120s));
+            KVS_RETURN_IF_ERROR(player.stop());
+            const std::string csv = slurp(out / "perf.out");
+            std::vector<std::string> fields;
+            std::stringstream ss(csv);
+            for (std::string f; std::getline(ss, f, ',');)
+              fields.push_back(f);
+            if (rc != 0 || fields.size() < 6) {
+              return Status(Errc::io_error, fmt::format("kvstream perf for {} exited with {}: {}",
+                                                        p.name, rc, slurp(out / "perf.log")));
+            }
+            const double bytes_per_s = std::stod(fields[5]) * 1048576.0;
+            row.bytes = size * chunks;
+            row.load_s = static_cast<double>(row.bytes) / bytes_per_s;
+            row.met = row.load_s <= deadline;
+            choices.assign(chunks, Choice::fetch(0));
+          }
+          row.choices = choices_text(choices);
+          row.expected_loss = scheduler::plan_loss(setup.costs(p.carrier), 0, choices);
+          KVS_ASSIGN_OR_RETURN(row.quality, quality.get(p.carrier, choices));
+          fmt::print(stderr, "real {} deadline {} s run {} {}: {} in {:.3f} s, ΔPPL {:.3f}%\n",
+                     spec.text, deadline, run, p.name, row.met ? "met" : "missed", row.load_s,
+                     row.quality.delta_ppl_pct);
+          rows.push_back(std::move(row));
+        }
+      }
+    }
+  }
+  std::filesystem::remove(out / "fetched.raw");
+  return rows;
+}
+
+}  // namespace kvstream::cli
