@@ -105,6 +105,36 @@ Expected<PolicySpec> parse_policy_spec(std::string_view text) {
       fmt::format("policy '{}': want planner, cachegen, recompute, fp16, int8 or L<k>", text));
 }
 
+Expected<std::vector<RunRow>> sweep(const AdaptSetup& setup, const BenchPlan& plan,
+                                    QualityCache& quality, const std::string& mode,
+                                    const RunOne& one) {
+  std::vector<RunRow> rows;
+  const std::uint32_t chunks = setup.levels.chunk_count();
+  for (const TraceSpec& spec : plan.traces) {
+    for (double deadline : plan.deadlines) {
+      for (std::uint32_t run = 1; run <= (spec.varies() ? plan.runs : 1); ++run) {
+        KVS_ASSIGN_OR_RETURN(const Trace trace, spec.make(deadline, chunks, run));
+        for (const PolicySpec& p : plan.policies) {
+          RunRow row;
+          row.mode = mode;
+          row.trace = spec.text;
+          row.gbps = trace.mean_rate(0, deadline) / scheduler::kBytesPerGbit;
+          row.deadline_s = deadline;
+          row.run = run;
+          row.policy = p.name;
+          std::vector<Choice> choices;
+          KVS_RETURN_IF_ERROR(one(trace, p, row, choices));
+          row.choices = choices_text(choices);
+          row.expected_loss = scheduler::plan_loss(setup.costs(p.carrier), 0, choices);
+          KVS_ASSIGN_OR_RETURN(row.quality, quality.get(p.carrier, choices));
+          rows.push_back(std::move(row));
+        }
+      }
+    }
+  }
+  return rows;
+}
+
 std::string choices_text(std::span<const Choice> choices) {
   std::string out;
   for (const Choice& c : choices) {

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -82,6 +83,15 @@ std::string policy_table(const std::vector<RunRow>& rows);
 // Load time and ΔPPL against bandwidth over the constant traces, at `deadline`.
 void write_plots(const std::vector<RunRow>& rows, double deadline, const std::string& dir,
                  const std::string& mode);
+
+// Runs `one` for every (trace, deadline, run, policy) of the plan, with the row's identity
+// filled in; `one` fills in the outcome (met, load, bytes) and the choices, which the sweep
+// scores (expected loss, measured quality) before it keeps the row.
+using RunOne = std::function<Status(const scheduler::Trace& trace, const PolicySpec& policy,
+                                    RunRow& row, std::vector<scheduler::Choice>& choices)>;
+Expected<std::vector<RunRow>> sweep(const AdaptSetup& setup, const BenchPlan& plan,
+                                    QualityCache& quality, const std::string& mode,
+                                    const RunOne& one);
 
 // Every (trace, deadline, run, policy) on a shaped link between two network namespaces: the
 // stream's archive (in `dir`) served by `kvstream serve`, fetched by `kvstream fetch

@@ -158,138 +158,121 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
     losses += fmt::format("{}{:.6f}", losses.empty() ? "" : ",", l);
 
   std::filesystem::remove(out / "decisions_real.jsonl");
-  std::vector<RunRow> rows;
   const std::uint32_t chunks = setup.levels.chunk_count();
-  for (const TraceSpec& spec : plan.traces) {
-    for (double deadline : plan.deadlines) {
-      for (std::uint32_t run = 1; run <= (spec.varies() ? plan.runs : 1); ++run) {
-        KVS_ASSIGN_OR_RETURN(const scheduler::Trace trace, spec.make(deadline, chunks, run));
-        for (const PolicySpec& p : plan.policies) {
-          if (stop) return Status(Errc::io_error, "interrupted");
-          server.pump();
-          KVS_RETURN_IF_ERROR(
-              link->set_rate(trace.segments().front().bytes_per_s / scheduler::kBytesPerGbit));
-          std::this_thread::sleep_for(200ms);  // the previous run's queue drains
-          TracePlayer player(*link, trace);
-          RunRow row;
-          row.mode = "real";
-          row.trace = spec.text;
-          row.gbps = trace.mean_rate(0, deadline) / scheduler::kBytesPerGbit;
-          row.deadline_s = deadline;
-          row.run = run;
-          row.policy = p.name;
-          std::vector<Choice> choices;
-          if (p.carrier == Carrier::levels) {
-            const auto json = out / "fetch.json";
-            std::filesystem::remove(json);
-            std::vector<std::string> argv{self,
-                                          "fetch",
-                                          "--server",
-                                          where,
-                                          "--context",
-                                          "stream",
-                                          "--out",
-                                          (out / "fetched.raw").string(),
-                                          "--deadline",
-                                          fmt::format("{}", deadline * 1e3),
-                                          "--policy",
-                                          p.name,
-                                          "--level-loss",
-                                          losses,
-                                          "--json",
-                                          json.string(),
-                                          "--window",
-                                          std::to_string(plan.window),
-                                          "--secret-file",
-                                          secret,
-                                          "--timeout-ms",
-                                          "30000",
-                                          "--progress-thread",
-                                          "--decode-gbps",
-                                          fmt::format("{}", setup.decode_bytes_per_s / 1e9)};
-            if (plan.recompute_tps > 0) {
-              argv.insert(argv.end(), {"--standin-engine", "--recompute-tps",
-                                       fmt::format("{}", plan.recompute_tps)});
-            }
-            KVS_ASSIGN_OR_RETURN(
-                Child fetch,
-                Child::spawn(link->in_client(argv), (out / "fetch.out").string(),
-                             (out / "fetch.log").string(), [&](const std::string& line) {
-                               if (line.find("kvstream fetch: streaming") != std::string::npos)
-                                 player.start();
-                             }));
-            KVS_ASSIGN_OR_RETURN(const int rc, fetch.wait(120s));
-            KVS_RETURN_IF_ERROR(player.stop());
-            if (rc != 0) {
-              return Status(
-                  Errc::io_error,
-                  fmt::format("kvstream fetch ({}, {}, deadline {} s) exited with {}: "
-                              "see {}",
-                              p.name, spec.text, deadline, rc, (out / "fetch.log").string()));
-            }
-            const std::string text = slurp(json);
-            KVS_ASSIGN_OR_RETURN(const FetchJson f, read_fetch_json(text));
-            // Every run's per-chunk decisions, one JSON object per line.
-            std::ofstream(out / "decisions_real.jsonl", std::ios::app)
-                << fmt::format("{{\"trace\": \"{}\", \"deadline_s\": {}, \"run\": {}, \"fetch\": ",
-                               spec.text, deadline, run)
-                << text.substr(0, text.find_last_not_of("\n") + 1) << "}\n";
-            row.met = f.met;
-            row.load_s = f.load_s;
-            row.bytes = f.bytes;
-            choices = f.choices;
-          } else {
-            // fp16 and int8: their bytes, chunk by chunk, over the same link and UCX.
-            const scheduler::ContextCosts& costs = setup.costs(p.carrier);
-            const std::uint64_t size = costs.chunks.front().level_bytes[0];
-            KVS_ASSIGN_OR_RETURN(Child perf_server,
-                                 Child::spawn(link->in_server({self, "perf", "-p", "13400",
-                                                               "--secret-file", secret}),
-                                              "", (out / "perf-server.log").string()));
-            bool listening = false;
-            for (int i = 0; i < 500 && !listening; ++i) {
-              perf_server.pump();
-              listening = slurp(out / "perf-server.log").find("port 13400") != std::string::npos;
-              if (!listening) std::this_thread::sleep_for(10ms);
-            }
-            std::filesystem::remove(out / "perf-server.log");
-            player.start();
-            KVS_ASSIGN_OR_RETURN(
-                Child client,
-                Child::spawn(
-                    link->in_client(
-                        {self, "perf", link->server_address(), "-p", "13400", "-t", "tag_bw", "-s",
-                         std::to_string(size), "-n", std::to_string(chunks), "-w", "0", "-O",
-                         std::to_string(plan.window), "-f", "-v", "--secret-file", secret}),
-                    (out / "perf.out").string(), (out / "perf.log").string()));
-            KVS_ASSIGN_OR_RETURN(const int rc, client.wait(120s));
-            KVS_RETURN_IF_ERROR(player.stop());
-            const std::string csv = slurp(out / "perf.out");
-            std::vector<std::string> fields;
-            std::stringstream ss(csv);
-            for (std::string f; std::getline(ss, f, ',');)
-              fields.push_back(f);
-            if (rc != 0 || fields.size() < 6) {
-              return Status(Errc::io_error, fmt::format("kvstream perf for {} exited with {}: {}",
-                                                        p.name, rc, slurp(out / "perf.log")));
-            }
-            const double bytes_per_s = std::stod(fields[5]) * 1048576.0;
-            row.bytes = size * chunks;
-            row.load_s = static_cast<double>(row.bytes) / bytes_per_s;
-            row.met = row.load_s <= deadline;
-            choices.assign(chunks, Choice::fetch(0));
+  auto rows = sweep(
+      setup, plan, quality, "real",
+      [&](const scheduler::Trace& trace, const PolicySpec& p, RunRow& row,
+          std::vector<Choice>& choices) -> Status {
+        if (stop) return Status(Errc::io_error, "interrupted");
+        server.pump();
+        KVS_RETURN_IF_ERROR(
+            link->set_rate(trace.segments().front().bytes_per_s / scheduler::kBytesPerGbit));
+        std::this_thread::sleep_for(200ms);  // the previous run's queue drains
+        TracePlayer player(*link, trace);
+        if (p.carrier == Carrier::levels) {
+          const auto json = out / "fetch.json";
+          std::filesystem::remove(json);
+          std::vector<std::string> argv{self,
+                                        "fetch",
+                                        "--server",
+                                        where,
+                                        "--context",
+                                        "stream",
+                                        "--out",
+                                        (out / "fetched.raw").string(),
+                                        "--deadline",
+                                        fmt::format("{}", row.deadline_s * 1e3),
+                                        "--policy",
+                                        p.name,
+                                        "--level-loss",
+                                        losses,
+                                        "--json",
+                                        json.string(),
+                                        "--window",
+                                        std::to_string(plan.window),
+                                        "--secret-file",
+                                        secret,
+                                        "--timeout-ms",
+                                        "30000",
+                                        "--progress-thread",
+                                        "--decode-gbps",
+                                        fmt::format("{}", setup.decode_bytes_per_s / 1e9)};
+          if (plan.recompute_tps > 0) {
+            argv.insert(argv.end(), {"--standin-engine", "--recompute-tps",
+                                     fmt::format("{}", plan.recompute_tps)});
           }
-          row.choices = choices_text(choices);
-          row.expected_loss = scheduler::plan_loss(setup.costs(p.carrier), 0, choices);
-          KVS_ASSIGN_OR_RETURN(row.quality, quality.get(p.carrier, choices));
-          fmt::print(stderr, "real {} deadline {} s run {} {}: {} in {:.3f} s, ΔPPL {:.3f}%\n",
-                     spec.text, deadline, run, p.name, row.met ? "met" : "missed", row.load_s,
-                     row.quality.delta_ppl_pct);
-          rows.push_back(std::move(row));
+          KVS_ASSIGN_OR_RETURN(
+              Child fetch,
+              Child::spawn(link->in_client(argv), (out / "fetch.out").string(),
+                           (out / "fetch.log").string(), [&](const std::string& line) {
+                             if (line.find("kvstream fetch: streaming") != std::string::npos)
+                               player.start();
+                           }));
+          KVS_ASSIGN_OR_RETURN(const int rc, fetch.wait(120s));
+          KVS_RETURN_IF_ERROR(player.stop());
+          if (rc != 0) {
+            return Status(
+                Errc::io_error,
+                fmt::format("kvstream fetch ({}, {}, deadline {} s) exited with {}: "
+                            "see {}",
+                            p.name, row.trace, row.deadline_s, rc, (out / "fetch.log").string()));
+          }
+          const std::string text = slurp(json);
+          KVS_ASSIGN_OR_RETURN(const FetchJson f, read_fetch_json(text));
+          // Every run's per-chunk decisions, one JSON object per line.
+          std::ofstream(out / "decisions_real.jsonl", std::ios::app)
+              << fmt::format("{{\"trace\": \"{}\", \"deadline_s\": {}, \"run\": {}, \"fetch\": ",
+                             row.trace, row.deadline_s, row.run)
+              << text.substr(0, text.find_last_not_of("\n") + 1) << "}\n";
+          row.met = f.met;
+          row.load_s = f.load_s;
+          row.bytes = f.bytes;
+          choices = f.choices;
+        } else {
+          // fp16 and int8: their bytes, chunk by chunk, over the same link and UCX.
+          const scheduler::ContextCosts& costs = setup.costs(p.carrier);
+          const std::uint64_t size = costs.chunks.front().level_bytes[0];
+          KVS_ASSIGN_OR_RETURN(
+              Child perf_server,
+              Child::spawn(link->in_server({self, "perf", "-p", "13400", "--secret-file", secret}),
+                           "", (out / "perf-server.log").string()));
+          bool listening = false;
+          for (int i = 0; i < 500 && !listening; ++i) {
+            perf_server.pump();
+            listening = slurp(out / "perf-server.log").find("port 13400") != std::string::npos;
+            if (!listening) std::this_thread::sleep_for(10ms);
+          }
+          std::filesystem::remove(out / "perf-server.log");
+          player.start();
+          KVS_ASSIGN_OR_RETURN(
+              Child client,
+              Child::spawn(
+                  link->in_client(
+                      {self, "perf", link->server_address(), "-p", "13400", "-t", "tag_bw", "-s",
+                       std::to_string(size), "-n", std::to_string(chunks), "-w", "0", "-O",
+                       std::to_string(plan.window), "-f", "-v", "--secret-file", secret}),
+                  (out / "perf.out").string(), (out / "perf.log").string()));
+          KVS_ASSIGN_OR_RETURN(const int rc, client.wait(120s));
+          KVS_RETURN_IF_ERROR(player.stop());
+          const std::string csv = slurp(out / "perf.out");
+          std::vector<std::string> fields;
+          std::stringstream ss(csv);
+          for (std::string f; std::getline(ss, f, ',');)
+            fields.push_back(f);
+          if (rc != 0 || fields.size() < 6) {
+            return Status(Errc::io_error, fmt::format("kvstream perf for {} exited with {}: {}",
+                                                      p.name, rc, slurp(out / "perf.log")));
+          }
+          const double bytes_per_s = std::stod(fields[5]) * 1048576.0;
+          row.bytes = size * chunks;
+          row.load_s = static_cast<double>(row.bytes) / bytes_per_s;
+          row.met = row.load_s <= row.deadline_s;
+          choices.assign(chunks, Choice::fetch(0));
         }
-      }
-    }
-  }
+        fmt::print(stderr, "real {} deadline {} s run {} {}: {} in {:.3f} s\n", row.trace,
+                   row.deadline_s, row.run, p.name, row.met ? "met" : "missed", row.load_s);
+        return Status::ok();
+      });
   std::filesystem::remove(out / "fetched.raw");
   return rows;
 }

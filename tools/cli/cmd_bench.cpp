@@ -8,6 +8,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "cli/adapt_bench.hpp"
 #include "cli/adaptive_cli.hpp"
@@ -44,46 +45,27 @@ Expected<double> positive(std::string_view s) {
 // Every (trace, deadline, run, policy) in the simulator, with the real estimator.
 Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchPlan& plan,
                                            QualityCache& quality) {
-  std::vector<RunRow> rows;
-  const std::uint32_t chunks = setup.levels.chunk_count();
-  for (const TraceSpec& spec : plan.traces) {
-    for (double deadline : plan.deadlines) {
-      for (std::uint32_t run = 1; run <= (spec.varies() ? plan.runs : 1); ++run) {
-        KVS_ASSIGN_OR_RETURN(const scheduler::Trace trace, spec.make(deadline, chunks, run));
-        for (const PolicySpec& p : plan.policies) {
-          scheduler::SimSetup s;
-          s.ctx = &setup.costs(p.carrier);
-          s.trace = &trace;
-          s.deadline = deadline;
-          s.request_latency = plan.latency_s;
-          s.window = plan.window;
-          s.decode_bytes_per_s = setup.decode_rate(p.carrier);
-          s.recompute_tokens_per_s = plan.recompute_tps;
-          s.seed_bytes_per_s = plan.seed_gbps * scheduler::kBytesPerGbit;
-          const auto policy = p.make();
-          const scheduler::RunResult r = scheduler::simulate(s, *policy);
-          std::vector<scheduler::Choice> choices;
-          for (const auto& c : r.chunks)
-            choices.push_back(c.choice);
-          RunRow row;
-          row.mode = "sim";
-          row.trace = spec.text;
-          row.gbps = trace.mean_rate(0, deadline) / scheduler::kBytesPerGbit;
-          row.deadline_s = deadline;
-          row.run = run;
-          row.policy = p.name;
-          row.met = r.met;
-          row.load_s = r.load_s;
-          row.bytes = r.bytes;
-          row.expected_loss = r.loss;
-          row.choices = choices_text(choices);
-          KVS_ASSIGN_OR_RETURN(row.quality, quality.get(p.carrier, choices));
-          rows.push_back(std::move(row));
-        }
-      }
-    }
-  }
-  return rows;
+  return sweep(setup, plan, quality, "sim",
+               [&](const scheduler::Trace& trace, const PolicySpec& p, RunRow& row,
+                   std::vector<scheduler::Choice>& choices) {
+                 scheduler::SimSetup s;
+                 s.ctx = &setup.costs(p.carrier);
+                 s.trace = &trace;
+                 s.deadline = row.deadline_s;
+                 s.request_latency = plan.latency_s;
+                 s.window = plan.window;
+                 s.decode_bytes_per_s = setup.decode_rate(p.carrier);
+                 s.recompute_tokens_per_s = plan.recompute_tps;
+                 s.seed_bytes_per_s = plan.seed_gbps * scheduler::kBytesPerGbit;
+                 const auto policy = p.make();
+                 const scheduler::RunResult r = scheduler::simulate(s, *policy);
+                 for (const auto& c : r.chunks)
+                   choices.push_back(c.choice);
+                 row.met = r.met;
+                 row.load_s = r.load_s;
+                 row.bytes = r.bytes;
+                 return Status::ok();
+               });
 }
 
 int bench_adapt(std::span<const std::string_view> args) {
@@ -91,7 +73,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   std::string traces_text = "const:0.2,const:1,const:5,step:5:0.5:0.04,uniform:0.1:10";
   std::string deadlines_text = "0.06,0.1,0.15,0.3,0.6,1.2";
   std::string policies_text = "planner,cachegen,fp16,int8,L0,L1,L2,L3,L4,L5,recompute";
-  std::string out_dir = "adapt-results";
+  std::string out_dir = "adapt-results", shape_text = "32x8x128";
   std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2,
                threads = runner::default_threads();
   double recompute_tps = 500, seed_gbps = 10, plot_deadline = 0.6;
@@ -100,11 +82,11 @@ int bench_adapt(std::span<const std::string_view> args) {
               "Runs the scheduler's policies against bandwidth traces and deadlines and scores\n"
               "each run: deadline met, load time, bytes sent, and quality (ΔPPL, top-1, KL) of\n"
               "the reference model's contexts with each chunk as the run chose it. The stream\n"
-              "has a large model's KV shape (32 layers x 8 KV heads x 128, fp16) filled with the\n"
-              "reference model's real KV, so that its bytes and times are a large model's; its\n"
-              "chunk k stands for tokens of chunk k of every scored context. Recompute is a\n"
-              "stand-in taking --recompute-tps (every report says so). Writes results.csv and\n"
-              "SVG plots into --out.");
+              "has a large model's KV shape (--shape; fp16) filled with the reference model's\n"
+              "real KV, so that its bytes and times are a large model's; its chunk k stands for\n"
+              "the tokens of chunk k of every scored context. Recompute is a stand-in taking\n"
+              "--recompute-tps (every report says so). Writes results_{sim,real}.csv,\n"
+              "summary_*.txt and SVG plots into --out.");
   p.option("--model", "PATH", "reference checkpoint", &model_path)
       .option("--traces", "LIST", "const:G, step:HI:LO[:AT], uniform:LO:HI, file:PATH",
               &traces_text)
@@ -114,6 +96,7 @@ int bench_adapt(std::span<const std::string_view> args) {
       .option("--contexts", "N", "contexts scored for quality", &contexts, 1, 4096)
       .option("--ctx", "C", "tokens in the context", &ctx, 8, 4096)
       .option("--chunk", "T", "tokens per chunk", &chunk, 1, 4096)
+      .option("--shape", "LxHxD", "the stream's layers x KV heads x head_dim (fp16)", &shape_text)
       .option("--runs", "N", "runs (seeds) of varying traces", &runs, 1, 1000)
       .option("--window", "N", "chunks in flight", &window, 1, 64)
       .option("--recompute-tps", "N", "the stand-in engine's prefill rate (0: no recompute)",
@@ -168,6 +151,18 @@ int bench_adapt(std::span<const std::string_view> args) {
   so.chunk = static_cast<std::uint32_t>(chunk);
   so.threads = static_cast<unsigned>(threads);
   so.archive_path = (std::filesystem::path(out_dir) / "stream.kva").string();
+  {
+    unsigned layers = 0, heads = 0, dim = 0;
+    char x1 = 0, x2 = 0;
+    std::istringstream in(shape_text);
+    if (!(in >> layers >> x1 >> heads >> x2 >> dim) || x1 != 'x' || x2 != 'x' || !in.eof() ||
+        layers == 0 || heads == 0 || dim == 0 || layers > 1024 || heads * dim > 65536) {
+      return report_failure(p.command(),
+                            Status(Errc::invalid_argument,
+                                   fmt::format("--shape '{}': want LAYERSxHEADSxDIM", shape_text)));
+    }
+    so.shape = KvLayout{layers, heads, dim, DType::f16, 0};
+  }
   auto setup = prepare_adapt(so);
   if (!setup) return report_failure(p.command(), setup.error());
   const AdaptSetup& s = **setup;
