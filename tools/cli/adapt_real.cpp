@@ -197,6 +197,7 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
                                         "--progress-thread",
                                         "--decode-gbps",
                                         fmt::format("{}", setup.decode_bytes_per_s / 1e9)};
+          if (!plan.decode) argv.push_back("--no-decode");
           if (plan.recompute_tps > 0) {
             argv.insert(argv.end(), {"--standin-engine", "--recompute-tps",
                                      fmt::format("{}", plan.recompute_tps)});

@@ -47,7 +47,7 @@ struct AdaptiveArgs {
   std::string policy, losses, model_path, json_path;
   std::int64_t window = 4, timeout_ms = 5000;
   double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0, decode_gbps = 0;
-  bool progress_thread = false, standin = false;
+  bool progress_thread = false, standin = false, no_decode = false;
 };
 int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a);
 std::string report_json(const transport::AdaptiveReport& r, std::string_view context,

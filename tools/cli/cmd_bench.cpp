@@ -54,7 +54,7 @@ Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchP
                  s.deadline = row.deadline_s;
                  s.request_latency = plan.latency_s;
                  s.window = plan.window;
-                 s.decode_bytes_per_s = setup.decode_rate(p.carrier);
+                 s.decode_bytes_per_s = plan.decode ? setup.decode_rate(p.carrier) : 0;
                  s.recompute_tokens_per_s = plan.recompute_tps;
                  s.seed_bytes_per_s = plan.seed_gbps * scheduler::kBytesPerGbit;
                  const auto policy = p.make();
@@ -77,7 +77,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2,
                threads = runner::default_threads();
   double recompute_tps = 500, seed_gbps = 10, plot_deadline = 0.6;
-  bool sim = false, real = false;
+  bool sim = false, real = false, no_decode = false;
   ArgParser p("kvstream bench adapt",
               "Runs the scheduler's policies against bandwidth traces and deadlines and scores\n"
               "each run: deadline met, load time, bytes sent, and quality (ΔPPL, top-1, KL) of\n"
@@ -106,6 +106,10 @@ int bench_adapt(std::span<const std::string_view> args) {
       .option("--plot-deadline", "S", "the deadline the plots show", &plot_deadline, 0, 1e6)
       .option("--threads", "N", "threads for quality scoring", &threads, 1, 256)
       .option("--out", "DIR", "folder for results.csv and the plots", &out_dir)
+      .flag("--no-decode",
+            "chunks land and are checked but not decoded (as a GPU decoder would hide it; "
+            "fp16 and int8 are never decoded)",
+            &no_decode)
       .flag("--sim", "run the simulator with the real estimator", &sim)
       .flag("--real",
             "run on a tc-shaped veth link between two network namespaces (root; without it "
@@ -136,6 +140,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   plan.runs = static_cast<std::uint32_t>(runs);
   plan.window = static_cast<std::uint32_t>(window);
   plan.recompute_tps = recompute_tps;
+  plan.decode = !no_decode;
   plan.seed_gbps = seed_gbps;
 
   std::error_code ec;
@@ -184,6 +189,7 @@ int bench_adapt(std::span<const std::string_view> args) {
       "tokens/s\n",
       s.levels.chunk_count(), chunk, fp16_bytes, s.decode_bytes_per_s / 1e9,
       s.int8_decode_bytes_per_s / 1e9, s.fp16_decode_bytes_per_s / 1e9, recompute_tps);
+  if (no_decode) fmt::print("decode: off (chunks are checked, not decoded)\n");
   fmt::print("quality: {} contexts of {}, ctx {}, {} tokens scored\n", s.meter->contexts(),
              std::filesystem::path(model_path).filename().string(), ctx,
              s.level_quality[0].positions);

@@ -82,7 +82,7 @@ int run_fetch(std::span<const std::string_view> args) {
   std::string policy_name = "planner", losses_text, model_path, json_path;
   std::int64_t level = 0, window = 4, timeout_ms = 5000;
   double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0, decode_gbps = 0;
-  bool resume = false, progress_thread = false, standin = false;
+  bool resume = false, progress_thread = false, standin = false, no_decode = false;
   ArgParser p("kvstream fetch",
               "Fetches a context's KV cache at one level from `kvstream serve`, decoding each\n"
               "chunk as it lands (every chunk's checksums verified), and writes it as raw values\n"
@@ -123,7 +123,10 @@ int run_fetch(std::span<const std::string_view> args) {
       .option("--decode-gbps", "G",
               "decode speed (GB/s of fp16) to plan with until it is measured (default: free)",
               &decode_gbps, 0, 1e6)
-      .option("--json", "FILE", "write the per-chunk decisions as JSON", &json_path);
+      .option("--json", "FILE", "write the per-chunk decisions as JSON", &json_path)
+      .flag("--no-decode",
+            "check each chunk but do not decode it (transport measurements; OUT gets zeros)",
+            &no_decode);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
   if (!where) return usage_error(p.command(), where.error());
@@ -149,6 +152,7 @@ int run_fetch(std::span<const std::string_view> args) {
     a.decode_gbps = decode_gbps;
     a.progress_thread = progress_thread;
     a.standin = standin;
+    a.no_decode = no_decode;
     return run_adaptive_fetch(p.command(), a);
   }
   for (const bool given :
@@ -158,8 +162,8 @@ int run_fetch(std::span<const std::string_view> args) {
       return usage_error(p.command(),
                          Status(Errc::invalid_argument,
                                 "--policy, --level-loss, --model, --recompute-tps, "
-                                "--standin-engine, --initial-gbps, --decode-gbps and --json "
-                                "need --deadline"));
+                                "--standin-engine, --initial-gbps, --decode-gbps, --json and "
+                                "--no-decode need --deadline"));
     }
   }
   auto secret = load_secret(secret_file);
