@@ -12,7 +12,7 @@ leftovers() { ip netns list 2>/dev/null | grep -c "^kvs-bench-$1-" ; }
 
 "$kvstream" bench adapt --real --contexts 4 --traces const:1,step:5:0.5:0.04 \
   --deadlines 0.3 --policies planner,cachegen,L0,L5,fp16,int8,recompute \
-  --plot-deadline 0.3 --out "$out/run" >"$out/run.out" 2>"$out/run.err" &
+  --out "$out/run" >"$out/run.out" 2>"$out/run.err" &
 pid=$!
 wait $pid
 rc=$?
@@ -41,7 +41,7 @@ if [[ $(met const:1 fp16) != 0 || $(met const:1 L5) != 1 || $(met const:1 planne
   cat "$out/run.out" >&2
   exit 1
 fi
-for f in load_time_real.svg quality_real.svg decisions_real.jsonl summary_real.txt; do
+for f in load_time_real_0.3s.svg quality_real_0.3s.svg decisions_real.jsonl summary_real.txt; do
   [[ -s $out/run/$f ]] || { echo "FAIL: no $f" >&2; exit 1; }
 done
 if (($(leftovers $pid) != 0)); then

@@ -249,38 +249,85 @@ std::string rows_csv(const std::vector<RunRow>& rows) {
   return out;
 }
 
-void write_plots(const std::vector<RunRow>& rows, double deadline, const std::string& dir,
-                 const std::string& mode) {
+void write_plots(const std::vector<RunRow>& rows, const std::string& dir, const std::string& mode) {
   std::vector<std::string> policies;
-  for (const RunRow& r : rows)
+  std::set<double> deadlines;
+  for (const RunRow& r : rows) {
     if (std::find(policies.begin(), policies.end(), r.policy) == policies.end())
       policies.push_back(r.policy);
-  Plot load{fmt::format("Load time against bandwidth, deadline {} s ({})", deadline, mode),
-            "link rate, Gbit/s",
-            "load time, s",
-            true,
-            {}};
-  Plot quality{fmt::format("Quality against bandwidth, deadline {} s ({}): runs that met it",
-                           deadline, mode),
-               "link rate, Gbit/s",
-               "ΔPPL, %",
-               true,
-               {}};
-  for (const std::string& p : policies) {
-    PlotSeries l{p, {}, {}}, q{p, {}, {}};
-    for (const RunRow& r : rows) {
-      if (r.policy != p || r.trace.rfind("const:", 0) != 0 || r.deadline_s != deadline) continue;
-      l.x.push_back(r.gbps);
-      l.y.push_back(r.load_s);
-      q.x.push_back(r.gbps);
-      q.y.push_back(r.met ? r.quality.delta_ppl_pct : std::numeric_limits<double>::quiet_NaN());
-    }
-    if (l.x.empty()) continue;
-    load.series.push_back(std::move(l));
-    quality.series.push_back(std::move(q));
+    deadlines.insert(r.deadline_s);
   }
-  std::ofstream(std::filesystem::path(dir) / fmt::format("load_time_{}.svg", mode)) << load.svg();
-  std::ofstream(std::filesystem::path(dir) / fmt::format("quality_{}.svg", mode)) << quality.svg();
+  for (double deadline : deadlines) {
+    Plot load{fmt::format("Load time against bandwidth, deadline {} s ({})", deadline, mode),
+              "link rate, Gbit/s",
+              "load time, s",
+              true,
+              {}};
+    Plot quality{fmt::format("Quality against bandwidth, deadline {} s ({}): runs that met it",
+                             deadline, mode),
+                 "link rate, Gbit/s",
+                 "ΔPPL, %",
+                 true,
+                 {}};
+    for (const std::string& p : policies) {
+      PlotSeries l{p, {}, {}}, q{p, {}, {}};
+      for (const RunRow& r : rows) {
+        if (r.policy != p || r.trace.rfind("const:", 0) != 0 || r.deadline_s != deadline) continue;
+        l.x.push_back(r.gbps);
+        l.y.push_back(r.load_s);
+        q.x.push_back(r.gbps);
+        q.y.push_back(r.met ? r.quality.delta_ppl_pct : std::numeric_limits<double>::quiet_NaN());
+      }
+      if (l.x.empty()) continue;
+      load.series.push_back(std::move(l));
+      quality.series.push_back(std::move(q));
+    }
+    if (load.series.empty()) continue;
+    const std::filesystem::path d(dir);
+    std::ofstream(d / fmt::format("load_time_{}_{}s.svg", mode, deadline)) << load.svg();
+    std::ofstream(d / fmt::format("quality_{}_{}s.svg", mode, deadline)) << quality.svg();
+  }
+}
+
+Expected<std::vector<RunRow>> read_rows_csv(const std::string& text) {
+  std::vector<RunRow> rows;
+  std::istringstream in(text);
+  std::string line;
+  std::size_t n = 0;
+  while (std::getline(in, line)) {
+    if (n++ == 0 || line.empty()) continue;  // the header
+    std::vector<std::string> f;
+    std::istringstream fields(line);
+    for (std::string v; std::getline(fields, v, ',');)
+      f.push_back(v);
+    if (f.size() != 15) {
+      return Status(Errc::corrupt_data,
+                    fmt::format("results line {}: {} fields, want 15", n, f.size()));
+    }
+    try {
+      RunRow r;
+      r.mode = f[0];
+      r.trace = f[1];
+      r.gbps = std::stod(f[2]);
+      r.deadline_s = std::stod(f[3]);
+      r.run = std::stoull(f[4]);
+      r.policy = f[5];
+      r.feasible = f[6] == "1";
+      r.met = f[7] == "1";
+      r.load_s = std::stod(f[8]);
+      r.bytes = std::stoull(f[9]);
+      r.quality.delta_ppl_pct = std::stod(f[10]);
+      r.quality.top1 = std::stod(f[11]);
+      r.quality.kl = std::stod(f[12]);
+      r.expected_loss = std::stod(f[13]);
+      r.choices = f[14];
+      rows.push_back(std::move(r));
+    } catch (const std::exception&) {
+      return Status(Errc::corrupt_data, fmt::format("results line {}: a field is not a number", n));
+    }
+  }
+  if (rows.empty()) return Status(Errc::corrupt_data, "results: no rows");
+  return rows;
 }
 
 }  // namespace kvstream::cli

@@ -81,9 +81,11 @@ std::string summarize(std::vector<RunRow>& rows);
 std::string rows_csv(const std::vector<RunRow>& rows);
 // Per (trace, deadline) and policy: runs that met it, mean load time, mean ΔPPL of those runs.
 std::string policy_table(const std::vector<RunRow>& rows);
-// Load time and ΔPPL against bandwidth over the constant traces, at `deadline`.
-void write_plots(const std::vector<RunRow>& rows, double deadline, const std::string& dir,
-                 const std::string& mode);
+// Load time and ΔPPL against bandwidth over the constant traces, one pair of plots for each
+// deadline the rows have (load_time_<mode>_<deadline>s.svg, quality_...).
+void write_plots(const std::vector<RunRow>& rows, const std::string& dir, const std::string& mode);
+// The rows of a results CSV that rows_csv wrote (to summarize and plot a finished sweep again).
+Expected<std::vector<RunRow>> read_rows_csv(const std::string& text);
 
 // Runs `one` for every (trace, deadline, run, policy) of the plan, with the row's identity
 // filled in; `one` fills in the outcome (met, load, bytes) and the choices, which the sweep

@@ -68,6 +68,23 @@ Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchP
                });
 }
 
+int replot(const std::string& command, const std::string& csv, const std::string& out_dir) {
+  std::ifstream in(csv);
+  if (!in) return report_failure(command, Status(Errc::not_found, fmt::format("no '{}'", csv)));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto rows = read_rows_csv(text.str());
+  if (!rows) return report_failure(command, rows.error().with_context(csv));
+  const std::string mode = rows->front().mode;
+  std::filesystem::create_directories(out_dir);
+  const std::string summary = summarize(*rows), table = policy_table(*rows);
+  std::ofstream(std::filesystem::path(out_dir) / fmt::format("summary_{}.txt", mode))
+      << table << summary;
+  write_plots(*rows, out_dir, mode);
+  fmt::print("{}{}", table, summary);
+  return kExitOk;
+}
+
 int bench_adapt(std::span<const std::string_view> args) {
   std::string model_path = (runner::models_dir() / "stories260K.bin").string();
   std::string traces_text = "const:0.2,const:1,const:5,step:5:0.5:0.04,uniform:0.1:10";
@@ -76,7 +93,8 @@ int bench_adapt(std::span<const std::string_view> args) {
   std::string out_dir = "adapt-results", shape_text = "32x8x128";
   std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2,
                threads = runner::default_threads();
-  double recompute_tps = 500, seed_gbps = 10, plot_deadline = 0.6;
+  double recompute_tps = 500, seed_gbps = 10;
+  std::string from_csv;
   bool sim = false, real = false, no_decode = false;
   ArgParser p("kvstream bench adapt",
               "Runs the scheduler's policies against bandwidth traces and deadlines and scores\n"
@@ -103,7 +121,8 @@ int bench_adapt(std::span<const std::string_view> args) {
               &recompute_tps, 0, 1e9)
       .option("--seed-gbps", "G", "the estimator's prior, as UCX's estimate (simulator)",
               &seed_gbps, 0, 1e6)
-      .option("--plot-deadline", "S", "the deadline the plots show", &plot_deadline, 0, 1e6)
+      .option("--from-csv", "FILE",
+              "summarize and plot a finished sweep's results CSV again (nothing is run)", &from_csv)
       .option("--threads", "N", "threads for quality scoring", &threads, 1, 256)
       .option("--out", "DIR", "folder for results.csv and the plots", &out_dir)
       .flag("--no-decode",
@@ -116,6 +135,7 @@ int bench_adapt(std::span<const std::string_view> args) {
             "the command exits 77, ctest's skip code)",
             &real);
   if (auto rc = parse_or_exit(p, args)) return *rc;
+  if (!from_csv.empty()) return replot(p.command(), from_csv, out_dir);
   if (sim == real) {
     return report_failure(p.command(),
                           Status(Errc::invalid_argument, "say --sim or --real (one of them)"));
@@ -230,8 +250,8 @@ int bench_adapt(std::span<const std::string_view> args) {
   const std::filesystem::path dir(out_dir);
   std::ofstream(dir / fmt::format("results_{}.csv", mode)) << rows_csv(*rows);
   std::ofstream(dir / fmt::format("summary_{}.txt", mode)) << table << summary;
-  write_plots(*rows, plot_deadline, out_dir, mode);
-  fmt::print("{}{}wrote {}/results_{}.csv, summary_{}.txt, load_time_{}.svg, quality_{}.svg\n",
+  write_plots(*rows, out_dir, mode);
+  fmt::print("{}{}wrote {}/results_{}.csv, summary_{}.txt, load_time_{}_*.svg, quality_{}_*.svg\n",
              table, summary, out_dir, mode, mode, mode, mode);
   return kExitOk;
 }
