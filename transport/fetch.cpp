@@ -8,7 +8,6 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <thread>
 
 #include "byte_io.hpp"
@@ -79,20 +78,20 @@ class Requester {
     const WantSource::Next next = source_.next();
     if (next.kind == WantSource::Next::Kind::done) exhausted_ = true;
     if (next.kind != WantSource::Next::Kind::want) return false;
-    const StreamReceiver::Want* want = &next.want;
-    if (want->chunk >= info_.chunk_count || want->level >= info_.levels) {
+    const StreamReceiver::Want want = next.want;
+    if (want.chunk >= info_.chunk_count || want.level >= info_.levels) {
       return Status(Errc::invalid_argument,
                     fmt::format("chunk {} at level {}: the stream has {} chunks, levels 0..{}",
-                                want->chunk, want->level, info_.chunk_count, info_.levels - 1));
+                                want.chunk, want.level, info_.chunk_count, info_.levels - 1));
     }
     const std::uint64_t tag = chunk_tag(info_.stream, next_request_++);
     KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots_[slot]));
-    inflight_[tag] = {asked_++, *want, slot, Clock::now()};
+    inflight_[tag] = {asked_++, want, slot, Clock::now()};
     std::vector<std::byte> request;
     codec::ByteWriter w(request);
     w.put(info_.stream);
-    w.put(want->chunk);
-    w.put(want->level);
+    w.put(want.chunk);
+    w.put(want.level);
     w.put(tag);
     KVS_RETURN_IF_ERROR(control_.send(FrameType::chunk_request, request, deadline));
     return true;

@@ -11,12 +11,16 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <memory>
+#include <thread>
 
+#include "adaptive.hpp"
 #include "cli/common.hpp"
 #include "endpoints.hpp"
 #include "kvstream/archive.hpp"
 #include "runner/model.hpp"
 #include "runner/parallel.hpp"  // default_threads
+#include "runner/runner.hpp"
 #include "runner/sampling.hpp"
 #include "runner/scoring.hpp"
 
@@ -27,12 +31,93 @@ namespace {
 using namespace std::chrono_literals;
 using transport::Clock;
 
+// With a deadline: the same contexts again from a sender paced to `rate_bits_per_second`, each
+// chunk's level (or its recompute by the reference runner, when `recompute_tps` > 0) chosen by
+// the planner from the per-level losses measured above.
+struct AdaptiveDemo {
+  double deadline_ms = 0, rate_bits_per_second = 0, recompute_tps = 0;
+};
+
+Status deadline_demo(const runner::Model& model,
+                     const std::vector<std::vector<std::int32_t>>& contexts, std::uint32_t ctx,
+                     double reference_ppl, const std::filesystem::path& dir,
+                     const transport::Secret& secret, const std::vector<double>& level_loss,
+                     const AdaptiveDemo& a) {
+  transport::ServerOptions so;
+  so.dir = dir;
+  so.host = "127.0.0.1";
+  so.rate_bits_per_second = a.rate_bits_per_second;
+  KVS_ASSIGN_OR_RETURN(auto server, transport::StreamServer::start(so, secret));
+  KVS_ASSIGN_OR_RETURN(auto connection, transport::connect_stream("127.0.0.1", server->port(),
+                                                                  secret, Clock::now() + 10s));
+  transport::StreamReceiver receiver = connection->receiver();
+  fmt::print(
+      "deadline the sender paced to {:.0f} Mbit/s; each context due in {} ms; the planner picks "
+      "each\n         chunk's level from the losses above{}:\n",
+      a.rate_bits_per_second / 1e6, a.deadline_ms,
+      a.recompute_tps > 0
+          ? fmt::format(", or recompute by the reference runner slowed to {} tokens/s",
+                        a.recompute_tps)
+          : std::string());
+  double nll = 0;
+  std::uint64_t predicted = 0, bytes = 0;
+  std::size_t met = 0;
+  for (std::size_t i = 0; i < contexts.size(); ++i) {
+    KVS_ASSIGN_OR_RETURN(auto info, receiver.open(fmt::format("ctx{}", i), Clock::now() + 10s));
+    KVS_ASSIGN_OR_RETURN(KvBuffer kv, KvBuffer::create(info.layout));
+    transport::AdaptiveOptions ao;
+    ao.deadline_s = a.deadline_ms / 1e3;
+    ao.level_loss = level_loss;
+    ao.seed_bytes_per_s = a.rate_bits_per_second / 8;
+    auto runner = std::make_shared<runner::Runner>(model);
+    if (a.recompute_tps > 0) {
+      const KvView view = kv.view();
+      ao.recompute_tokens_per_s = a.recompute_tps;
+      ao.recompute = [runner, view, tps = a.recompute_tps](
+                         std::uint32_t, std::uint32_t begin,
+                         std::span<const std::int32_t> tokens) -> Status {
+        const auto t0 = Clock::now();
+        KVS_RETURN_IF_ERROR(runner::recompute_kv(*runner, view, begin, tokens));
+        std::this_thread::sleep_until(
+            t0 + std::chrono::duration_cast<Clock::duration>(
+                     std::chrono::duration<double>(static_cast<double>(tokens.size()) / tps)));
+        return Status::ok();
+      };
+    }
+    transport::StreamReceiver::FetchOptions fo;
+    fo.progress_thread = true;
+    transport::AdaptiveReport report;
+    KVS_RETURN_IF_ERROR(transport::fetch_adaptive(receiver, info, kv.view(), fo, ao, report));
+    runner::Runner r(model);
+    KVS_ASSIGN_OR_RETURN(const auto score,
+                         runner::score_continuation(r, kv.view(), contexts[i], ctx));
+    nll += score.nll_sum;
+    predicted += score.predicted;
+    bytes += report.bytes;
+    met += report.met;
+    std::vector<std::string> choices;
+    for (const transport::ChunkReport& c : report.chunks)
+      choices.push_back(c.choice.recompute() ? std::string("R")
+                                             : fmt::format("L{}", c.choice.level));
+    fmt::print("         ctx{}: {}  {:7.2f} ms {}  {} bytes\n", i, fmt::join(choices, " "),
+               report.load_s * 1e3, report.met ? "met" : "MISSED", report.bytes);
+  }
+  const double ppl = std::exp(nll / static_cast<double>(predicted));
+  fmt::print("         {} of {} deadlines met, {} bytes; ppl {:9.5f}  delta {:+.4f}%\n", met,
+             contexts.size(), bytes, ppl, 100.0 * (ppl / reference_ppl - 1.0));
+  receiver.close(Clock::now() + 1s);
+  connection.reset();
+  server->stop();
+  return Status::ok();
+}
+
 // Streams every context's prefix KV at every level from an in-process sender to a receiver over
 // loopback UCX, scores what the receiver decoded, and prints per-level sizes, times and quality
 // (context 0's chunks one by one).
+
 Status stream_demo(const runner::Model& model,
                    const std::vector<std::vector<std::int32_t>>& contexts, std::uint32_t ctx,
-                   double reference_ppl, std::int64_t chunk_tokens) {
+                   double reference_ppl, std::int64_t chunk_tokens, const AdaptiveDemo& adaptive) {
   // The archives the sender serves, in a private folder removed at the end.
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / fmt::format("kvstream-demo-{}", ::getpid());
@@ -76,6 +161,7 @@ Status stream_demo(const runner::Model& model,
     KVS_ASSIGN_OR_RETURN(auto info, receiver.open(fmt::format("ctx{}", i), Clock::now() + 10s));
     infos.push_back(std::move(info));
   }
+  std::vector<double> level_loss;
   for (std::uint32_t level = 0; level < infos[0].levels; ++level) {
     std::uint64_t bytes = 0;
     double nll = 0;
@@ -112,10 +198,15 @@ Status stream_demo(const runner::Model& model,
         level, 8.0 * static_cast<double>(bytes) / values, bytes, 1e3 * seconds, ppl,
         100.0 * (ppl / reference_ppl - 1.0));
     fmt::print("                  context 0's chunks: {}\n", fmt::join(chunk_lines, ", "));
+    level_loss.push_back(std::max(0.0, 100.0 * (ppl / reference_ppl - 1.0)));
   }
   receiver.close(Clock::now() + 1s);
   connection.reset();
   server->stop();
+  if (adaptive.deadline_ms > 0) {
+    KVS_RETURN_IF_ERROR(
+        deadline_demo(model, contexts, ctx, reference_ppl, dir, secret, level_loss, adaptive));
+  }
   return Status::ok();
 }
 
@@ -123,8 +214,10 @@ Status stream_demo(const runner::Model& model,
 
 int run_demo(std::span<const std::string_view> args) {
   std::string model_path = (runner::models_dir() / "stories260K.bin").string();
-  std::int64_t contexts_n = 8, length = 512, ctx = 384, seed = 1, chunk = 128;
+  std::int64_t contexts_n = 8, length = 512, ctx = 384, seed = 1, chunk = 32;
   std::int64_t threads = runner::default_threads();
+  double deadline_ms = 60, recompute_tps = 0;
+  std::string rate = "20mbit";
   ArgParser p("kvstream demo",
               "Sample contexts with the reference model, capture the KV cache of their first C\n"
               "tokens, and score the continuation with that cache held in fp32, fp16, bf16 and\n"
@@ -135,8 +228,23 @@ int run_demo(std::span<const std::string_view> args) {
       .option("--ctx", "C", "prefix whose KV cache is captured", &ctx, 1, 1 << 20)
       .option("--seed", "S", "random seed", &seed, 0, INT64_MAX)
       .option("--threads", "N", "worker threads", &threads, 1, 256)
-      .option("--chunk", "T", "tokens per streamed chunk", &chunk, 1, 65536);
+      .option("--chunk", "T", "tokens per streamed chunk", &chunk, 1, 65536)
+      .option("--deadline", "MS",
+              "then fetch each context again, due in MS ms, each chunk's level chosen by the "
+              "planner (0: skip)",
+              &deadline_ms, 0, 1e9)
+      .option("--rate", "RATE", "with --deadline: pace the sender (e.g. 20mbit)", &rate)
+      .option("--recompute-tps", "N",
+              "with --deadline: the reference runner may recompute chunks, slowed to N tokens/s",
+              &recompute_tps, 0, 1e12);
   if (auto rc = parse_or_exit(p, args)) return *rc;
+  AdaptiveDemo adaptive{deadline_ms, 0, recompute_tps};
+  if (auto r = transport::parse_rate(rate); r) {
+    adaptive.rate_bits_per_second = *r;
+  } else {
+    fmt::print(stderr, "{}: error: {} (see --help)\n", p.command(), r.error().message());
+    return kExitUsage;
+  }
   if (ctx + 2 > length) {
     fmt::print(stderr, "{}: error: --ctx {} leaves nothing to score in --length {} (see --help)\n",
                p.command(), ctx, length);
@@ -189,7 +297,7 @@ int run_demo(std::span<const std::string_view> args) {
     fmt::print("         {:<28} ppl {:9.5f}  delta {:+.4f}%\n", row.name, score->ppl(),
                100.0 * (score->ppl() / reference - 1.0));
   }
-  if (Status s = stream_demo(*model, contexts, ctx32, reference, chunk); !s.is_ok()) {
+  if (Status s = stream_demo(*model, contexts, ctx32, reference, chunk, adaptive); !s.is_ok()) {
     return report_failure(p.command(), s);
   }
   return kExitOk;

@@ -280,6 +280,14 @@ TEST(Cli, DemoRunsOnTheRealModel) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("fp16 paged"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("ppl"), std::string::npos) << r.out;
+  // Then each context again against a deadline, the planner choosing every chunk's level.
+  EXPECT_NE(r.out.find("each context due in 60 ms"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ctx1: L"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("of 2 deadlines met"), std::string::npos) << r.out;
+  const Result skipped = run("demo --contexts 1 --length 64 --ctx 48 --deadline 0");
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.err;
+  EXPECT_EQ(skipped.out.find("deadlines met"), std::string::npos) << skipped.out;
+  expect_one_line_error(run("demo --rate fast"), 2, "rate 'fast'");
 }
 
 }  // namespace
