@@ -93,8 +93,11 @@ Status check_context_id(std::string_view id) {
 Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
                      std::chrono::milliseconds idle) {
   std::vector<std::unique_ptr<SourceStream>> streams;  // stream id = index
-  // The buffers of the sends in flight, oldest first (empty where the source holds the bytes).
+  // The buffers of the sends in flight, oldest first (empty where the source holds the bytes),
+  // and the ones free again: reused, because a fresh multi-megabyte buffer costs page faults
+  // while no send moves.
   std::deque<std::vector<std::byte>> scratch;
+  std::vector<std::vector<std::byte>> spare;
   // However the session ends, no send may outlive its buffer.
   struct Abandon {
     DataLink& link;
@@ -105,8 +108,16 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
     }
   } abandon{data};
   const auto release_sent = [&] {
-    while (scratch.size() > data.sends_in_flight())
+    while (scratch.size() > data.sends_in_flight()) {
+      spare.push_back(std::move(scratch.front()));
       scratch.pop_front();
+    }
+  };
+  const auto next_buffer = [&]() -> std::vector<std::byte>& {
+    if (spare.empty()) return scratch.emplace_back();
+    scratch.push_back(std::move(spare.back()));
+    spare.pop_back();
+    return scratch.back();
   };
   for (;;) {
     // While chunks are on their way the next frame is taken only once it is there, so that the
@@ -174,7 +185,7 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
           KVS_RETURN_IF_ERROR(data.finish_sends(kMaxSendsInFlight - 1, Clock::now() + idle));
           release_sent();
         }
-        auto bytes = streams[stream]->read(index, level, scratch.emplace_back());
+        auto bytes = streams[stream]->read(index, level, next_buffer());
         if (!bytes) return refuse(bytes.error());
         KVS_RETURN_IF_ERROR(data.start_send(tag, *bytes));
         break;
