@@ -43,12 +43,12 @@ std::vector<std::uint32_t> hull(const ChunkCosts& c, std::span<const double> los
 // from one on, each in O(log n) (a segment tree with lazy additions).
 class MinTree {
  public:
-  explicit MinTree(const std::vector<double>& v) : n_(v.size()) {
-    while (size_ < n_)
+  explicit MinTree(const std::vector<double>& v) {
+    while (size_ < v.size())
       size_ *= 2;
     min_.assign(2 * size_, std::numeric_limits<double>::infinity());
     add_.assign(2 * size_, 0);
-    for (std::size_t i = 0; i < n_; ++i)
+    for (std::size_t i = 0; i < v.size(); ++i)
       min_[size_ + i] = v[i];
     for (std::size_t i = size_; i-- > 1;)
       min_[i] = std::min(min_[2 * i], min_[2 * i + 1]);
@@ -76,7 +76,7 @@ class MinTree {
     add(2 * node + 1, mid, hi, from, x);
     min_[node] = add_[node] + std::min(min_[2 * node], min_[2 * node + 1]);
   }
-  std::size_t n_, size_ = 1;
+  std::size_t size_ = 1;
   std::vector<double> min_, add_;
 };
 
@@ -99,7 +99,7 @@ class Search {
   std::uint32_t end() const { return n_; }
 
   // Recompute [next, k) and [m, n), fetch [k, m): the cheapest levels, then upgrades while the
-  // plan finishes by the deadline (none when `upgrade` is false).
+  // plan finishes by the deadline.
   //
   // Only the decoder's finish depends on the middle's levels: the recomputed head needs only
   // chunks before it, and the tail starts once everything before it is ready. Unrolling the
@@ -107,7 +107,7 @@ class Search {
   // link_i + decoding from i on), and that must leave the tail its recompute time before the
   // deadline: an upgrade of chunk c by x seconds of link fits iff every fetched i >= c has x of
   // slack.
-  Candidate build(std::uint32_t k, std::uint32_t m, bool upgrade) const {
+  Candidate build(std::uint32_t k, std::uint32_t m) const {
     Candidate cand;
     cand.all.assign(in_.committed.begin(), in_.committed.end());
     const std::size_t base = cand.all.size();
@@ -115,7 +115,7 @@ class Search {
       cand.all.push_back(c < k || c >= m ? Choice::recomputed()
                                          : Choice::fetch(hulls_[c - next_].front()));
     cand.finish = finish(cand.all);
-    if (upgrade && cand.finish <= in_.deadline && k < m) {
+    if (cand.finish <= in_.deadline && k < m) {
       const Rates& r = in_.rates;
       const std::size_t count = cand.all.size();
       double tail = 0;
@@ -234,7 +234,7 @@ Plan plan_rest(const PlanInput& in) {
   Candidate best, fastest;
   bool have_best = false, have_fastest = false;
   for (const auto& [k, m] : shapes) {
-    Candidate c = search.build(k, m, true);
+    Candidate c = search.build(k, m);
     if (c.finish <= in.deadline) {
       if (!have_best || better_feasible(c, best)) best = std::move(c), have_best = true;
     } else if (!have_best) {
