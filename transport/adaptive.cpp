@@ -84,13 +84,13 @@ class AdaptiveSource final : public WantSource {
     if (took > 0) last_throughput_ = static_cast<double>(bytes) / took;
   }
 
-  // Times the decoder, to plan with the decode speed this machine has. The first decode pays
-  // for growing the decoder's scratch and is not counted.
-  void decoded(std::uint32_t chunk, Clock::duration took) {
+  // Times the decoder on want `i`, to plan with the decode speed this machine has. The first
+  // decode pays for growing the decoder's scratch and is not counted.
+  void decoded(std::size_t i, Clock::duration took) {
     const double s = std::chrono::duration<double>(took).count();
     std::lock_guard lock(mu_);
     if (decodes_++ > 0 && s > 0) {
-      const double rate = static_cast<double>(ctx_.chunks[chunk].raw_bytes) / s;
+      const double rate = static_cast<double>(ctx_.chunks[asked_[i]].raw_bytes) / s;
       decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
     }
   }
@@ -292,12 +292,10 @@ Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const Kv
   StreamReceiver::FetchOptions o = options;
   ChunkDecoder decoder;
   o.consume = [&](std::size_t want, std::span<const std::byte> bytes) -> Status {
-    const auto described = read_chunk_info(bytes);
-    if (!described) return described.error();
     const auto t0 = Clock::now();
     const Status s = options.consume ? options.consume(want, bytes)
                                      : decoder.decode(bytes, dst, options.profile);
-    source.decoded(described->token_begin / info.chunk_tokens, Clock::now() - t0);
+    source.decoded(want, Clock::now() - t0);
     return s;
   };
   Status s = receiver.fetch_from(info, dst, source, max_size, o, {});
