@@ -48,7 +48,11 @@ Expected<TraceSpec> parse_trace_spec(std::string_view text) {
   const auto parts = split(text, ':');
   t.kind = std::string(parts[0]);
   if (t.kind == "file" && parts.size() >= 2) {
-    t.path = std::string(text.substr(5));
+    const std::string path(text.substr(5));
+    KVS_ASSIGN_OR_RETURN(const std::string file, read_file(path));
+    auto trace = Trace::parse(file);
+    if (!trace) return trace.error().with_context(path);
+    t.file = std::move(*trace);
     return t;
   }
   const std::size_t want = t.kind == "const"     ? 1
@@ -74,11 +78,7 @@ Expected<Trace> TraceSpec::make(double deadline, std::uint32_t chunks, std::uint
   if (kind == "step") return Trace::step(numbers[0], numbers[1], numbers[2]);
   if (kind == "uniform")
     return Trace::uniform(numbers[0], numbers[1], deadline / chunks, 4 * deadline, run);
-  std::ifstream in(path);
-  if (!in) return Status(Errc::not_found, fmt::format("trace file '{}' cannot be read", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return Trace::parse(ss.str());
+  return *file;
 }
 
 std::unique_ptr<scheduler::Policy> PolicySpec::make() const {

@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,12 +20,12 @@ namespace kvstream::cli {
 
 // "const:G", "step:HI:LO[:AT]" (AT: seconds, 0.04: about mid-context for the default stream at
 // 5 Gbit/s), "uniform:LO:HI" (a new rate every deadline/chunks seconds, seeded by the run),
-// "file:PATH". Rates in Gbit/s.
+// "file:PATH" (read and checked once, when parsed). Rates in Gbit/s.
 struct TraceSpec {
   std::string text;
   std::string kind;
   std::vector<double> numbers;
-  std::string path;
+  std::optional<scheduler::Trace> file;
   Expected<scheduler::Trace> make(double deadline, std::uint32_t chunks, std::uint64_t run) const;
   bool varies() const { return kind == "uniform"; }  // worth several runs
 };

@@ -14,6 +14,7 @@
 
 #include "cli/adapt_bench.hpp"
 #include "cli/child_process.hpp"
+#include "cli/common.hpp"
 #include "cli/shaped_link.hpp"
 
 namespace kvstream::cli {
@@ -23,11 +24,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
+// A log or output file of a child, or nothing when it wrote none.
 std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return read_file(p.string()).value_or(std::string());
 }
 
 // Plays a trace's rate changes on the link from start() until stop().

@@ -1,5 +1,7 @@
 #include "cli/child_process.hpp"
 
+#include "cli/common.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
@@ -10,7 +12,6 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
-#include <iterator>
 #include <thread>
 
 namespace kvstream::cli {
@@ -165,8 +166,7 @@ Expected<std::string> command_output(const std::vector<std::string>& argv) {
   if (fd < 0) return Status(Errc::io_error, fmt::format("mkstemp: {}", std::strerror(errno)));
   ::close(fd);
   const Status s = run(argv, path);
-  std::ifstream in(path);
-  std::string out((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto out = read_file(path);
   ::unlink(path);
   if (!s.is_ok()) return s;
   return out;

@@ -69,11 +69,9 @@ Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchP
 }
 
 int replot(const std::string& command, const std::string& csv, const std::string& out_dir) {
-  std::ifstream in(csv);
-  if (!in) return report_failure(command, Status(Errc::not_found, fmt::format("no '{}'", csv)));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto rows = read_rows_csv(text.str());
+  auto text = read_file(csv);
+  if (!text) return report_failure(command, text.error());
+  auto rows = read_rows_csv(*text);
   if (!rows) return report_failure(command, rows.error().with_context(csv));
   const std::string mode = rows->front().mode;
   std::filesystem::create_directories(out_dir);

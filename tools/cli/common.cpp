@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <fstream>
+#include <sstream>
 
 #include "runner/scoring.hpp"
 
@@ -117,6 +118,14 @@ void Progress::finish() {
     fmt::print(stderr, "{}: {}/{} done in {:.1f} s\n", label_, done_.load(), total_,
                std::chrono::duration<double>(Clock::now() - start_).count());
   }
+}
+
+Expected<std::string> read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Status(Errc::not_found, fmt::format("no '{}'", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
 }
 
 Status write_file_atomically(const std::string& path, std::span<const std::byte> bytes) {

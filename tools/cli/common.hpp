@@ -31,6 +31,9 @@ std::optional<int> parse_or_exit(ArgParser& parser, std::span<const std::string_
 // Prints "<command>: error: <message>" on stderr and returns kExitFailure.
 int report_failure(std::string_view command, const Status& status);
 
+// The whole of the file at `path`; not_found naming it when it cannot be opened.
+Expected<std::string> read_file(const std::string& path);
+
 // Writes `bytes` to `path` atomically: a temporary file beside it, renamed over it.
 Status write_file_atomically(const std::string& path, std::span<const std::byte> bytes);
 

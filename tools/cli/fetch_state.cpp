@@ -46,11 +46,7 @@ Status save_fetch_state(const std::string& path, const FetchState& s) {
 }
 
 Expected<FetchState> load_fetch_state(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return Status(Errc::not_found, fmt::format("no '{}'", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string bytes = ss.str();
+  KVS_ASSIGN_OR_RETURN(const std::string bytes, read_file(path));
   codec::ByteReader r(std::as_bytes(std::span(bytes)));
   FetchState s;
   std::span<const std::byte> magic, context, kv;

@@ -239,6 +239,8 @@ TEST(Cli, BenchAdaptSimulatesEveryPolicyAndWritesItsResults) {
   EXPECT_EQ(planner_line(second), planner_line(first));
   EXPECT_NE(slurp(again / "quality_sim_0.02s.svg").find("</svg>"), std::string::npos);
   expect_one_line_error(run("bench adapt --sim --traces ramp:1"), 1, "trace 'ramp:1'");
+  expect_one_line_error(run("bench adapt --sim --traces file:/nonexistent/trace"), 1,
+                        "no '/nonexistent/trace'");
   expect_one_line_error(run("bench adapt --sim --policies L9 --contexts 1 --ctx 16"), 1,
                         "policy L9");
 }
