@@ -12,9 +12,9 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
-#include <thread>
 
 #include "adaptive.hpp"
+#include "cli/adaptive_cli.hpp"
 #include "cli/common.hpp"
 #include "endpoints.hpp"
 #include "kvstream/archive.hpp"
@@ -31,6 +31,26 @@ namespace {
 using namespace std::chrono_literals;
 using transport::Clock;
 
+// A server for the archives in `dir` (paced to `rate_bits_per_second`; 0: not paced) and a
+// receiver's connection to it, both in this process. The connection goes first, then the server.
+struct LocalStream {
+  std::unique_ptr<transport::StreamServer> server;
+  std::unique_ptr<transport::StreamConnection> connection;
+};
+
+Expected<LocalStream> serve_locally(const std::filesystem::path& dir,
+                                    const transport::Secret& secret, double rate_bits_per_second) {
+  transport::ServerOptions so;
+  so.dir = dir;
+  so.host = "127.0.0.1";
+  so.rate_bits_per_second = rate_bits_per_second;
+  LocalStream l;
+  KVS_ASSIGN_OR_RETURN(l.server, transport::StreamServer::start(so, secret));
+  KVS_ASSIGN_OR_RETURN(l.connection, transport::connect_stream("127.0.0.1", l.server->port(),
+                                                               secret, Clock::now() + 10s));
+  return l;
+}
+
 // With a deadline: the same contexts again from a sender paced to `rate_bits_per_second`, each
 // chunk's level (or its recompute by the reference runner, when `recompute_tps` > 0) chosen by
 // the planner from the per-level losses measured above.
@@ -43,14 +63,8 @@ Status deadline_demo(const runner::Model& model,
                      double reference_ppl, const std::filesystem::path& dir,
                      const transport::Secret& secret, const std::vector<double>& level_loss,
                      const AdaptiveDemo& a) {
-  transport::ServerOptions so;
-  so.dir = dir;
-  so.host = "127.0.0.1";
-  so.rate_bits_per_second = a.rate_bits_per_second;
-  KVS_ASSIGN_OR_RETURN(auto server, transport::StreamServer::start(so, secret));
-  KVS_ASSIGN_OR_RETURN(auto connection, transport::connect_stream("127.0.0.1", server->port(),
-                                                                  secret, Clock::now() + 10s));
-  transport::StreamReceiver receiver = connection->receiver();
+  KVS_ASSIGN_OR_RETURN(LocalStream local, serve_locally(dir, secret, a.rate_bits_per_second));
+  transport::StreamReceiver receiver = local.connection->receiver();
   fmt::print(
       "deadline the sender paced to {:.0f} Mbit/s; each context due in {} ms; the planner picks "
       "each\n         chunk's level from the losses above{}:\n",
@@ -69,20 +83,9 @@ Status deadline_demo(const runner::Model& model,
     ao.deadline_s = a.deadline_ms / 1e3;
     ao.level_loss = level_loss;
     ao.seed_bytes_per_s = a.rate_bits_per_second / 8;
-    auto runner = std::make_shared<runner::Runner>(model);
     if (a.recompute_tps > 0) {
-      const KvView view = kv.view();
+      KVS_ASSIGN_OR_RETURN(ao.recompute, runner_engine(model, kv.view(), a.recompute_tps));
       ao.recompute_tokens_per_s = a.recompute_tps;
-      ao.recompute = [runner, view, tps = a.recompute_tps](
-                         std::uint32_t, std::uint32_t begin,
-                         std::span<const std::int32_t> tokens) -> Status {
-        const auto t0 = Clock::now();
-        KVS_RETURN_IF_ERROR(runner::recompute_kv(*runner, view, begin, tokens));
-        std::this_thread::sleep_until(
-            t0 + std::chrono::duration_cast<Clock::duration>(
-                     std::chrono::duration<double>(static_cast<double>(tokens.size()) / tps)));
-        return Status::ok();
-      };
     }
     transport::StreamReceiver::FetchOptions fo;
     fo.progress_thread = true;
@@ -106,15 +109,12 @@ Status deadline_demo(const runner::Model& model,
   fmt::print("         {} of {} deadlines met, {} bytes; ppl {:9.5f}  delta {:+.4f}%\n", met,
              contexts.size(), bytes, ppl, 100.0 * (ppl / reference_ppl - 1.0));
   receiver.close(Clock::now() + 1s);
-  connection.reset();
-  server->stop();
   return Status::ok();
 }
 
 // Streams every context's prefix KV at every level from an in-process sender to a receiver over
 // loopback UCX, scores what the receiver decoded, and prints per-level sizes, times and quality
 // (context 0's chunks one by one).
-
 Status stream_demo(const runner::Model& model,
                    const std::vector<std::vector<std::int32_t>>& contexts, std::uint32_t ctx,
                    double reference_ppl, std::int64_t chunk_tokens, const AdaptiveDemo& adaptive) {
@@ -145,17 +145,12 @@ Status stream_demo(const runner::Model& model,
   // A fresh secret for this run: both ends are in this process.
   KVS_ASSIGN_OR_RETURN(const transport::Nonce nonce, transport::make_nonce());
   KVS_ASSIGN_OR_RETURN(transport::Secret secret, transport::Secret::from_bytes(nonce));
-  transport::ServerOptions so;
-  so.dir = dir;
-  so.host = "127.0.0.1";
-  KVS_ASSIGN_OR_RETURN(auto server, transport::StreamServer::start(so, secret));
-  KVS_ASSIGN_OR_RETURN(auto connection, transport::connect_stream("127.0.0.1", server->port(),
-                                                                  secret, Clock::now() + 10s));
-  transport::StreamReceiver receiver = connection->receiver();
+  KVS_ASSIGN_OR_RETURN(LocalStream local, serve_locally(dir, secret, 0));
+  transport::StreamReceiver receiver = local.connection->receiver();
   fmt::print(
       "stream   sender and receiver on this machine, UCX on loopback, control plane on "
       "127.0.0.1:{}\n         (authenticated), chunks of {} tokens, decoded as they land:\n",
-      server->port(), chunk_tokens);
+      local.server->port(), chunk_tokens);
   std::vector<transport::StreamInfo> infos;
   for (std::size_t i = 0; i < contexts.size(); ++i) {
     KVS_ASSIGN_OR_RETURN(auto info, receiver.open(fmt::format("ctx{}", i), Clock::now() + 10s));
@@ -201,8 +196,9 @@ Status stream_demo(const runner::Model& model,
     level_loss.push_back(std::max(0.0, 100.0 * (ppl / reference_ppl - 1.0)));
   }
   receiver.close(Clock::now() + 1s);
-  connection.reset();
-  server->stop();
+  // This sender is done before the paced one starts: the connection, then the server.
+  local.connection.reset();
+  local.server->stop();
   if (adaptive.deadline_ms > 0) {
     KVS_RETURN_IF_ERROR(
         deadline_demo(model, contexts, ctx, reference_ppl, dir, secret, level_loss, adaptive));
