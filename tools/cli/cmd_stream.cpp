@@ -157,7 +157,7 @@ int run_fetch(std::span<const std::string_view> args) {
   }
   for (const bool given :
        {!model_path.empty(), !losses_text.empty(), !json_path.empty(), standin, recompute_tps > 0,
-        initial_gbps > 0, decode_gbps > 0, policy_name != "planner"}) {
+        initial_gbps > 0, decode_gbps > 0, no_decode, policy_name != "planner"}) {
     if (given) {
       return usage_error(p.command(),
                          Status(Errc::invalid_argument,

@@ -192,6 +192,8 @@ TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
   expect_one_line_error(run("serve --dir . --rate 2gbps"), 2, "rate '2gbps'");
   expect_one_line_error(run("fetch --server h:1 --context c --out x --json j"), 2,
                         "need --deadline");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --no-decode"), 2,
+                        "need --deadline");
   expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --resume"), 2,
                         "--resume does not go with --deadline");
   expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --policy fast"), 1,
