@@ -44,7 +44,7 @@ std::string describe_chunk(const transport::ChunkReport& c, std::uint32_t chunks
 struct AdaptiveArgs {
   std::string context, out_path, secret_file;
   std::pair<std::string, std::uint16_t> server;
-  std::string policy, losses, model_path, json_path;
+  std::string policy = "planner", losses, model_path, json_path;
   std::int64_t window = 4, timeout_ms = 5000;
   double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0, decode_gbps = 0;
   bool progress_thread = false, standin = false, no_decode = false;

@@ -79,10 +79,9 @@ int run_serve(std::span<const std::string_view> args) {
 
 int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
-  std::string policy_name = "planner", losses_text, model_path, json_path;
   std::int64_t level = 0, window = 4, timeout_ms = 5000;
-  double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0, decode_gbps = 0;
-  bool resume = false, progress_thread = false, standin = false, no_decode = false;
+  bool resume = false, progress_thread = false;
+  AdaptiveArgs a;  // the options of --deadline are parsed straight into it
   ArgParser p("kvstream fetch",
               "Fetches a context's KV cache at one level from `kvstream serve`, decoding each\n"
               "chunk as it lands (every chunk's checksums verified), and writes it as raw values\n"
@@ -104,60 +103,49 @@ int run_fetch(std::span<const std::string_view> args) {
       .flag("--progress-thread", "drive UCX from a second thread while this one decodes",
             &progress_thread)
       .option("--deadline", "MS", "pick each chunk's level to have everything by MS ms",
-              &deadline_ms, 0, 1e9)
+              &a.deadline_ms, 0, 1e9)
       .option("--policy", "P", "with --deadline: planner, cachegen, recompute or L<level>",
-              &policy_name)
+              &a.policy)
       .option("--level-loss", "L0,L1,..",
               "expected loss of each level (e.g. ΔPPL % from `codec eval`; default: the level)",
-              &losses_text)
+              &a.losses)
       .option("--model", "PATH", "recompute chunks with this checkpoint's reference runner",
-              &model_path)
+              &a.model_path)
       .option("--recompute-tps", "N",
               "the engine's prefill rate to plan with; slows --model's runner to at most this",
-              &recompute_tps, 0, 1e12)
+              &a.recompute_tps, 0, 1e12)
       .flag("--standin-engine",
             "recompute by a stand-in that takes --recompute-tps and writes no KV (benchmarks)",
-            &standin)
+            &a.standin)
       .option("--initial-gbps", "G", "link estimate before a chunk lands (default: UCX's)",
-              &initial_gbps, 0, 1e6)
+              &a.initial_gbps, 0, 1e6)
       .option("--decode-gbps", "G",
               "decode speed (GB/s of fp16) to plan with until it is measured (default: free)",
-              &decode_gbps, 0, 1e6)
-      .option("--json", "FILE", "write the per-chunk decisions as JSON", &json_path)
+              &a.decode_gbps, 0, 1e6)
+      .option("--json", "FILE", "write the per-chunk decisions as JSON", &a.json_path)
       .flag("--no-decode",
             "check each chunk but do not decode it (transport measurements; OUT gets zeros)",
-            &no_decode);
+            &a.no_decode);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(server_text);
   if (!where) return usage_error(p.command(), where.error());
-  if (deadline_ms > 0) {
+  if (a.deadline_ms > 0) {
     if (resume) {
       return usage_error(p.command(),
                          Status(Errc::invalid_argument, "--resume does not go with --deadline"));
     }
-    AdaptiveArgs a;
+    a.server = *where;
     a.context = context;
     a.out_path = out_path;
     a.secret_file = secret_file;
-    a.server = *where;
-    a.policy = policy_name;
-    a.losses = losses_text;
-    a.model_path = model_path;
-    a.json_path = json_path;
     a.window = window;
     a.timeout_ms = timeout_ms;
-    a.deadline_ms = deadline_ms;
-    a.recompute_tps = recompute_tps;
-    a.initial_gbps = initial_gbps;
-    a.decode_gbps = decode_gbps;
     a.progress_thread = progress_thread;
-    a.standin = standin;
-    a.no_decode = no_decode;
     return run_adaptive_fetch(p.command(), a);
   }
-  for (const bool given :
-       {!model_path.empty(), !losses_text.empty(), !json_path.empty(), standin, recompute_tps > 0,
-        initial_gbps > 0, decode_gbps > 0, no_decode, policy_name != "planner"}) {
+  for (const bool given : {!a.model_path.empty(), !a.losses.empty(), !a.json_path.empty(),
+                           a.standin, a.recompute_tps > 0, a.initial_gbps > 0, a.decode_gbps > 0,
+                           a.no_decode, a.policy != "planner"}) {
     if (given) {
       return usage_error(p.command(),
                          Status(Errc::invalid_argument,
