@@ -83,13 +83,18 @@ Expected<std::unique_ptr<UcxEndpoint>> pair_workers(ControlChannel& channel,
   const ErrorMode mode = wanted == ErrorMode::peer || peer.first == ErrorMode::peer
                              ? ErrorMode::peer
                              : ErrorMode::none;
-  return UcxEndpoint::connect(worker, peer.second, mode);
+  KVS_ASSIGN_OR_RETURN(auto ep, UcxEndpoint::connect(worker, peer.second, mode));
+  // Both sides wire the endpoint up now, so that the first chunk does not pay for it: over TCP
+  // that was 7 ms of small messages, each waiting for the other side's worker to be progressed.
+  KVS_RETURN_IF_ERROR(ep->flush(deadline));
+  return ep;
 }
 
 struct StreamServer::Impl {
   ServerOptions options;
   Secret secret;
   std::shared_ptr<ChunkSource> source;
+  std::unique_ptr<BufferPool> buffers;  // made with the options' limit
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread accept_thread;
@@ -121,7 +126,7 @@ struct StreamServer::Impl {
       if (options.rate_bits_per_second > 0) {
         link = std::make_unique<PacedLink>(std::move(link), options.rate_bits_per_second);
       }
-      return serve_session(*channel, *link, *source, options.idle);
+      return serve_session(*channel, *link, *source, options.idle, *buffers);
     }();
     log(s.is_ok() ? fmt::format("{}: session ended", peer)
                   : fmt::format("{}: session failed: {}", peer, s.to_string()));
@@ -162,6 +167,7 @@ Expected<std::unique_ptr<StreamServer>> StreamServer::start(ServerOptions option
   m.options = std::move(options);
   m.secret = std::move(secret);
   m.source = m.options.source ? m.options.source : std::make_shared<ArchiveSource>(m.options.dir);
+  m.buffers = std::make_unique<BufferPool>(m.options.keep_buffer_bytes);
   boost::system::error_code ec;
   const auto address = asio::ip::make_address(m.options.host, ec);
   if (ec) {

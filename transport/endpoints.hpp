@@ -24,7 +24,9 @@ struct ServerOptions {
   std::chrono::milliseconds handshake{10000};
   std::chrono::milliseconds idle{60000};  // a session silent this long is closed
   double rate_bits_per_second = 0;        // > 0: pace each session's chunks to this rate
-  ControlLog log;                         // refusals, failures and ends of sessions
+  // Free chunk buffers kept for the next chunks and sessions, in bytes (see buffer_pool.hpp).
+  std::size_t keep_buffer_bytes = std::size_t{512} << 20;
+  ControlLog log;  // refusals, failures and ends of sessions
 };
 
 class StreamServer {

@@ -8,6 +8,7 @@
 #include <cctype>
 #include <cstring>
 #include <deque>
+#include <limits>
 #include <thread>
 
 #include "byte_io.hpp"
@@ -91,14 +92,20 @@ Status check_context_id(std::string_view id) {
 }
 
 Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
-                     std::chrono::milliseconds idle) {
+                     std::chrono::milliseconds idle, BufferPool& buffers) {
   std::vector<std::unique_ptr<SourceStream>> streams;  // stream id = index
-  // The buffers of the sends in flight, oldest first (empty where the source holds the bytes),
-  // and the ones free again: reused, because a fresh multi-megabyte buffer costs page faults
-  // while no send moves.
+  // The buffers of the sends in flight, oldest first (empty where the source holds the bytes).
+  // They go back to `buffers` as their sends complete, and when the session ends.
   std::deque<std::vector<std::byte>> scratch;
-  std::vector<std::vector<std::byte>> spare;
-  // However the session ends, no send may outlive its buffer.
+  struct GiveBack {
+    BufferPool& pool;
+    std::deque<std::vector<std::byte>>& scratch;
+    ~GiveBack() {
+      for (auto& b : scratch)
+        pool.give(std::move(b));
+    }
+  } give_back{buffers, scratch};
+  // However the session ends, no send may outlive its buffer (this runs before GiveBack).
   struct Abandon {
     DataLink& link;
     ~Abandon() {
@@ -109,15 +116,9 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
   } abandon{data};
   const auto release_sent = [&] {
     while (scratch.size() > data.sends_in_flight()) {
-      spare.push_back(std::move(scratch.front()));
+      buffers.give(std::move(scratch.front()));
       scratch.pop_front();
     }
-  };
-  const auto next_buffer = [&]() -> std::vector<std::byte>& {
-    if (spare.empty()) return scratch.emplace_back();
-    scratch.push_back(std::move(spare.back()));
-    spare.pop_back();
-    return scratch.back();
   };
   for (;;) {
     // While chunks are on their way the next frame is taken only once it is there, so that the
@@ -185,8 +186,15 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
           KVS_RETURN_IF_ERROR(data.finish_sends(kMaxSendsInFlight - 1, Clock::now() + idle));
           release_sent();
         }
-        auto bytes = streams[stream]->read(index, level, next_buffer());
+        // Push mode knows only a bound, and its encoder grows the buffer to what it writes.
+        std::vector<std::byte>& buffer =
+            scratch.emplace_back(buffers.take(info.exact_sizes ? info.size(index, level) : 0));
+        auto bytes = streams[stream]->read(index, level, buffer);
         if (!bytes) return refuse(bytes.error());
+        if (buffer.empty() && buffer.capacity() > 0) {
+          buffers.give(std::move(buffer));  // the source holds the bytes: no copy was made
+          buffer = {};
+        }
         KVS_RETURN_IF_ERROR(data.start_send(tag, *bytes));
         break;
       }
@@ -194,6 +202,13 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
         return refuse(bad(fmt::format("unexpected {} frame", frame_type_name(f->type))));
     }
   }
+}
+
+Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
+                     std::chrono::milliseconds idle) {
+  // The session's own buffers, kept while it lasts.
+  BufferPool buffers(std::numeric_limits<std::size_t>::max());
+  return serve_session(control, data, source, idle, buffers);
 }
 
 Status serve_session(ControlChannel& control, DataLink& data, const std::filesystem::path& dir,

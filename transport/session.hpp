@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "buffer_pool.hpp"
 #include "control.hpp"
 #include "data_link.hpp"
 #include "kvstream/archive.hpp"
@@ -58,7 +59,10 @@ Status check_context_id(std::string_view id);
 
 // Serves one authenticated receiver from `source` until it closes, breaks the protocol, goes
 // silent for `idle`, or its data link fails. A bad request gets an error frame naming it and
-// ends this session only.
+// ends this session only. Chunks are read into buffers from `buffers` (a server's sessions share
+// one); without it the session keeps its own while it lasts.
+Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
+                     std::chrono::milliseconds idle, BufferPool& buffers);
 Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& source,
                      std::chrono::milliseconds idle);
 // The same from the archives in `dir` (store mode).

@@ -128,6 +128,25 @@ Expected<std::unique_ptr<UcxEndpoint>> UcxEndpoint::connect(std::shared_ptr<UcxW
   return ep;
 }
 
+Status UcxEndpoint::flush(Clock::time_point deadline) {
+  ucp_request_param_t param{};
+  const ucs_status_ptr_t request = ucp_ep_flush_nbx(h_, &param);
+  if (request == nullptr) return Status::ok();
+  if (UCS_PTR_IS_ERR(request)) return ucx_status(UCS_PTR_STATUS(request), "ucp_ep_flush_nbx");
+  // Not UcxWorker::wait: a flush cannot be cancelled, so a silent peer would hold it forever.
+  ucs_status_t s = UCS_INPROGRESS;
+  while ((s = ucp_request_check_status(request)) == UCS_INPROGRESS) {
+    if (worker_->progress()) continue;
+    if (Clock::now() >= deadline) {
+      ucp_request_free(request);  // UCX releases it when it completes
+      return Status(Errc::timeout, "UCX endpoint wireup: the peer did not answer in time");
+    }
+    std::this_thread::yield();
+  }
+  ucp_request_free(request);
+  return ucx_status(s, "UCX endpoint wireup");
+}
+
 UcxEndpoint::~UcxEndpoint() {
   close(!failure_.is_ok());
 }

@@ -99,6 +99,9 @@ class UcxEndpoint {
   // The error UCX reported for the peer, if any (set from UCX's error callback or abort()).
   const Status& failure() const noexcept { return failure_; }
   ErrorMode mode() const noexcept { return mode_; }
+  // Completes UCX's wireup of the endpoint (UCX connects its lanes lazily, and the peer's worker
+  // must make progress too) by `deadline`; timeout when the peer does not answer by then.
+  Status flush(Clock::time_point deadline);
   // Declares the peer failed for `why` and force-closes the endpoint now: UCX completes every
   // request still outstanding on it with an error, so none waits on a dead peer.
   void abort(Status why);

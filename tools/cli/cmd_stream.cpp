@@ -30,7 +30,7 @@ int usage_error(std::string_view command, const Status& s) {
 
 int run_serve(std::span<const std::string_view> args) {
   std::string dir, listen = "0.0.0.0:13338", secret_file, rate;
-  std::int64_t idle_s = 60;
+  std::int64_t idle_s = 60, keep_mib = 512;
   ArgParser p("kvstream serve",
               "Serves every context archive (<id>.kva) in a folder to authenticated receivers\n"
               "until interrupted (SIGINT or SIGTERM). The secret comes from --secret-file or\n"
@@ -39,7 +39,11 @@ int run_serve(std::span<const std::string_view> args) {
       .option("--listen", "ADDR:PORT", "control-plane address (port 0: any free port)", &listen)
       .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file)
       .option("--idle", "S", "seconds a silent session is kept", &idle_s, 1, 86400)
-      .option("--rate", "RATE", "pace each session's chunks, e.g. 2gbit or 500mbit", &rate);
+      .option("--rate", "RATE", "pace each session's chunks, e.g. 2gbit or 500mbit", &rate)
+      .option("--keep-buffers", "MIB",
+              "free chunk buffers kept for later chunks and sessions (fresh ones cost page "
+              "faults while no send moves)",
+              &keep_mib, 0, 1 << 20);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   auto where = parse_host_port(listen);
   if (!where) return usage_error(p.command(), where.error());
@@ -66,6 +70,7 @@ int run_serve(std::span<const std::string_view> args) {
   o.port = where->second;
   o.idle = std::chrono::seconds(idle_s);
   o.rate_bits_per_second = bits_per_second;
+  o.keep_buffer_bytes = static_cast<std::size_t>(keep_mib) << 20;
   o.log = [](const std::string& line) { fmt::print(stderr, "kvstream serve: {}\n", line); };
   auto server = StreamServer::start(o, std::move(*secret));
   if (!server) return report_failure(p.command(), server.error());
