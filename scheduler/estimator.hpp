@@ -53,9 +53,11 @@ class GoodputEstimator {
     double high_outlier = 3.0;  // faster than this × the median: ignored
     double min_band = 0.05;     // the bound is at least this fraction below the estimate
     double max_band = 0.5;      // ... at most this far
-    // ... and this far while it rests on a seed (a nominal rate can be off by 10x: about
-    // 1/sqrt(10) of it), or on one transfer.
-    double seed_band = 0.7;
+    // ... and this far while it rests on a seed, or on one transfer. A seed is often a nominal
+    // rate (UCX reports a veth's 10 Gbit/s for a link shaped to 1): the first chunk is planned
+    // as if the link could be 10 times slower, so that a wrong seed costs one small chunk,
+    // not a large one the deadline cannot afford.
+    double seed_band = 0.9;
     double one_sample_band = 0.3;
   };
   GoodputEstimator() : GoodputEstimator(Options{}) {}

@@ -41,10 +41,13 @@ class PlannerPolicy final : public Policy {
     in.committed = s.committed;
     in.done_loss = s.done_loss;
     Plan p = plan_rest(in);
-    if (!p.meets_deadline && s.estimate.bytes_per_s > in.rates.link_bytes_per_s) {
-      // Nothing fits the conservative bound: plan with the point estimate, whose plan (meeting
-      // the deadline or the fastest) is the likelier to be right.
-      in.rates.link_bytes_per_s = s.estimate.bytes_per_s;
+    if (!p.meets_deadline && s.estimate.samples > 0 &&
+        s.estimate.recent_bytes_per_s > in.rates.link_bytes_per_s) {
+      // Nothing fits the conservative bound: plan with the rate the link has shown lately, whose
+      // plan (meeting the deadline or the fastest) is the likelier to be right. Not the mean of
+      // the window, which after a step down still holds the faster chunks before it, and not a
+      // seed alone, which can be the interface's nominal rate.
+      in.rates.link_bytes_per_s = s.estimate.recent_bytes_per_s;
       p = plan_rest(in);
     }
     return {p.choices.front(), p.finish, p.loss};

@@ -50,7 +50,9 @@ class Policy {
 // (Estimate::bound), or, when no plan meets the deadline at that rate, with its point estimate.
 // It keeps `margin` of the time left to the deadline in hand, for what no model sees (jitter,
 // a slow decode).
-std::unique_ptr<Policy> planner_policy(double margin = 0.05);
+// The planner keeps `margin` of the time left in hand (deadline - margin * (deadline - now)).
+inline constexpr double kPlanMargin = 0.05;
+std::unique_ptr<Policy> planner_policy(double margin = kPlanMargin);
 // Always `level` (with a one-level context: fp16 or int8 sent as they are).
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name);
 std::unique_ptr<Policy> recompute_policy();

@@ -4,6 +4,8 @@
 #include <deque>
 #include <limits>
 
+#include "revoke.hpp"
+
 namespace kvstream::scheduler {
 
 RunResult simulate(const SimSetup& setup, Policy& policy) {
@@ -27,7 +29,6 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
   std::vector<Choice> choices;
   std::vector<double> recompute_start(n, 0);  // absolute
   std::deque<std::uint32_t> slots;  // fetched chunks holding a receive slot, in request order
-  std::uint32_t fed = 0;            // fetched chunks the estimator has seen land
   double now = t0, link = t0, decoder = t0, engine = t0, all_ready = t0, last_throughput = 0;
 
   const auto ready_before = [&](double t) {
@@ -36,14 +37,121 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
       ++first;
     return first;
   };
+  // Fetches chunk c at `level`, asked now.
+  const auto fetch = [&](std::uint32_t c, std::uint32_t level) {
+    const ChunkCosts& cc = ctx.chunks[c];
+    ChunkRecord& rec = r.chunks[c];
+    rec.bytes = cc.level_bytes[level];
+    link =
+        trace.finish(std::max(link, now + setup.request_latency), static_cast<double>(rec.bytes));
+    rec.landed = link - t0;
+    const double decode = setup.decode_bytes_per_s > 0
+                              ? static_cast<double>(cc.raw_bytes) / setup.decode_bytes_per_s
+                              : 0.0;
+    decoder = std::max(decoder, link) + decode;
+    rec.ready = decoder - t0;
+    slots.push_back(c);
+    r.bytes += rec.bytes;
+  };
+  // Lands, in order, what the link has delivered by now; the rest is outstanding.
+  std::vector<bool> fed(n, false);  // fetched chunks the estimator has seen land
+  const auto land = [&] {
+    std::vector<Outstanding> outstanding;
+    std::vector<std::uint32_t> landed;
+    for (std::uint32_t c = 0; c < choices.size(); ++c) {
+      const ChunkRecord& rec = r.chunks[c];
+      if (choices[c].recompute() || fed[c]) continue;
+      if (rec.landed + t0 > now) {
+        outstanding.push_back({rec.decided + t0, rec.bytes});
+      } else {
+        landed.push_back(c);
+      }
+    }
+    // A fetched chunk that was a recompute first is asked after later chunks: feed by landing.
+    std::sort(landed.begin(), landed.end(), [&](std::uint32_t a, std::uint32_t b) {
+      return r.chunks[a].landed < r.chunks[b].landed;
+    });
+    for (std::uint32_t c : landed) {
+      const ChunkRecord& rec = r.chunks[c];
+      estimator.add({rec.decided + t0, rec.landed + t0, rec.bytes});
+      last_throughput = static_cast<double>(rec.bytes) / (rec.landed - rec.decided);
+      fed[c] = true;
+    }
+    std::sort(outstanding.begin(), outstanding.end(),
+              [](const Outstanding& a, const Outstanding& b) { return a.start < b.start; });
+    return outstanding;
+  };
+  // A queued recompute the engine has not started may become a fetch (revoke.hpp), as in
+  // fetch_adaptive; the recomputes queued after it are then scheduled again.
+  const auto revoke = [&](const std::vector<Outstanding>& outstanding) {
+    if (!(setup.recompute_tokens_per_s > 0)) return false;
+    std::vector<std::uint32_t> queued;
+    double engine_free = now;
+    for (std::uint32_t c = 0; c < choices.size(); ++c) {
+      if (!choices[c].recompute()) continue;
+      if (recompute_start[c] > now) {
+        queued.push_back(c);
+      } else if (r.chunks[c].ready + t0 > now) {
+        engine_free = r.chunks[c].ready + t0;
+      }
+    }
+    if (queued.empty()) return false;
+    const Estimate e = estimator.estimate(now, outstanding);
+    if (e.samples == 0) return false;
+    RevokeInput in;
+    in.ctx = &ctx;
+    in.now = now;
+    in.deadline = deadline - kPlanMargin * std::max(0.0, deadline - now);
+    in.queued = queued;
+    in.engine_free = engine_free;
+    in.link_free = std::max(link, now);
+    in.rates = rates;
+    in.rates.link_bytes_per_s = e.recent_bytes_per_s;
+    for (std::size_t c = choices.size(); c < n; ++c) {
+      const auto& b = ctx.chunks[c].level_bytes;
+      in.rest_bytes += static_cast<double>(*std::min_element(b.begin(), b.end()));
+    }
+    const auto rv = revoke_late_recompute(in);
+    if (!rv) return false;
+    const std::uint32_t c = queued[rv->index];
+    choices[c] = Choice::fetch(rv->level);
+    ChunkRecord& rec = r.chunks[c];
+    rec.choice = choices[c];
+    rec.decided = now - t0;
+    rec.estimate = e.bytes_per_s;
+    rec.estimate_low = e.low_bytes_per_s;
+    rec.predicted_finish = std::numeric_limits<double>::quiet_NaN();
+    fetch(c, rv->level);
+    engine = engine_free;
+    for (std::uint32_t q : queued) {
+      if (q == c) continue;
+      double before = t0;  // every chunk before q ready
+      for (std::uint32_t k = 0; k < q; ++k)
+        before = std::max(before, r.chunks[k].ready + t0);
+      recompute_start[q] = std::max(engine, before);
+      engine = recompute_start[q] + static_cast<double>(ctx.chunks[q].tokens) /
+                                        setup.recompute_tokens_per_s;
+      r.chunks[q].ready = engine - t0;
+    }
+    all_ready = t0;
+    for (std::uint32_t k = 0; k < choices.size(); ++k)
+      all_ready = std::max(all_ready, r.chunks[k].ready + t0);
+    return true;
+  };
   while (choices.size() < n || !slots.empty()) {
     // Free the slots whose chunks are decoded by now; if all are busy (or nothing is left to
     // decide), move to the next one's decoding.
     while (!slots.empty() && r.chunks[slots.front()].ready + t0 <= now)
       slots.pop_front();
-    if (choices.size() == n || slots.size() >= std::max(setup.window, 1u)) {
+    const bool slot_free = slots.size() < std::max(setup.window, 1u);
+    if (slot_free && revoke(land())) continue;
+    if (choices.size() == n || !slot_free) {
       if (slots.empty()) break;
-      now = std::max(now, r.chunks[slots.front()].ready + t0);
+      // The next landing (when a revocation may be due) or decoding, whichever is first.
+      double next = r.chunks[slots.front()].ready + t0;
+      for (std::uint32_t c : slots)
+        if (r.chunks[c].landed + t0 > now) next = std::min(next, r.chunks[c].landed + t0);
+      now = std::max(now, next);
       continue;
     }
     // A probing policy waits for its first fetched chunk to land before it asks for another.
@@ -54,19 +162,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
       now = r.chunks[slots.front()].landed + t0;
       continue;
     }
-    // Land, in order, what the link has delivered by now.
-    std::vector<Outstanding> outstanding;
-    for (std::uint32_t c = 0; c < choices.size(); ++c) {
-      const ChunkRecord& rec = r.chunks[c];
-      if (choices[c].recompute()) continue;
-      if (rec.landed + t0 > now) {
-        outstanding.push_back({rec.decided + t0, rec.bytes});
-      } else if (c >= fed) {
-        estimator.add({rec.decided + t0, rec.landed + t0, rec.bytes});
-        last_throughput = static_cast<double>(rec.bytes) / (rec.landed - rec.decided);
-        fed = c + 1;
-      }
-    }
+    const std::vector<Outstanding> outstanding = land();
     Situation s;
     s.ctx = &ctx;
     s.now = now;
@@ -110,21 +206,13 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
                    : std::numeric_limits<double>::infinity();
       rec.landed = now - t0;
       rec.ready = engine - t0;
+      all_ready = std::max(all_ready, rec.ready + t0);
+      choices.push_back(d.choice);
     } else {
-      rec.bytes = cc.level_bytes[d.choice.level];
-      link =
-          trace.finish(std::max(link, now + setup.request_latency), static_cast<double>(rec.bytes));
-      rec.landed = link - t0;
-      const double decode = setup.decode_bytes_per_s > 0
-                                ? static_cast<double>(cc.raw_bytes) / setup.decode_bytes_per_s
-                                : 0.0;
-      decoder = std::max(decoder, link) + decode;
-      rec.ready = decoder - t0;
-      slots.push_back(c);
-      r.bytes += rec.bytes;
+      choices.push_back(d.choice);
+      fetch(c, d.choice.level);
+      all_ready = std::max(all_ready, rec.ready + t0);
     }
-    all_ready = std::max(all_ready, rec.ready + t0);
-    choices.push_back(d.choice);
   }
   r.load_s = all_ready - t0;
   r.met = all_ready <= deadline;

@@ -3,7 +3,8 @@
 // after its request; the decoder takes them as they land; the engine recomputes a chunk once
 // every chunk before it is ready (finish_time's lanes); a receive slot is busy from request until
 // its chunk is decoded, as in StreamReceiver's fetch; a probing policy gets its first fetched
-// chunk's landing before it decides another fetch (Policy::probes_first).
+// chunk's landing before it decides another fetch (Policy::probes_first); and, as in
+// fetch_adaptive, a queued recompute that would end late may become a fetch (revoke.hpp).
 #pragma once
 
 #include <cstdint>

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "estimator.hpp"
+#include "revoke.hpp"
 #include "kvstream/codec.hpp"
 
 namespace kvstream::transport {
@@ -58,6 +59,10 @@ class AdaptiveSource final : public WantSource {
 
   Next next() override {
     std::lock_guard lock(mu_);
+    if (const auto w = revoke_late_recompute()) {
+      asked_.push_back(w->chunk);
+      return {Next::Kind::want, *w};
+    }
     while (choices_.size() < ctx_.chunk_count()) {
       // A probing policy's first fetched chunk lands before it is asked for another.
       if (policy_.probes_first() && !asked_.empty() &&
@@ -70,6 +75,10 @@ class AdaptiveSource final : public WantSource {
         return {Next::Kind::want, {chunk, choice.level}};
       }
     }
+    // All decided; a queued recompute may still turn into a fetch after the next landing.
+    const bool in_flight = std::any_of(asked_.begin(), asked_.end(),
+                                       [&](std::uint32_t c) { return !landed_[c]; });
+    if (in_flight && !queued_not_running().empty()) return {Next::Kind::wait, {}};
     return {};
   }
 
@@ -133,6 +142,68 @@ class AdaptiveSource final : public WantSource {
  private:
   double seconds(Clock::time_point t) const {
     return std::chrono::duration<double>(t - start_).count();
+  }
+
+  // The engine's queue without the chunk it is running (under mu_).
+  std::vector<std::uint32_t> queued_not_running() const {
+    std::vector<std::uint32_t> q;
+    for (std::uint32_t c : engine_queue_)
+      if (static_cast<std::int64_t>(c) != running_) q.push_back(c);
+    return q;
+  }
+
+  // A queued recompute that would end past the deadline, when fetching it now is sooner,
+  // becomes a fetch (scheduler/revoke.hpp); under mu_.
+  std::optional<StreamReceiver::Want> revoke_late_recompute() {
+    if (!o_.recompute || !(o_.recompute_tokens_per_s > 0)) return {};
+    const std::vector<std::uint32_t> queued = queued_not_running();
+    if (queued.empty()) return {};
+    const double now = seconds(Clock::now());
+    std::vector<scheduler::Outstanding> outstanding;
+    double in_flight = 0;
+    for (std::uint32_t c : asked_) {
+      const ChunkReport& r = report_.chunks[c];
+      if (landed_[c]) continue;
+      outstanding.push_back({r.decided, r.bytes});
+      in_flight += static_cast<double>(r.bytes);
+    }
+    const scheduler::Estimate e = estimator_.estimate(now, outstanding);
+    if (e.samples == 0) return {};  // nothing known of the link but a seed
+    scheduler::RevokeInput in;
+    in.ctx = &ctx_;
+    in.now = now;
+    in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
+    in.queued = queued;
+    in.engine_free = now;
+    if (running_ >= 0) {
+      const auto c = static_cast<std::uint32_t>(running_);
+      in.engine_free = seconds(running_since_) + static_cast<double>(ctx_.chunks[c].tokens) /
+                                                     o_.recompute_tokens_per_s;
+    }
+    // As the planner falls back to when nothing fits: the rate the link has shown lately.
+    in.rates.link_bytes_per_s = e.recent_bytes_per_s;
+    in.rates.decode_bytes_per_s = decode_rate_;
+    in.rates.recompute_tokens_per_s = o_.recompute_tokens_per_s;
+    in.link_free = now + in_flight / e.recent_bytes_per_s;
+    for (std::size_t c = choices_.size(); c < ctx_.chunk_count(); ++c) {
+      const auto& b = ctx_.chunks[c].level_bytes;
+      in.rest_bytes += static_cast<double>(*std::min_element(b.begin(), b.end()));
+    }
+    const auto r = scheduler::revoke_late_recompute(in);
+    if (!r) return {};
+    const std::uint32_t chunk = queued[r->index];
+    engine_queue_.erase(std::find(engine_queue_.begin(), engine_queue_.end(), chunk));
+    choices_[chunk] = Choice::fetch(r->level);
+    ChunkReport& rep = report_.chunks[chunk];
+    rep.choice = choices_[chunk];
+    rep.revoked_recompute = true;
+    rep.decided = now;
+    rep.estimate = e.bytes_per_s;
+    rep.estimate_low = e.low_bytes_per_s;
+    rep.predicted_finish = std::numeric_limits<double>::quiet_NaN();
+    rep.bytes = ctx_.chunks[chunk].level_bytes[r->level];
+    cv_.notify_all();
+    return StreamReceiver::Want{chunk, r->level};
   }
 
   // Decides the next chunk (under mu_); a recompute goes to the engine's queue.

@@ -43,6 +43,9 @@ struct ChunkReport {
   double decided = 0, landed = 0, ready = 0;
   double estimate = 0, estimate_low = 0;  // bytes/s when decided
   double predicted_finish = 0;            // the policy's, when decided (NaN: none)
+  // Handed to the engine, then fetched instead before the engine started it: its recompute
+  // would have ended past the deadline (scheduler/revoke.hpp). `decided` is when it changed.
+  bool revoked_recompute = false;
 };
 
 struct AdaptiveReport {

@@ -108,9 +108,10 @@ decltype(transport::AdaptiveOptions::recompute) standin_engine(double tokens_per
 
 std::string describe_chunk(const transport::ChunkReport& c, std::uint32_t chunks) {
   return fmt::format(
-      "chunk {}/{}: {}, {} bytes; decided {} ms, landed {} ms, ready {} ms; estimate {} Gbit/s "
+      "chunk {}/{}: {}{}, {} bytes; decided {} ms, landed {} ms, ready {} ms; estimate {} Gbit/s "
       "(plan with {})",
-      c.chunk + 1, chunks, to_string(c.choice), c.bytes, ms(c.decided), ms(c.landed), ms(c.ready),
+      c.chunk + 1, chunks, to_string(c.choice),
+      c.revoked_recompute ? " (its recompute would have been late)" : "", c.bytes, ms(c.decided), ms(c.landed), ms(c.ready),
       gbit(c.estimate), gbit(c.estimate_low));
 }
 
@@ -127,10 +128,11 @@ std::string report_json(const transport::AdaptiveReport& r, std::string_view con
     out += fmt::format(
         "{}{{\"chunk\": {}, \"choice\": {}, \"level\": {}, \"bytes\": {}, \"decided_ms\": {}, "
         "\"landed_ms\": {}, \"ready_ms\": {}, \"estimate_gbps\": {}, \"estimate_low_gbps\": {}, "
-        "\"predicted_finish_ms\": {}}}",
+        "\"predicted_finish_ms\": {}, \"revoked_recompute\": {}}}",
         i ? ", " : "", c.chunk, json_string(to_string(c.choice)),
         c.choice.fetched() ? std::to_string(c.choice.level) : "null", c.bytes, ms(c.decided),
-        ms(c.landed), ms(c.ready), gbit(c.estimate), gbit(c.estimate_low), ms(c.predicted_finish));
+        ms(c.landed), ms(c.ready), gbit(c.estimate), gbit(c.estimate_low), ms(c.predicted_finish),
+        c.revoked_recompute);
   }
   return out + "]}\n";
 }

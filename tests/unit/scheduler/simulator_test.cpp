@@ -137,5 +137,37 @@ TEST(Simulator, ThePlannerRidesOutAStepDownThatFixedLevelsCannot) {
   EXPECT_LT(after, before);
 }
 
+// Recomputes the chunks it is told to, fetches the rest at level 1.
+class SplitPolicy final : public Policy {
+ public:
+  explicit SplitPolicy(std::vector<bool> recompute) : recompute_(std::move(recompute)) {}
+  std::string name() const override { return "split"; }
+  Decision decide(const Situation& s) override {
+    return {recompute_[s.next()] ? Choice::recomputed() : Choice::fetch(1), 0, 0};
+  }
+
+ private:
+  std::vector<bool> recompute_;
+};
+
+TEST(Simulator, AQueuedRecomputeThatWouldBeLateIsFetchedInstead) {
+  const ContextCosts ctx = toy_context(4);
+  const Trace trace = Trace::constant(1000 * kGbitPerBytePerS);
+  SimSetup s = setup_for(ctx, trace, 5);
+  s.window = 2;
+  s.recompute_tokens_per_s = 50;  // 2 s a chunk
+  // Chunks 0 and 1 on the engine until 4 s; chunk 2 lands at 0.4 s; chunk 3 would be
+  // recomputed from 4 s to 6 s. Once chunk 2 has shown the link's rate, chunk 3 is fetched
+  // instead, at level 0 (800 bytes, landed by 1.2 s).
+  SplitPolicy policy({true, true, false, true});
+  const RunResult r = simulate(s, policy);
+  EXPECT_EQ(r.chunks[3].choice, Choice::fetch(0));
+  EXPECT_DOUBLE_EQ(r.chunks[3].decided, 0.4);
+  EXPECT_DOUBLE_EQ(r.chunks[3].landed, 1.2);
+  EXPECT_DOUBLE_EQ(r.load_s, 4);
+  EXPECT_TRUE(r.met);
+  EXPECT_EQ(r.bytes, 1200u);
+}
+
 }  // namespace
 }  // namespace kvstream::scheduler

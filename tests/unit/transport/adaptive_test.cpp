@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "session_fixture.hpp"
@@ -129,6 +130,37 @@ TEST(Adaptive, TheEngineRecomputesInOrderOnceTheChunksBeforeAreThere) {
   EXPECT_EQ(report.bytes, std::uint64_t{r.info.size(1, 1)} + r.info.size(3, 1));
   EXPECT_EQ(report.chunks[2].choice, Choice::recomputed());
   EXPECT_GE(report.chunks[2].ready, report.chunks[1].ready);
+}
+
+TEST(Adaptive, AQueuedRecomputeThatWouldBeLateIsFetchedInstead) {
+  Receiving r;
+  // Chunks 0, 1 and 3 to the engine, 0.3 s each and one at a time: chunk 3 would be ready at
+  // 0.9 s, past the 0.75 s deadline, while the link could bring it at once.
+  SplitPolicy policy({true, true, false, true});
+  std::mutex mu;
+  std::vector<std::uint32_t> calls;
+  AdaptiveOptions a;
+  a.deadline_s = 0.75;
+  a.policy = &policy;
+  a.recompute_tokens_per_s = 32 / 0.3;
+  a.recompute = [&](std::uint32_t chunk, std::uint32_t, std::span<const std::int32_t>) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    std::lock_guard lock(mu);
+    calls.push_back(chunk);
+    return Status::ok();
+  };
+  AdaptiveReport report;
+  const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report);
+  ASSERT_TRUE(s.is_ok()) << s.to_string();
+  EXPECT_EQ(calls, (std::vector<std::uint32_t>{0, 1}));
+  const ChunkReport& c3 = report.chunks[3];
+  EXPECT_TRUE(c3.revoked_recompute);
+  EXPECT_EQ(c3.choice, Choice::fetch(0));  // level 0 is in time: the least loss
+  EXPECT_GE(c3.decided, report.chunks[2].landed);  // decided again once the link was measured
+  EXPECT_FALSE(report.chunks[1].revoked_recompute);
+  EXPECT_TRUE(report.met) << report.load_s;
+  expect_chunks_match(r.served, r.kv, report);
+  EXPECT_EQ(report.bytes, std::uint64_t{r.info.size(2, 1)} + r.info.size(3, 0));
 }
 
 TEST(Adaptive, AFailedRecomputeEndsTheFetchNamingTheChunk) {

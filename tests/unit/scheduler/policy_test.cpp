@@ -1,0 +1,57 @@
+// The planner policy's use of the estimate: which rate it plans with when the conservative
+// bound leaves no plan that meets the deadline.
+#include "policy.hpp"
+
+#include <gtest/gtest.h>
+
+#include "toy_context.hpp"
+
+namespace kvstream::scheduler {
+namespace {
+
+using testing::toy_context;
+
+Situation at_start(const ContextCosts& ctx, double deadline, const Estimate& e) {
+  Situation s;
+  s.ctx = &ctx;
+  s.now = 0;
+  s.deadline = deadline;
+  s.estimate = e;
+  s.lanes = Lanes::at(0);
+  return s;
+}
+
+TEST(PlannerPolicy, AfterAStepDownItPlansWithTheRecentRateNotTheWindowsMean) {
+  const ContextCosts ctx = toy_context();
+  // The window still averages 100 B/s, but the latest chunk came at 20 B/s (a step down).
+  Estimate e;
+  e.bytes_per_s = 100;
+  e.recent_bytes_per_s = 20;
+  e.band = 0.5;
+  e.low_bytes_per_s = 10;
+  e.samples = 5;
+  // 28.5 s after the margin: at the bound (14.2 B/s) even 600 bytes take 42 s; at the mean,
+  // level 0 (2400 bytes) would fit; at the recent rate the fastest plan takes 30 s.
+  const auto planner = planner_policy();
+  const Decision d = planner->decide(at_start(ctx, 30, e));
+  EXPECT_EQ(d.choice, Choice::fetch(2));
+  EXPECT_DOUBLE_EQ(d.predicted_finish, 30);
+}
+
+TEST(PlannerPolicy, ASeedAloneIsNeverTakenAtFaceValue) {
+  const ContextCosts ctx = toy_context();
+  // A seed of 1000 B/s (a nominal rate), nothing landed yet: the bound is a tenth of it.
+  Estimate e;
+  e.bytes_per_s = e.recent_bytes_per_s = 1000;
+  e.band = 0.9;
+  e.low_bytes_per_s = 100;
+  // 1.9 s after the margin: at the seed levels 1 and 0 would fit; at the bound nothing does, so
+  // the first chunk is the smallest (600 bytes at 100 B/s: 6 s).
+  const auto planner = planner_policy();
+  const Decision d = planner->decide(at_start(ctx, 2, e));
+  EXPECT_EQ(d.choice, Choice::fetch(2));
+  EXPECT_DOUBLE_EQ(d.predicted_finish, 6);
+}
+
+}  // namespace
+}  // namespace kvstream::scheduler
