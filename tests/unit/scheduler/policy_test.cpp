@@ -21,15 +21,20 @@ Situation at_start(const ContextCosts& ctx, double deadline, const Estimate& e) 
   return s;
 }
 
+Estimate estimate(double mean, double recent, double band, std::size_t samples) {
+  Estimate e;
+  e.bytes_per_s = mean;
+  e.recent_bytes_per_s = recent;
+  e.band = band;
+  e.low_bytes_per_s = recent * (1 - band);
+  e.samples = samples;
+  return e;
+}
+
 TEST(PlannerPolicy, AfterAStepDownItPlansWithTheRecentRateNotTheWindowsMean) {
   const ContextCosts ctx = toy_context();
   // The window still averages 100 B/s, but the latest chunk came at 20 B/s (a step down).
-  Estimate e;
-  e.bytes_per_s = 100;
-  e.recent_bytes_per_s = 20;
-  e.band = 0.5;
-  e.low_bytes_per_s = 10;
-  e.samples = 5;
+  const Estimate e = estimate(100, 20, 0.5, 5);
   // 28.5 s after the margin: at the bound (14.2 B/s) even 600 bytes take 42 s; at the mean,
   // level 0 (2400 bytes) would fit; at the recent rate the fastest plan takes 30 s.
   const auto planner = planner_policy();
@@ -41,10 +46,7 @@ TEST(PlannerPolicy, AfterAStepDownItPlansWithTheRecentRateNotTheWindowsMean) {
 TEST(PlannerPolicy, ASeedAloneIsNeverTakenAtFaceValue) {
   const ContextCosts ctx = toy_context();
   // A seed of 1000 B/s (a nominal rate), nothing landed yet: the bound is a tenth of it.
-  Estimate e;
-  e.bytes_per_s = e.recent_bytes_per_s = 1000;
-  e.band = 0.9;
-  e.low_bytes_per_s = 100;
+  const Estimate e = estimate(1000, 1000, 0.9, 0);
   // 1.9 s after the margin: at the seed levels 1 and 0 would fit; at the bound nothing does, so
   // the first chunk is the smallest (600 bytes at 100 B/s: 6 s).
   const auto planner = planner_policy();

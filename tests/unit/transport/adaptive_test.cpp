@@ -82,6 +82,23 @@ TEST(Adaptive, ASlowLinkGetsSmallerLevels) {
   }
 }
 
+// The chunks an engine callback was given, in order (it runs on the fetch's engine thread).
+class CallLog {
+ public:
+  void add(std::uint32_t chunk) {
+    std::lock_guard lock(mu_);
+    calls_.push_back(chunk);
+  }
+  std::vector<std::uint32_t> calls() const {
+    std::lock_guard lock(mu_);
+    return calls_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::uint32_t> calls_;
+};
+
 // Recomputes the chunks it is told to, fetches the rest at level 1.
 class SplitPolicy final : public scheduler::Policy {
  public:
@@ -99,8 +116,7 @@ TEST(Adaptive, TheEngineRecomputesInOrderOnceTheChunksBeforeAreThere) {
   Receiving r;
   const KvBuffer lossless = r.served.expected(0);
   SplitPolicy policy({true, false, true, false});
-  std::mutex mu;
-  std::vector<std::uint32_t> calls;
+  CallLog log;
   AdaptiveOptions a;
   a.deadline_s = 30;
   a.policy = &policy;
@@ -116,14 +132,13 @@ TEST(Adaptive, TheEngineRecomputesInOrderOnceTheChunksBeforeAreThere) {
         for (std::uint32_t t = begin; t < end; ++t)
           std::memcpy(r.kv.view().row(l, p, t), lossless.view().row(l, p, t),
                       lossless.layout().row_bytes());
-    std::lock_guard lock(mu);
-    calls.push_back(chunk);
+    log.add(chunk);
     return Status::ok();
   };
   AdaptiveReport report;
   const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report);
   ASSERT_TRUE(s.is_ok()) << s.to_string();
-  EXPECT_EQ(calls, (std::vector<std::uint32_t>{0, 2}));
+  EXPECT_EQ(log.calls(), (std::vector<std::uint32_t>{0, 2}));
   EXPECT_TRUE(same_tokens(r.kv, lossless, 0, 32));
   EXPECT_TRUE(same_tokens(r.kv, lossless, 64, 96));
   expect_chunks_match(r.served, r.kv, report);
@@ -137,25 +152,22 @@ TEST(Adaptive, AQueuedRecomputeThatWouldBeLateIsFetchedInstead) {
   // Chunks 0, 1 and 3 to the engine, 0.3 s each and one at a time: chunk 3 would be ready at
   // 0.9 s, past the 0.75 s deadline, while the link could bring it at once.
   SplitPolicy policy({true, true, false, true});
-  std::mutex mu;
-  std::vector<std::uint32_t> calls;
+  CallLog log;
   AdaptiveOptions a;
   a.deadline_s = 0.75;
   a.policy = &policy;
   a.recompute_tokens_per_s = 32 / 0.3;
   a.recompute = [&](std::uint32_t chunk, std::uint32_t, std::span<const std::int32_t>) {
     std::this_thread::sleep_for(std::chrono::milliseconds(300));
-    std::lock_guard lock(mu);
-    calls.push_back(chunk);
+    log.add(chunk);
     return Status::ok();
   };
   AdaptiveReport report;
-  const Status s = fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report);
-  ASSERT_TRUE(s.is_ok()) << s.to_string();
-  EXPECT_EQ(calls, (std::vector<std::uint32_t>{0, 1}));
+  ASSERT_TRUE(fetch_adaptive(r.receiver, r.info, r.kv.view(), {}, a, report).is_ok());
+  EXPECT_EQ(log.calls(), (std::vector<std::uint32_t>{0, 1}));
   const ChunkReport& c3 = report.chunks[3];
   EXPECT_TRUE(c3.revoked_recompute);
-  EXPECT_EQ(c3.choice, Choice::fetch(0));  // level 0 is in time: the least loss
+  EXPECT_EQ(c3.choice, Choice::fetch(0));          // level 0 is in time: the least loss
   EXPECT_GE(c3.decided, report.chunks[2].landed);  // decided again once the link was measured
   EXPECT_FALSE(report.chunks[1].revoked_recompute);
   EXPECT_TRUE(report.met) << report.load_s;
