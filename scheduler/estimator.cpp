@@ -48,7 +48,7 @@ Estimate GoodputEstimator::estimate(double now, std::span<const Outstanding> out
     e.recent_bytes_per_s = std::min(e.bytes_per_s, samples_.back().rate());
   } else if (seed_ > 0) {
     e.bytes_per_s = e.recent_bytes_per_s = seed_;
-    e.band = o_.seed_band;
+    e.band = seed_kind_ == Seed::configured ? o_.configured_seed_band : o_.seed_band;
   }
   // The oldest outstanding transfer has had the link since it was asked for or since the last
   // landing; if it has taken longer than the bound allows, the link is slower than that.

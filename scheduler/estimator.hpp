@@ -58,13 +58,20 @@ class GoodputEstimator {
     // as if the link could be 10 times slower, so that a wrong seed costs one small chunk,
     // not a large one the deadline cannot afford.
     double seed_band = 0.9;
+    // A seed someone configured for this link (a known rate, a pacer's) is trusted like one
+    // transfer.
+    double configured_seed_band = 0.3;
     double one_sample_band = 0.3;
   };
   GoodputEstimator() : GoodputEstimator(Options{}) {}
   explicit GoodputEstimator(Options options) : o_(options) {}
 
   // A prior (e.g. from ucp_ep_evaluate_perf or configuration), used until a transfer lands.
-  void seed(double bytes_per_s) { seed_ = bytes_per_s; }
+  enum class Seed { nominal, configured };
+  void seed(double bytes_per_s, Seed kind = Seed::nominal) {
+    seed_ = bytes_per_s;
+    seed_kind_ = kind;
+  }
   // Transfers in the order they landed. Ones with no bytes or no charged time are ignored.
   void add(const Transfer& t);
   // The estimate at `now`, given the transfers still outstanding, oldest first.
@@ -79,6 +86,7 @@ class GoodputEstimator {
   };
   Options o_;
   double seed_ = 0;
+  Seed seed_kind_ = Seed::nominal;
   double last_end_ = -1e300;
   bool any_ = false;
   std::deque<Sample> samples_;

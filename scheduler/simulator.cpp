@@ -129,8 +129,8 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
       for (std::uint32_t k = 0; k < q; ++k)
         before = std::max(before, r.chunks[k].ready + t0);
       recompute_start[q] = std::max(engine, before);
-      engine = recompute_start[q] + static_cast<double>(ctx.chunks[q].tokens) /
-                                        setup.recompute_tokens_per_s;
+      engine = recompute_start[q] +
+               static_cast<double>(ctx.chunks[q].tokens) / setup.recompute_tokens_per_s;
       r.chunks[q].ready = engine - t0;
     }
     all_ready = t0;

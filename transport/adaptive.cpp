@@ -14,8 +14,8 @@
 #include <thread>
 
 #include "estimator.hpp"
-#include "revoke.hpp"
 #include "kvstream/codec.hpp"
+#include "revoke.hpp"
 
 namespace kvstream::transport {
 
@@ -44,9 +44,9 @@ class AdaptiveSource final : public WantSource {
  public:
   AdaptiveSource(const StreamInfo& info, const scheduler::ContextCosts& ctx,
                  const AdaptiveOptions& o, scheduler::Policy& policy, double seed,
-                 AdaptiveReport& report)
+                 scheduler::GoodputEstimator::Seed seed_kind, AdaptiveReport& report)
       : info_(info), ctx_(ctx), o_(o), policy_(policy), report_(report) {
-    if (seed > 0) estimator_.seed(seed);
+    if (seed > 0) estimator_.seed(seed, seed_kind);
     decode_rate_ = o.decode_bytes_per_s;
     report_.chunks.assign(ctx.chunk_count(), {});
     ready_.assign(ctx.chunk_count(), false);
@@ -76,8 +76,8 @@ class AdaptiveSource final : public WantSource {
       }
     }
     // All decided; a queued recompute may still turn into a fetch after the next landing.
-    const bool in_flight = std::any_of(asked_.begin(), asked_.end(),
-                                       [&](std::uint32_t c) { return !landed_[c]; });
+    const bool in_flight =
+        std::any_of(asked_.begin(), asked_.end(), [&](std::uint32_t c) { return !landed_[c]; });
     if (in_flight && !queued_not_running().empty()) return {Next::Kind::wait, {}};
     return {};
   }
@@ -177,8 +177,8 @@ class AdaptiveSource final : public WantSource {
     in.engine_free = now;
     if (running_ >= 0) {
       const auto c = static_cast<std::uint32_t>(running_);
-      in.engine_free = seconds(running_since_) + static_cast<double>(ctx_.chunks[c].tokens) /
-                                                     o_.recompute_tokens_per_s;
+      in.engine_free = seconds(running_since_) +
+                       static_cast<double>(ctx_.chunks[c].tokens) / o_.recompute_tokens_per_s;
     }
     // As the planner falls back to when nothing fits: the rate the link has shown lately.
     in.rates.link_bytes_per_s = e.recent_bytes_per_s;
@@ -353,12 +353,17 @@ Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const Kv
   const auto planner = scheduler::planner_policy();
   scheduler::Policy& policy = adaptive.policy ? *adaptive.policy : *planner;
   const std::uint32_t max_size = *std::max_element(info.sizes.begin(), info.sizes.end());
+  // A configured seed is a known rate; UCX's is the interface's nominal one.
   double seed = adaptive.seed_bytes_per_s;
-  if (!(seed > 0)) seed = receiver.link_estimate(info.size(0, 0));
+  auto seed_kind = scheduler::GoodputEstimator::Seed::configured;
+  if (!(seed > 0)) {
+    seed = receiver.link_estimate(info.size(0, 0));
+    seed_kind = scheduler::GoodputEstimator::Seed::nominal;
+  }
 
   // The slots are made before the deadline's clock starts: setting up is not fetching.
   receiver.reserve_slots(std::max(options.window, 1u), max_size);
-  AdaptiveSource source(info, ctx, adaptive, policy, seed, report);
+  AdaptiveSource source(info, ctx, adaptive, policy, seed, seed_kind, report);
   // Decode here (or in the caller's consumer), timed, so that the plan uses this machine's speed.
   StreamReceiver::FetchOptions o = options;
   ChunkDecoder decoder;

@@ -21,7 +21,9 @@ struct AdaptiveOptions {
   // worse than the one below it by one unit, so the planner takes the lowest level that fits.
   std::vector<double> level_loss;
   scheduler::Policy* policy = nullptr;  // null: the planner
-  // The link's goodput before any chunk lands; 0: UCX's estimate for the endpoint, if any.
+  // The link's goodput before any chunk lands, as configured (trusted like one landed chunk);
+  // 0: UCX's estimate for the endpoint, if any (the interface's nominal rate: planned with at a
+  // tenth).
   double seed_bytes_per_s = 0;
   // Until two chunks are decoded (0: free); then measured (the first one is not: it pays for
   // the decoder's scratch).

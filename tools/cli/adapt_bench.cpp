@@ -160,10 +160,10 @@ std::string summarize(std::vector<RunRow>& rows) {
   // and int8 travel as raw messages the planner cannot choose; runs only they met are counted
   // on a second line.
   const auto is_option = [](const std::string& p) {
-    return p == "recompute" || (p.size() > 1 && p[0] == 'L' &&
-                                std::all_of(p.begin() + 1, p.end(), [](char c) {
-                                  return std::isdigit(static_cast<unsigned char>(c));
-                                }));
+    return p == "recompute" ||
+           (p.size() > 1 && p[0] == 'L' && std::all_of(p.begin() + 1, p.end(), [](char c) {
+              return std::isdigit(static_cast<unsigned char>(c));
+            }));
   };
   const auto key = [](const RunRow& r) {
     return fmt::format("{}|{}|{}|{}", r.mode, r.trace, r.deadline_s, r.run);

@@ -111,8 +111,8 @@ std::string describe_chunk(const transport::ChunkReport& c, std::uint32_t chunks
       "chunk {}/{}: {}{}, {} bytes; decided {} ms, landed {} ms, ready {} ms; estimate {} Gbit/s "
       "(plan with {})",
       c.chunk + 1, chunks, to_string(c.choice),
-      c.revoked_recompute ? " (its recompute would have been late)" : "", c.bytes, ms(c.decided), ms(c.landed), ms(c.ready),
-      gbit(c.estimate), gbit(c.estimate_low));
+      c.revoked_recompute ? " (its recompute would have been late)" : "", c.bytes, ms(c.decided),
+      ms(c.landed), ms(c.ready), gbit(c.estimate), gbit(c.estimate_low));
 }
 
 std::string report_json(const transport::AdaptiveReport& r, std::string_view context,

@@ -16,6 +16,10 @@ TEST(Estimator, KnowsNothingUntilSeededOrFed) {
   EXPECT_DOUBLE_EQ(s.low_bytes_per_s, 100);  // a seed can be off by 10x
   EXPECT_EQ(s.samples, 0u);
   EXPECT_DOUBLE_EQ(s.bound(100), 100);  // and that does not average out over many transfers
+  // A rate someone configured is trusted like one transfer.
+  e.seed(1000, GoodputEstimator::Seed::configured);
+  EXPECT_DOUBLE_EQ(e.estimate(0).low_bytes_per_s, 700);
+  EXPECT_DOUBLE_EQ(e.estimate(0).bound(100), 700);
 }
 
 TEST(Estimator, ChargesOverlappingTransfersOnlyTheLinkTimeTheyAdd) {
