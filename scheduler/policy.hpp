@@ -44,6 +44,9 @@ class Policy {
   // True for a policy that acts on measurements: until a fetched chunk has landed, it is not
   // asked for a second one (the first is a probe; a prior wrong by 10x commits only one chunk).
   virtual bool probes_first() const { return false; }
+  // True for a policy whose recomputes the fetch may turn into fetches while the engine has not
+  // started them and they would end late (revoke.hpp). Baselines are run as published.
+  virtual bool revokes_late_recomputes() const { return false; }
 };
 
 // Plans the rest of the context with the estimator's conservative bound for the chunks left

@@ -84,7 +84,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
   // A queued recompute the engine has not started may become a fetch (revoke.hpp), as in
   // fetch_adaptive; the recomputes queued after it are then scheduled again.
   const auto revoke = [&](const std::vector<Outstanding>& outstanding) {
-    if (!(setup.recompute_tokens_per_s > 0)) return false;
+    if (!policy.revokes_late_recomputes() || !(setup.recompute_tokens_per_s > 0)) return false;
     std::vector<std::uint32_t> queued;
     double engine_free = now;
     for (std::uint32_t c = 0; c < choices.size(); ++c) {

@@ -155,7 +155,8 @@ class AdaptiveSource final : public WantSource {
   // A queued recompute that would end past the deadline, when fetching it now is sooner,
   // becomes a fetch (scheduler/revoke.hpp); under mu_.
   std::optional<StreamReceiver::Want> revoke_late_recompute() {
-    if (!o_.recompute || !(o_.recompute_tokens_per_s > 0)) return {};
+    if (!policy_.revokes_late_recomputes() || !o_.recompute || !(o_.recompute_tokens_per_s > 0))
+      return {};
     const std::vector<std::uint32_t> queued = queued_not_running();
     if (queued.empty()) return {};
     const double now = seconds(Clock::now());

@@ -95,16 +95,20 @@ Status serve_session(ControlChannel& control, DataLink& data, ChunkSource& sourc
                      std::chrono::milliseconds idle, BufferPool& buffers) {
   std::vector<std::unique_ptr<SourceStream>> streams;  // stream id = index
   // The buffers of the sends in flight, oldest first (empty where the source holds the bytes).
-  // They go back to `buffers` as their sends complete, and when the session ends.
+  // They go back to `buffers` as their sends complete, and when the session ends; those of
+  // sends a stranded link still holds are freed, never handed to another session.
   std::deque<std::vector<std::byte>> scratch;
   struct GiveBack {
     BufferPool& pool;
     std::deque<std::vector<std::byte>>& scratch;
+    DataLink& link;
     ~GiveBack() {
-      for (auto& b : scratch)
-        pool.give(std::move(b));
+      // Sends complete oldest first.
+      const std::size_t done = scratch.size() - std::min(scratch.size(), link.sends_in_flight());
+      for (std::size_t i = 0; i < done; ++i)
+        pool.give(std::move(scratch[i]));
     }
-  } give_back{buffers, scratch};
+  } give_back{buffers, scratch, data};
   // However the session ends, no send may outlive its buffer (this runs before GiveBack).
   struct Abandon {
     DataLink& link;

@@ -140,14 +140,17 @@ TEST(Simulator, ThePlannerRidesOutAStepDownThatFixedLevelsCannot) {
 // Recomputes the chunks it is told to, fetches the rest at level 1.
 class SplitPolicy final : public Policy {
  public:
-  explicit SplitPolicy(std::vector<bool> recompute) : recompute_(std::move(recompute)) {}
+  explicit SplitPolicy(std::vector<bool> recompute, bool revokes = true)
+      : recompute_(std::move(recompute)), revokes_(revokes) {}
   std::string name() const override { return "split"; }
+  bool revokes_late_recomputes() const override { return revokes_; }
   Decision decide(const Situation& s) override {
     return {recompute_[s.next()] ? Choice::recomputed() : Choice::fetch(1), 0, 0};
   }
 
  private:
   std::vector<bool> recompute_;
+  bool revokes_;
 };
 
 TEST(Simulator, AQueuedRecomputeThatWouldBeLateIsFetchedInstead) {
@@ -167,6 +170,12 @@ TEST(Simulator, AQueuedRecomputeThatWouldBeLateIsFetchedInstead) {
   EXPECT_DOUBLE_EQ(r.load_s, 4);
   EXPECT_TRUE(r.met);
   EXPECT_EQ(r.bytes, 1200u);
+  // A baseline is run as published: its recompute waits.
+  SplitPolicy baseline({true, true, false, true}, false);
+  const RunResult b = simulate(s, baseline);
+  EXPECT_EQ(b.chunks[3].choice, Choice::recomputed());
+  EXPECT_DOUBLE_EQ(b.load_s, 6);
+  EXPECT_FALSE(b.met);
 }
 
 }  // namespace

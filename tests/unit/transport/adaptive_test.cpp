@@ -102,14 +102,17 @@ class CallLog {
 // Recomputes the chunks it is told to, fetches the rest at level 1.
 class SplitPolicy final : public scheduler::Policy {
  public:
-  explicit SplitPolicy(std::vector<bool> recompute) : recompute_(std::move(recompute)) {}
+  explicit SplitPolicy(std::vector<bool> recompute, bool revokes = true)
+      : recompute_(std::move(recompute)), revokes_(revokes) {}
   std::string name() const override { return "split"; }
+  bool revokes_late_recomputes() const override { return revokes_; }
   scheduler::Decision decide(const scheduler::Situation& s) override {
     return {recompute_[s.next()] ? Choice::recomputed() : Choice::fetch(1), 0, 0};
   }
 
  private:
   std::vector<bool> recompute_;
+  bool revokes_;
 };
 
 TEST(Adaptive, TheEngineRecomputesInOrderOnceTheChunksBeforeAreThere) {
