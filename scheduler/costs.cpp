@@ -8,6 +8,18 @@
 
 namespace kvstream::scheduler {
 
+std::uint32_t ChunkCosts::smallest_level() const {
+  return static_cast<std::uint32_t>(std::min_element(level_bytes.begin(), level_bytes.end()) -
+                                    level_bytes.begin());
+}
+
+std::uint64_t ContextCosts::smallest_bytes(std::uint32_t from) const {
+  std::uint64_t n = 0;
+  for (std::uint32_t c = from; c < chunks.size(); ++c)
+    n += chunks[c].level_bytes[chunks[c].smallest_level()];
+  return n;
+}
+
 std::uint64_t ContextCosts::total_tokens() const {
   std::uint64_t n = 0;
   for (const ChunkCosts& c : chunks)

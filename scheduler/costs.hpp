@@ -17,6 +17,8 @@ struct ChunkCosts {
   std::uint32_t tokens = 0;
   std::uint64_t raw_bytes = 0;             // decoded (fp16) size: what decode rates count
   std::vector<std::uint64_t> level_bytes;  // on the wire, at each level
+  // The level with the fewest bytes on the wire (the first of equals): the fastest fetch.
+  std::uint32_t smallest_level() const;
 };
 
 struct ContextCosts {
@@ -28,6 +30,8 @@ struct ContextCosts {
   std::uint32_t levels() const { return static_cast<std::uint32_t>(level_loss.size()); }
   std::uint32_t chunk_count() const { return static_cast<std::uint32_t>(chunks.size()); }
   std::uint64_t total_tokens() const;
+  // The bytes the link must carry at the least for chunks `from`.. (each at its smallest level).
+  std::uint64_t smallest_bytes(std::uint32_t from) const;
   // Every chunk has a size for every level, at least one token, and losses are finite and >= 0.
   Status check() const;
 };

@@ -26,9 +26,7 @@ class PlannerPolicy final : public Policy {
     if (!(s.estimate.low_bytes_per_s > 0)) {
       // Nothing known about the link (no seed, nothing landed): the first chunk probes it at its
       // smallest size.
-      const auto& b = s.ctx->chunks[s.next()].level_bytes;
-      const auto l = static_cast<std::uint32_t>(std::min_element(b.begin(), b.end()) - b.begin());
-      return {Choice::fetch(l), kNan, kNan};
+      return {Choice::fetch(s.ctx->chunks[s.next()].smallest_level()), kNan, kNan};
     }
     PlanInput in;
     in.ctx = s.ctx;
@@ -94,9 +92,7 @@ class CacheGenPolicy final : public Policy {
         return {Choice::fetch(l), kNan, kNan};
     }
     if (s.rates.recompute_tokens_per_s > 0) return {Choice::recomputed(), kNan, kNan};
-    const auto smallest = std::min_element(c.level_bytes.begin(), c.level_bytes.end());
-    return {Choice::fetch(static_cast<std::uint32_t>(smallest - c.level_bytes.begin())), kNan,
-            kNan};
+    return {Choice::fetch(c.smallest_level()), kNan, kNan};
   }
 };
 

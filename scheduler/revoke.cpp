@@ -22,9 +22,7 @@ std::optional<Revoke> revoke_late_recompute(const RevokeInput& in) {
       return start + (static_cast<double>(c.level_bytes[l]) + in.rest_bytes) / rate + decode;
     };
     std::optional<std::uint32_t> best;
-    std::uint32_t smallest = 0;
     for (std::uint32_t l = 0; l < ctx.levels(); ++l) {
-      if (c.level_bytes[l] < c.level_bytes[smallest]) smallest = l;
       if (ends(l) <= in.deadline &&
           (!best || ctx.level_loss[l] < ctx.level_loss[*best] ||
            (ctx.level_loss[l] == ctx.level_loss[*best] && ends(l) < ends(*best))))
@@ -33,7 +31,7 @@ std::optional<Revoke> revoke_late_recompute(const RevokeInput& in) {
     if (best) return Revoke{i, *best};
     // Nothing makes the deadline: the sooner end, the engine's or the link's.
     const double waiting = std::max(engine, start + in.rest_bytes / rate);
-    if (ends(smallest) < waiting) return Revoke{i, smallest};
+    if (ends(c.smallest_level()) < waiting) return Revoke{i, c.smallest_level()};
     // The engine is the sooner for this one; those behind it end later still.
   }
   return {};

@@ -107,10 +107,8 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     in.link_free = std::max(link, now);
     in.rates = rates;
     in.rates.link_bytes_per_s = e.recent_bytes_per_s;
-    for (std::size_t c = choices.size(); c < n; ++c) {
-      const auto& b = ctx.chunks[c].level_bytes;
-      in.rest_bytes += static_cast<double>(*std::min_element(b.begin(), b.end()));
-    }
+    in.rest_bytes =
+        static_cast<double>(ctx.smallest_bytes(static_cast<std::uint32_t>(choices.size())));
     const auto rv = revoke_late_recompute(in);
     if (!rv) return false;
     const std::uint32_t c = queued[rv->index];

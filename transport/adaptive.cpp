@@ -76,9 +76,7 @@ class AdaptiveSource final : public WantSource {
       }
     }
     // All decided; a queued recompute may still turn into a fetch after the next landing.
-    const bool in_flight =
-        std::any_of(asked_.begin(), asked_.end(), [&](std::uint32_t c) { return !landed_[c]; });
-    if (in_flight && !queued_not_running().empty()) return {Next::Kind::wait, {}};
+    if (!in_flight().empty() && !queued_not_running().empty()) return {Next::Kind::wait, {}};
     return {};
   }
 
@@ -144,6 +142,23 @@ class AdaptiveSource final : public WantSource {
     return std::chrono::duration<double>(t - start_).count();
   }
 
+  // The fetched chunks asked for and not landed yet, oldest first (under mu_).
+  std::vector<scheduler::Outstanding> in_flight() const {
+    std::vector<scheduler::Outstanding> out;
+    for (std::uint32_t c : asked_) {
+      const ChunkReport& r = report_.chunks[c];
+      if (!landed_[c]) out.push_back({r.decided, r.bytes});
+    }
+    return out;
+  }
+
+  // When the engine's running chunk ends at the configured rate (running_ >= 0; under mu_).
+  double running_end() const {
+    const auto c = static_cast<std::uint32_t>(running_);
+    return seconds(running_since_) +
+           static_cast<double>(ctx_.chunks[c].tokens) / o_.recompute_tokens_per_s;
+  }
+
   // The engine's queue without the chunk it is running (under mu_).
   std::vector<std::uint32_t> queued_not_running() const {
     std::vector<std::uint32_t> q;
@@ -160,14 +175,10 @@ class AdaptiveSource final : public WantSource {
     const std::vector<std::uint32_t> queued = queued_not_running();
     if (queued.empty()) return {};
     const double now = seconds(Clock::now());
-    std::vector<scheduler::Outstanding> outstanding;
-    double in_flight = 0;
-    for (std::uint32_t c : asked_) {
-      const ChunkReport& r = report_.chunks[c];
-      if (landed_[c]) continue;
-      outstanding.push_back({r.decided, r.bytes});
-      in_flight += static_cast<double>(r.bytes);
-    }
+    const std::vector<scheduler::Outstanding> outstanding = in_flight();
+    double in_flight_bytes = 0;
+    for (const scheduler::Outstanding& o : outstanding)
+      in_flight_bytes += static_cast<double>(o.bytes);
     const scheduler::Estimate e = estimator_.estimate(now, outstanding);
     if (e.samples == 0) return {};  // nothing known of the link but a seed
     scheduler::RevokeInput in;
@@ -175,21 +186,14 @@ class AdaptiveSource final : public WantSource {
     in.now = now;
     in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
     in.queued = queued;
-    in.engine_free = now;
-    if (running_ >= 0) {
-      const auto c = static_cast<std::uint32_t>(running_);
-      in.engine_free = seconds(running_since_) +
-                       static_cast<double>(ctx_.chunks[c].tokens) / o_.recompute_tokens_per_s;
-    }
+    in.engine_free = running_ >= 0 ? running_end() : now;
     // As the planner falls back to when nothing fits: the rate the link has shown lately.
     in.rates.link_bytes_per_s = e.recent_bytes_per_s;
     in.rates.decode_bytes_per_s = decode_rate_;
     in.rates.recompute_tokens_per_s = o_.recompute_tokens_per_s;
-    in.link_free = now + in_flight / e.recent_bytes_per_s;
-    for (std::size_t c = choices_.size(); c < ctx_.chunk_count(); ++c) {
-      const auto& b = ctx_.chunks[c].level_bytes;
-      in.rest_bytes += static_cast<double>(*std::min_element(b.begin(), b.end()));
-    }
+    in.link_free = now + in_flight_bytes / e.recent_bytes_per_s;
+    in.rest_bytes =
+        static_cast<double>(ctx_.smallest_bytes(static_cast<std::uint32_t>(choices_.size())));
     const auto r = scheduler::revoke_late_recompute(in);
     if (!r) return {};
     const std::uint32_t chunk = queued[r->index];
@@ -227,19 +231,11 @@ class AdaptiveSource final : public WantSource {
     s.lanes = scheduler::Lanes::at(now);
     if (running_ >= 0 && o_.recompute_tokens_per_s > 0) {
       // The engine's running chunk: done as far as planning goes, its end the engine's lane.
-      const auto c = static_cast<std::uint32_t>(running_);
-      committed[c - s.first] = Choice::done();
-      s.lanes.recompute =
-          std::max(now, seconds(running_since_) +
-                            static_cast<double>(ctx_.chunks[c].tokens) / o_.recompute_tokens_per_s);
+      committed[static_cast<std::uint32_t>(running_) - s.first] = Choice::done();
+      s.lanes.recompute = std::max(now, running_end());
     }
     s.committed = committed;
-    std::vector<scheduler::Outstanding> outstanding;
-    for (std::uint32_t c : asked_) {
-      const ChunkReport& r = report_.chunks[c];
-      if (!landed_[c]) outstanding.push_back({r.decided, r.bytes});
-    }
-    s.estimate = estimator_.estimate(now, outstanding);
+    s.estimate = estimator_.estimate(now, in_flight());
     s.last_throughput = last_throughput_;
     s.rates.decode_bytes_per_s = decode_rate_;
     s.rates.recompute_tokens_per_s = o_.recompute ? o_.recompute_tokens_per_s : 0.0;
@@ -249,9 +245,7 @@ class AdaptiveSource final : public WantSource {
     Choice choice = d.choice;
     if (choice.recompute() && !o_.recompute) {
       // A baseline policy may ask for it with no engine to do it: fetch the smallest instead.
-      const auto& b = ctx_.chunks[chunk].level_bytes;
-      choice = Choice::fetch(
-          static_cast<std::uint32_t>(std::min_element(b.begin(), b.end()) - b.begin()));
+      choice = Choice::fetch(ctx_.chunks[chunk].smallest_level());
     }
     ChunkReport& r = report_.chunks[chunk];
     r.choice = choice;
