@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <immintrin.h>
 
+#include <algorithm>
 #include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
@@ -459,7 +461,186 @@ __attribute__((target("avx2,fma"))) void multiply_avx2(std::size_t n, const floa
     rows_avx2<1>(n, mt, in, out, t);
 }
 
+// Sparse products: each token's nonzero inputs (column index and value, ascending), then per
+// block of outputs one fma per nonzero input and output vector. A block flags an output left at
+// -0 (see transform.hpp); the caller computes those again in full.
+
+// Returns how many of the token's n inputs are nonzero, written to idx/val.
+std::size_t gather_nonzero(std::size_t n, const HalfRows<const float>& in, std::size_t u,
+                           std::uint32_t* idx, float* val) noexcept {
+  std::size_t k = 0;
+  for (std::size_t j = 0; j < n; ++j) {
+    const float x = *in.at(u, j);
+    idx[k] = static_cast<std::uint32_t>(j);
+    val[k] = x;
+    k += x != 0.0f;
+  }
+  return k;
+}
+
+// gather_nonzero, sixteen inputs at a time (n % 16 == 0, halves whole vectors).
+__attribute__((target("avx512f"))) std::size_t gather_nonzero_avx512(
+    std::size_t n, const HalfRows<const float>& in, std::size_t u, std::uint32_t* idx,
+    float* val) noexcept {
+  std::size_t k = 0;
+  const __m512i step = _mm512_set1_epi32(16);
+  __m512i j = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+  for (std::size_t b = 0; b < n; b += 16) {
+    const __m512 x = _mm512_loadu_ps(in.at(u, b));
+    const __mmask16 nonzero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+    _mm512_mask_compressstoreu_ps(val + k, nonzero, x);
+    _mm512_mask_compressstoreu_epi32(idx + k, nonzero, j);
+    k += static_cast<std::size_t>(__builtin_popcount(nonzero));
+    j = _mm512_add_epi32(j, step);
+  }
+  return k;
+}
+
+template <std::size_t W>
+__attribute__((target("avx512f"))) bool sparse_block_avx512(std::size_t n, const float* mt,
+                                                            const std::uint32_t* idx,
+                                                            const float* val, std::size_t nnz,
+                                                            float* const* dst,
+                                                            std::size_t i) noexcept {
+  __m512 acc[W];
+#pragma GCC unroll 16
+  for (auto& a : acc)
+    a = _mm512_setzero_ps();
+  for (std::size_t k = 0; k < nnz; ++k) {
+    const float* col = mt + std::size_t{idx[k]} * n + i;
+    const __m512 x = _mm512_set1_ps(val[k]);
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < W; ++b)
+      acc[b] = _mm512_fmadd_ps(_mm512_loadu_ps(col + 16 * b), x, acc[b]);
+  }
+  const __m512i negative_zero = _mm512_set1_epi32(static_cast<int>(0x80000000u));
+  __mmask16 flagged = 0;
+#pragma GCC unroll 16
+  for (std::size_t b = 0; b < W; ++b) {
+    flagged |= _mm512_cmpeq_epi32_mask(_mm512_castps_si512(acc[b]), negative_zero);
+    _mm512_storeu_ps(dst[b], acc[b]);
+  }
+  return flagged != 0;
+}
+
+template <std::size_t W>
+__attribute__((target("avx2,fma"))) bool sparse_block_avx2(std::size_t n, const float* mt,
+                                                           const std::uint32_t* idx,
+                                                           const float* val, std::size_t nnz,
+                                                           float* const* dst,
+                                                           std::size_t i) noexcept {
+  __m256 acc[W];
+#pragma GCC unroll 16
+  for (auto& a : acc)
+    a = _mm256_setzero_ps();
+  for (std::size_t k = 0; k < nnz; ++k) {
+    const float* col = mt + std::size_t{idx[k]} * n + i;
+    const __m256 x = _mm256_set1_ps(val[k]);
+#pragma GCC unroll 16
+    for (std::size_t b = 0; b < W; ++b)
+      acc[b] = _mm256_fmadd_ps(_mm256_loadu_ps(col + 8 * b), x, acc[b]);
+  }
+  const __m256i negative_zero = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  int flagged = 0;
+#pragma GCC unroll 16
+  for (std::size_t b = 0; b < W; ++b) {
+    flagged |= _mm256_movemask_ps(
+        _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(acc[b]), negative_zero)));
+    _mm256_storeu_ps(dst[b], acc[b]);
+  }
+  return flagged != 0;
+}
+
+using SparseBlock = bool (*)(std::size_t n, const float* mt, const std::uint32_t* idx,
+                             const float* val, std::size_t nnz, float* const* dst,
+                             std::size_t i) noexcept;
+// Blocks of 1..8 output vectors (index 0 unused).
+constexpr SparseBlock kSparseAvx512[] = {nullptr,
+                                         sparse_block_avx512<1>,
+                                         sparse_block_avx512<2>,
+                                         sparse_block_avx512<3>,
+                                         sparse_block_avx512<4>,
+                                         sparse_block_avx512<5>,
+                                         sparse_block_avx512<6>,
+                                         sparse_block_avx512<7>,
+                                         sparse_block_avx512<8>};
+constexpr SparseBlock kSparseAvx2[] = {nullptr,
+                                       sparse_block_avx2<1>,
+                                       sparse_block_avx2<2>,
+                                       sparse_block_avx2<3>,
+                                       sparse_block_avx2<4>,
+                                       sparse_block_avx2<5>,
+                                       sparse_block_avx2<6>,
+                                       sparse_block_avx2<7>,
+                                       sparse_block_avx2<8>};
+
+// One token's outputs, in blocks of up to 8 vectors of `width` floats; true if any is -0.
+bool sparse_token(std::size_t width, const SparseBlock* blocks, std::size_t n, const float* mt,
+                  const std::uint32_t* idx, const float* val, std::size_t nnz,
+                  const HalfRows<float>& out, std::size_t u) noexcept {
+  bool flagged = false;
+  float* dst[8];
+  for (std::size_t i = 0; i < n; i += 8 * width) {
+    const std::size_t w = std::min<std::size_t>(8, (n - i) / width);
+    for (std::size_t b = 0; b < w; ++b)
+      dst[b] = out.at(u, i + width * b);
+    flagged |= blocks[w](n, mt, idx, val, nnz, dst, i);
+  }
+  return flagged;
+}
+
+// FORMAT.md's chain for the outputs of token u left at -0 by the sparse product.
+void redo_negative_zeros(std::size_t n, const float* mt, const HalfRows<const float>& in,
+                         const HalfRows<float>& out, std::size_t u) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    float* o = out.at(u, i);
+    if (std::bit_cast<std::uint32_t>(*o) != 0x80000000u) continue;
+    float acc = 0.0f;
+    for (std::size_t j = 0; j < n; ++j)
+      acc = std::fma(mt[j * n + i], *in.at(u, j), acc);
+    *o = acc;
+  }
+}
+
 }  // namespace
+
+void multiply_sparse_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
+                          HalfRows<const float> in, HalfRows<float> out,
+                          SparseScratch& scratch) noexcept {
+  const bool avx512 = g_simd_transform && n % 16 == 0 && out.half % 16 == 0 && avx512_enabled();
+  const bool avx2 =
+      !avx512 && g_simd_transform && n % 8 == 0 && out.half % 8 == 0 && cpu_has_avx2_f16c();
+  if (!avx512 && !avx2) {
+    multiply_rows(n, mt, tokens, in, out);
+    return;
+  }
+  scratch.nonzero.resize(tokens * n);
+  scratch.values.resize(tokens * n);
+  scratch.counts.resize(tokens);
+  // Mostly nonzero (more than a third): the blocked product shares each column load among
+  // several tokens, which the sparse one cannot. Decided on the tokens gathered so far, from the
+  // eighth on, so that a dense chunk costs the gathering of a few tokens only.
+  std::size_t total = 0;
+  for (std::size_t u = 0; u < tokens; ++u) {
+    std::uint32_t* idx = scratch.nonzero.data() + u * n;
+    float* val = scratch.values.data() + u * n;
+    scratch.counts[u] = avx512 && in.half % 16 == 0 ? gather_nonzero_avx512(n, in, u, idx, val)
+                                                    : gather_nonzero(n, in, u, idx, val);
+    total += scratch.counts[u];
+    if ((u >= 7 || u + 1 == tokens) && 3 * total > (u + 1) * n) {
+      multiply_rows(n, mt, tokens, in, out);
+      return;
+    }
+  }
+  for (std::size_t u = 0; u < tokens; ++u) {
+    const std::uint32_t* idx = scratch.nonzero.data() + u * n;
+    const float* val = scratch.values.data() + u * n;
+    const bool flagged =
+        avx512 ? sparse_token(16, kSparseAvx512, n, mt.data(), idx, val, scratch.counts[u], out, u)
+               : sparse_token(8, kSparseAvx2, n, mt.data(), idx, val, scratch.counts[u], out, u);
+    if (flagged) redo_negative_zeros(n, mt.data(), in, out, u);
+  }
+}
 
 void multiply_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
                    HalfRows<const float> in, HalfRows<float> out) noexcept {

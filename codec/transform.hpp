@@ -80,6 +80,24 @@ struct HalfRows {
 void multiply_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
                    HalfRows<const float> in, HalfRows<float> out) noexcept;
 
+// The same product for inputs that are mostly zero (a decoder's quantized coefficients): each
+// token's outputs accumulate only the columns of its nonzero inputs, in ascending j. That is
+// FORMAT.md's chain bit for bit but for the sign of a zero result. A skipped term's product is
+// ±0, which leaves a nonzero acc as it is and +0 as +0; a term with a nonzero product gives the
+// same result from +0 as from -0. So both chains agree after every such term, and can differ
+// only while acc sits at -0 (which only an underflowing product makes): a skipped term with a
+// product of +0 turns it +0. An output that ends at -0 is therefore computed again over every
+// column. When most inputs are nonzero, it is multiply_rows. The scratch is the caller's, kept
+// between calls.
+struct SparseScratch {
+  std::vector<std::uint32_t> nonzero;  // per token, n entries of which counts[token] are used
+  std::vector<float> values;
+  std::vector<std::size_t> counts;
+};
+void multiply_sparse_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
+                          HalfRows<const float> in, HalfRows<float> out,
+                          SparseScratch& scratch) noexcept;
+
 // Each layer's n x n matrix of `m` transposed, for multiply_rows.
 void transpose_layers(std::span<const float> m, std::size_t n, std::vector<float>& out);
 
