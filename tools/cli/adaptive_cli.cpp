@@ -50,20 +50,10 @@ Expected<std::unique_ptr<scheduler::Policy>> make_policy(std::string_view name) 
 }
 
 Expected<std::vector<double>> parse_losses(std::string_view text) {
-  std::vector<double> out;
-  while (!text.empty()) {
-    const std::size_t comma = std::min(text.find(','), text.size());
-    const std::string_view item = text.substr(0, comma);
-    double v = 0;
-    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (ec != std::errc() || end != item.data() + item.size() || !std::isfinite(v) || v < 0) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("level loss '{}' is not a number >= 0", item));
-    }
-    out.push_back(v);
-    text.remove_prefix(std::min(comma + 1, text.size()));
+  KVS_ASSIGN_OR_RETURN(std::vector<double> out, parse_numbers(text, "level loss"));
+  for (double v : out) {
+    if (v < 0) return Status(Errc::invalid_argument, fmt::format("level loss {} is below 0", v));
   }
-  if (out.empty()) return Status(Errc::invalid_argument, "no level losses given");
   return out;
 }
 

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <map>
+#include <string_view>
 
+#include "cli/common.hpp"
 #include "cli/transform_fit.hpp"
 #include "runner/parallel.hpp"
 #include "runner/scoring.hpp"
@@ -76,6 +78,23 @@ Expected<double> KlMeter::measure(const CodecProfile& profile, std::uint8_t leve
   for (const auto& p : per)
     total.add(p);
   return total.kl_sum / static_cast<double>(total.positions);
+}
+
+Expected<std::vector<double>> parse_targets(std::string_view text) {
+  KVS_ASSIGN_OR_RETURN(std::vector<double> out, parse_numbers(text, "target"));
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (out[i] <= 0)
+      return Status(Errc::invalid_argument, fmt::format("target {} is not > 0", out[i]));
+    if (i > 0 && out[i] <= out[i - 1]) {
+      return Status(Errc::invalid_argument,
+                    fmt::format("targets must ascend: {} after {}", out[i], out[i - 1]));
+    }
+  }
+  if (out.size() > 15) {
+    return Status(Errc::invalid_argument,
+                  fmt::format("{} targets (at most 15, one per lossy level)", out.size()));
+  }
+  return out;
 }
 
 namespace {

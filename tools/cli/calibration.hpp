@@ -60,6 +60,10 @@ struct CalibrationOptions {
   RopePairs rope_pairs = RopePairs::interleaved;
 };
 
+// "1e-3,3e-3,...": each level's mean-KL target (nats), positive and ascending, 1 to 15 of them
+// (the chunk format's lossy levels).
+Expected<std::vector<double>> parse_targets(std::string_view text);
+
 // Measures each (layer, K|V, channel group)'s sensitivity alone, then for each target sets relative
 // steps proportional to 1/sqrt(sensitivity) (the allocation that minimises size for an additive
 // quality loss) and scales them until the measured KL meets the target. With

@@ -217,7 +217,7 @@ int codec_eval(std::span<const std::string_view> args) {
     fmt::print(
         "{} contexts, ctx {}, chunk {}, {} tokens scored; reference (fp16 cache) ppl {:.5f}\n",
         selected.size(), ctx, chunk, total[0].cmp.positions, ref_ppl);
-    fmt::print("{:<10} {:>14} {:>13} {:>8} {:>10} {:>11} {:>11}\n", "name", "bits_per_value",
+    fmt::print("{:<16} {:>14} {:>13} {:>8} {:>10} {:>11} {:>11}\n", "name", "bits_per_value",
                "delta_ppl_pct", "top1", "kl", "encode_gbps", "decode_gbps");
   }
   for (std::size_t m = 0; m < n_methods; ++m) {
@@ -235,7 +235,7 @@ int codec_eval(std::span<const std::string_view> args) {
                       "\"kl\": {:.6g}, \"encode_gbps\": {}, \"decode_gbps\": {}}}",
                       json_string(name), bpv, delta, top1, kl, gbps(r, true), gbps(r, false)));
     } else {
-      fmt::print("{:<10} {:>14.3f} {:>+13.3f} {:>8.4f} {:>10.2e} {:>11} {:>11}\n", name, bpv, delta,
+      fmt::print("{:<16} {:>14.3f} {:>+13.3f} {:>8.4f} {:>10.2e} {:>11} {:>11}\n", name, bpv, delta,
                  top1, kl, gbps(r, true), gbps(r, false));
     }
   }
@@ -253,12 +253,14 @@ int codec_calibrate(std::span<const std::string_view> args) {
   std::string model_path, tokens_path, out_path;
   std::int64_t ctx = 384, chunk = 128, limit = 16, groups = 0, threads = runner::default_threads();
   bool transform = false;
+  std::string targets_text = "1e-3,2e-3,5e-3,1e-2,3e-2,1e-1";
   ArgParser p("kvstream codec calibrate",
               "Measures how much each layer's K and V cost in quality when quantized (KL of the\n"
               "continuation's predictions against the fp16 cache), then chooses every lossy\n"
-              "level's steps so that its quality target (mean KL 1e-3, 3e-3, 1e-2, 3e-2, 1e-1\n"
-              "nats: about +0.1% to +10% perplexity) is met at the smallest size. Writes a\n"
-              "profile for `codec eval --profile` and the encoder.");
+              "level's steps so that its quality target (a mean KL, in nats) is met at the\n"
+              "smallest size: levels are defined by quality, whatever the model. The default\n"
+              "targets span about +0.1% to +10% perplexity. Writes a profile for\n"
+              "`codec eval --profile` and the encoder.");
   p.option("--model", "PATH", "llama2.c checkpoint", &model_path, true)
       .option("--tokens", "FILE", "calibration contexts, one per line", &tokens_path, true)
       .option("--out", "FILE", "profile to write", &out_path, true)
@@ -270,11 +272,14 @@ int codec_calibrate(std::span<const std::string_view> args) {
               "per KV head)",
               &groups, 0, 65536)
       .option("--threads", "N", "worker threads", &threads, 1, 256)
+      .option("--targets", "LIST", "each lossy level's mean-KL target, ascending", &targets_text)
       .flag("--transform",
             "fit a transform of each layer's K and V (codec/FORMAT.md \"Transform coding\"); "
             "decoders then need the profile",
             &transform);
   if (auto rc = parse_or_exit(p, args)) return *rc;
+  auto targets = parse_targets(targets_text);
+  if (!targets) return report_failure(p.command(), targets.error().with_context("--targets"));
   auto inputs = load_model_and_contexts(model_path, tokens_path);
   if (!inputs) return report_failure(p.command(), inputs.error());
   const runner::Model& model = inputs->model;
@@ -291,6 +296,7 @@ int codec_calibrate(std::span<const std::string_view> args) {
                                static_cast<std::uint32_t>(chunk), static_cast<unsigned>(threads));
   if (!meter) return report_failure(p.command(), meter.error());
   CalibrationOptions options;
+  options.targets = std::move(*targets);
   options.transform = transform;
   options.rope_frequencies = model.rope_frequencies();
   options.rope_pairs = RopePairs::interleaved;  // llama2.c

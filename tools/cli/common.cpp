@@ -3,6 +3,9 @@
 #include <fmt/format.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
@@ -66,6 +69,23 @@ std::span<const std::vector<std::int32_t>> first_contexts(
   return limit > 0 && static_cast<std::size_t>(limit) < all.size()
              ? all.first(static_cast<std::size_t>(limit))
              : all;
+}
+
+Expected<std::vector<double>> parse_numbers(std::string_view text, std::string_view what) {
+  std::vector<double> out;
+  while (!text.empty()) {
+    const std::size_t comma = std::min(text.find(','), text.size());
+    const std::string_view item = text.substr(0, comma);
+    double v = 0;
+    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    if (ec != std::errc() || end != item.data() + item.size() || !std::isfinite(v)) {
+      return Status(Errc::invalid_argument, fmt::format("{} '{}' is not a number", what, item));
+    }
+    out.push_back(v);
+    text.remove_prefix(std::min(comma + 1, text.size()));
+  }
+  if (out.empty()) return Status(Errc::invalid_argument, fmt::format("no {} given", what));
+  return out;
 }
 
 std::string json_string(std::string_view s) {

@@ -41,6 +41,10 @@ Status write_file_atomically(const std::string& path, std::span<const std::byte>
 // environment variable KVSTREAM_SECRET (never from the command line).
 Expected<transport::Secret> load_secret(const std::string& secret_file);
 
+// "0.5,1e-3,2": comma-separated finite numbers, at least one; an error names `what` and the
+// item that is not one.
+Expected<std::vector<double>> parse_numbers(std::string_view text, std::string_view what);
+
 // `s` as a JSON string literal, quotes included.
 std::string json_string(std::string_view s);
 

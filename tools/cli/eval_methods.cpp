@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <zstd.h>
 
+#include "cli/eval_cachegen.hpp"
+#include "cli/eval_rows.hpp"
 #include "kvstream/half.hpp"
 
 #include <algorithm>
@@ -12,47 +14,6 @@
 namespace kvstream::cli {
 
 namespace {
-
-// The tokens' rows as one fp16 byte array, [layer][K|V][token][channel].
-std::vector<std::byte> gather(const KvView& kv, std::uint32_t begin, std::uint32_t count) {
-  const KvLayout& l = kv.layout();
-  std::vector<std::byte> out;
-  out.reserve(2 * std::size_t{l.layers} * count * l.row_bytes());
-  for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
-    for (KvPart part : {KvPart::key, KvPart::value}) {
-      for (std::uint32_t t = begin; t < begin + count; ++t) {
-        const std::byte* row = kv.row(layer, part, t);
-        out.insert(out.end(), row, row + l.row_bytes());
-      }
-    }
-  }
-  return out;
-}
-
-Status scatter(std::span<const std::byte> in, const KvView& kv, std::uint32_t begin,
-               std::uint32_t count) {
-  const KvLayout& l = kv.layout();
-  if (in.size() != 2 * std::size_t{l.layers} * count * l.row_bytes()) {
-    return Status(Errc::corrupt_data, "decoded size does not match the token range");
-  }
-  const std::byte* p = in.data();
-  for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
-    for (KvPart part : {KvPart::key, KvPart::value}) {
-      for (std::uint32_t t = begin; t < begin + count; ++t) {
-        std::memcpy(kv.row(layer, part, t), p, l.row_bytes());
-        p += l.row_bytes();
-      }
-    }
-  }
-  return Status::ok();
-}
-
-float h2f(std::uint16_t h) {
-  return half_to_float(h);
-}
-std::uint16_t to_half(float f) {
-  return float_to_half(f);
-}
 
 class Fp16 final : public EvalMethod {
  public:
@@ -120,11 +81,11 @@ class Int8 final : public EvalMethod {
       for (std::size_t c = 0; c < C; ++c) {
         std::uint16_t h;
         std::memcpy(&h, raw.data() + 2 * (r * C + c), 2);
-        x[c] = h2f(h);
+        x[c] = half_to_float(h);
         absmax = std::max(absmax, std::fabs(x[c]));
       }
-      const std::uint16_t scale_h = to_half(absmax / 127.0f);
-      const float scale = h2f(scale_h);
+      const std::uint16_t scale_h = float_to_half(absmax / 127.0f);
+      const float scale = half_to_float(scale_h);
       std::memcpy(out.data.data() + r * (2 + C), &scale_h, 2);
       for (std::size_t c = 0; c < C; ++c) {
         const float q = scale > 0 ? std::clamp(std::nearbyint(x[c] / scale), -127.0f, 127.0f) : 0;
@@ -141,10 +102,10 @@ class Int8 final : public EvalMethod {
     for (std::size_t r = 0; r < rows; ++r) {
       std::uint16_t scale_h;
       std::memcpy(&scale_h, in.data.data() + r * (2 + C), 2);
-      const float scale = h2f(scale_h);
+      const float scale = half_to_float(scale_h);
       for (std::size_t c = 0; c < C; ++c) {
         const auto q = static_cast<std::int8_t>(in.data[r * (2 + C) + 2 + c]);
-        const std::uint16_t h = to_half(static_cast<float>(q) * scale);
+        const std::uint16_t h = float_to_half(static_cast<float>(q) * scale);
         std::memcpy(raw.data() + 2 * (r * C + c), &h, 2);
       }
     }
@@ -154,70 +115,6 @@ class Int8 final : public EvalMethod {
  private:
   std::string name_ = "int8";
   std::vector<float> x_;
-};
-
-// CacheGen as released in LMCache: per-token absmax over all channels of a layer, 32 or 16
-// bins by layer group (scaled from its 32-layer config: K layers < 10/32 of the depth and V
-// layers < 2/32 get 32 bins), arithmetic coding per (layer, channel) with a 33-entry 16-bit
-// CDF sent per chunk, an fp16 max per (layer, token) and an int32 length per stream. The coder
-// is taken as ideal: size = empirical entropy of each stream plus that side information.
-class CacheGen final : public EvalMethod {
- public:
-  const std::string& name() const override { return name_; }
-  bool timed() const override { return false; }
-  Status encode(const KvView& kv, std::uint32_t b, std::uint32_t n, Encoded& out) override {
-    const KvLayout& l = kv.layout();
-    const std::size_t C = l.row_values();
-    const auto raw = gather(kv, b, n);
-    out.data.assign(raw.size(), std::byte{0});
-    double bits = 0;
-    std::size_t seg = 0;
-    for (std::uint32_t layer = 0; layer < l.layers; ++layer) {
-      for (KvPart part : {KvPart::key, KvPart::value}) {
-        const double depth = static_cast<double>(layer) / l.layers;
-        const int bins = depth < (part == KvPart::key ? 10.0 / 32 : 2.0 / 32) ? 32 : 16;
-        const int cmax = bins / 2 - 1;
-        std::vector<std::uint32_t> hist(C * 64, 0);
-        for (std::uint32_t t = 0; t < n; ++t) {
-          const std::byte* row = raw.data() + 2 * ((seg * n + t) * C);
-          float absmax = 0;
-          for (std::size_t c = 0; c < C; ++c) {
-            std::uint16_t h;
-            std::memcpy(&h, row + 2 * c, 2);
-            absmax = std::max(absmax, std::fabs(h2f(h)));
-          }
-          const float mx = h2f(to_half(absmax));
-          for (std::size_t c = 0; c < C; ++c) {
-            std::uint16_t h;
-            std::memcpy(&h, row + 2 * c, 2);
-            const float q = mx > 0 ? std::nearbyint(h2f(h) * (static_cast<float>(cmax) / mx)) : 0;
-            const int qi = std::clamp(static_cast<int>(q), -cmax, cmax);
-            ++hist[c * 64 + static_cast<std::size_t>(qi + cmax)];
-            const std::uint16_t back =
-                to_half(static_cast<float>(qi) / static_cast<float>(cmax) * mx);
-            std::memcpy(out.data.data() + 2 * ((seg * n + t) * C + c), &back, 2);
-          }
-        }
-        for (std::size_t c = 0; c < C; ++c) {
-          for (int k = 0; k < 64; ++k) {
-            const double cnt = hist[c * 64 + static_cast<std::size_t>(k)];
-            if (cnt > 0) bits -= cnt * std::log2(cnt / n);
-          }
-        }
-        bits += static_cast<double>(C) * (33 * 16 + 32);  // CDF table and length per stream
-        bits += 16.0 * n;                                 // fp16 max per token
-        ++seg;
-      }
-    }
-    out.wire_bits = bits;
-    return Status::ok();
-  }
-  Status decode(const Encoded& in, const KvView& kv, std::uint32_t b, std::uint32_t n) override {
-    return scatter(in.data, kv, b, n);  // encode already stored the dequantized values
-  }
-
- private:
-  std::string name_ = "cachegen";
 };
 
 class Level final : public EvalMethod {
@@ -249,7 +146,8 @@ std::vector<std::unique_ptr<EvalMethod>> make_eval_methods(const CodecProfile& p
   std::vector<std::unique_ptr<EvalMethod>> m;
   m.push_back(std::make_unique<Fp16>());
   m.push_back(std::make_unique<Int8>());
-  m.push_back(std::make_unique<CacheGen>());
+  for (auto& c : make_cachegen_methods())
+    m.push_back(std::move(c));
   m.push_back(std::make_unique<Zstd>(1));
   m.push_back(std::make_unique<Zstd>(19));
   for (std::uint32_t level = 0; level <= profile.levels(); ++level) {

@@ -10,6 +10,17 @@ namespace {
 
 using kvstream::testing::stories260k;
 
+TEST(Calibration, TargetsAreAPositiveAscendingListOfAtMostFifteen) {
+  const auto ok = parse_targets("1.5e-4,1e-3,0.1");
+  ASSERT_TRUE(ok) << ok.error().to_string();
+  EXPECT_EQ(*ok, (std::vector<double>{1.5e-4, 1e-3, 0.1}));
+  for (const char* bad : {"", "1e-3,,2e-3", "0,1e-3", "-1e-3", "2e-3,1e-3", "1e-3,1e-3", "x", "nan",
+                          "1e-3 ", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"}) {
+    EXPECT_FALSE(parse_targets(bad)) << "'" << bad << "'";
+  }
+  EXPECT_TRUE(parse_targets("1,2,3,4,5,6,7,8,9,10,11,12,13,14,15"));
+}
+
 TEST(Calibration, MeetsTargetsAndGivesSensitiveLayersFinerSteps) {
   const auto contexts =
       *runner::sample_contexts(stories260k(), 4, runner::SampleOptions{200, 77}, 2);
