@@ -2,6 +2,7 @@
 #include "ucx.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cstring>
@@ -34,6 +35,32 @@ Expected<std::shared_ptr<UcxContext>> UcxContext::create() {
   ucp_config_release(config);
   KVS_RETURN_IF_ERROR(ucx_status(s, "ucp_init"));
   return c;
+}
+
+MemoryTypes memory_types_from_mask(std::uint64_t mask) {
+  const auto has = [mask](ucs_memory_type_t t) { return (mask & (std::uint64_t{1} << t)) != 0; };
+  MemoryTypes m;
+  m.host = has(UCS_MEMORY_TYPE_HOST);
+  m.cuda = has(UCS_MEMORY_TYPE_CUDA);
+  m.cuda_managed = has(UCS_MEMORY_TYPE_CUDA_MANAGED);
+  m.rocm = has(UCS_MEMORY_TYPE_ROCM);
+  return m;
+}
+
+std::string MemoryTypes::describe() const {
+  std::vector<std::string_view> names;
+  if (host) names.push_back("host");
+  if (cuda) names.push_back("cuda");
+  if (cuda_managed) names.push_back("cuda-managed");
+  if (rocm) names.push_back("rocm");
+  return names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", "));
+}
+
+Expected<MemoryTypes> UcxContext::memory_types() const {
+  ucp_context_attr_t attr{};
+  attr.field_mask = UCP_ATTR_FIELD_MEMORY_TYPES;
+  KVS_RETURN_IF_ERROR(ucx_status(ucp_context_query(h_, &attr), "ucp_context_query"));
+  return memory_types_from_mask(attr.memory_types);
 }
 
 UcxContext::~UcxContext() {

@@ -22,10 +22,20 @@ using Clock = std::chrono::steady_clock;
 
 Status ucx_status(ucs_status_t s, const char* call);
 
+// Which memory a UCX context can register and move (ucp_context_query). A UCX built without
+// CUDA support (Debian's) moves host memory only: a receive slot in device memory would fail at
+// the first transfer, not at start-up, so callers ask before they place slots.
+struct MemoryTypes {
+  bool host = false, cuda = false, cuda_managed = false, rocm = false;
+  std::string describe() const;  // "host, cuda", or "none"
+};
+MemoryTypes memory_types_from_mask(std::uint64_t mask);
+
 // ucp_context_h: features TAG, AM and RMA; the UCX_* environment picks transports and devices.
 class UcxContext {
  public:
   static Expected<std::shared_ptr<UcxContext>> create();
+  Expected<MemoryTypes> memory_types() const;
   ~UcxContext();
   UcxContext(const UcxContext&) = delete;
   UcxContext& operator=(const UcxContext&) = delete;

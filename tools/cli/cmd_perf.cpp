@@ -20,6 +20,7 @@
 #include "perf.hpp"
 #include "runner/model.hpp"
 #include "runner/model_shaped.hpp"
+#include "slot_placement.hpp"
 #if KVSTREAM_HAVE_CUDA
 #include "kvstream/gpu_decoder.hpp"
 #endif
@@ -269,6 +270,11 @@ Status client(const Options& o, const Secret& secret) {
   KVS_ASSIGN_OR_RETURN(auto channel, ControlChannel::connect(o.host, o.port, Clock::now() + 10s));
   KVS_RETURN_IF_ERROR(authenticate_to_server(*channel, secret, Clock::now() + 10s));
   KVS_ASSIGN_OR_RETURN(UcxThread ucx, open_ucx_thread());
+  if (o.cuda) {
+    KVS_ASSIGN_OR_RETURN(const MemoryTypes types, ucx.context->memory_types());
+    fmt::print(stderr, "kvstream perf: {}\n",
+               choose_slot_placement(true, types, /*device_slots_built=*/false).reason);
+  }
   KVS_RETURN_IF_ERROR(
       channel->send(FrameType::perf_request, encode_perf_request(o.params), deadline));
   KVS_ASSIGN_OR_RETURN(auto ep, pair_workers(*channel, ucx.worker, true, deadline));
