@@ -226,6 +226,15 @@ Status GpuDecoder::wait() {
       m.plan, std::span(m.failures_host.get<const std::uint32_t>(), m.plan.substreams.size()));
 }
 
+Expected<bool> GpuDecoder::finished() {
+  Impl& m = *impl_;
+  KVS_CUDA(cudaSetDevice(m.device));
+  const cudaError_t e = cudaStreamQuery(m.stream.get());
+  if (e == cudaErrorNotReady) return false;  // not an error: the stream has work left
+  KVS_CUDA(e);
+  return true;
+}
+
 Status GpuDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
                           const CodecProfile* profile) {
   KVS_RETURN_IF_ERROR(stage(chunk, profile));

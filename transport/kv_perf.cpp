@@ -92,16 +92,22 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   o.progress_thread = options.progress_thread;
   if (!options.decode) {
     o.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };
-  } else if (options.sink != nullptr) {
-    KVS_RETURN_IF_ERROR(options.sink->open(info.layout));
-    o.consume = [&](std::size_t, std::span<const std::byte> chunk) {
-      return options.sink->take(chunk);
-    };
   }
   Arrivals arrivals(p.warmup);
-  const Status fetched = receiver.fetch_chunks(info, cache.view(), wants, o, [&](std::size_t i) {
+  const auto arrived = [&](std::size_t i) {
     arrivals.arrived(info.size(wants[i].chunk, wants[i].level));
+  };
+  KvPerfSink* sink = options.decode ? options.sink : nullptr;
+  if (sink != nullptr) {
+    KVS_RETURN_IF_ERROR(sink->open(info.layout));
+    o.consume = [&](std::size_t i, std::span<const std::byte> chunk) {
+      return sink->take(i, chunk, arrived);
+    };
+  }
+  Status fetched = receiver.fetch_chunks(info, cache.view(), wants, o, [&](std::size_t i) {
+    if (sink == nullptr) arrived(i);
   });
+  if (fetched.is_ok() && sink != nullptr) fetched = sink->finish(arrived);
   receiver.close(Clock::now() + std::chrono::seconds(1));
   KVS_RETURN_IF_ERROR(fetched);
   result.kv = arrivals.result();

@@ -4,6 +4,10 @@
 // the stream's mean chunk size, in the same run: the efficiency of the whole path.
 #pragma once
 
+#include <cstddef>
+#include <functional>
+#include <span>
+
 #include "control.hpp"
 #include "data_link.hpp"
 #include "perf.hpp"
@@ -32,14 +36,20 @@ struct KvPerfResult {
 Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& source,
                      const PerfParams& p, Clock::time_point deadline);
 
-// Where the receiver's chunks go instead of the CPU decoder (the CLI's `-m cuda`: a GPU decoder
-// writing into device memory).
+// Where the receiver's chunks go instead of the CPU decoder (the CLI's `-m cuda`: GPU decoders
+// writing into device memory). A sink may decode asynchronously: a chunk counts as arrived when
+// the sink says it is ready, and the run ends once finish() has reported every chunk.
 class KvPerfSink {
  public:
+  using Ready = std::function<void(std::size_t want)>;
   virtual ~KvPerfSink() = default;
   // Once the stream is open: the context's shape.
   virtual Status open(const KvLayout& context) = 0;
-  virtual Status take(std::span<const std::byte> chunk) = 0;
+  // Takes want `want`'s chunk (its memory is the receiver's again once this returns); calls
+  // ready(w) for every want decoded by now, this one or earlier ones.
+  virtual Status take(std::size_t want, std::span<const std::byte> chunk, const Ready& ready) = 0;
+  // After the last take: reports every want not reported yet, once decoded.
+  virtual Status finish(const Ready& ready) = 0;
 };
 
 struct KvPerfOptions {

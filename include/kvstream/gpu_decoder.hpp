@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,6 +45,9 @@ class GpuDecoder {
   Status stage(std::span<const std::byte> chunk, const CodecProfile* profile = nullptr);
   Status launch(const KvView& dst);
   Status wait();
+  // Whether the launched decode has completed, without blocking (cudaStreamQuery); wait() then
+  // returns at once with its status.
+  Expected<bool> finished();
 
   std::string device_name() const;
   void* native_stream() const noexcept;  // the cudaStream_t decodes run on
@@ -52,6 +56,33 @@ class GpuDecoder {
 
  private:
   explicit GpuDecoder(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Chunks decoded on `depth` GpuDecoders, one CUDA stream each (cuda/decode_ring.hpp): a
+// receiver hands over each chunk as it lands (its memory is free again once submit returns)
+// and goes on receiving while earlier chunks copy and decode; it waits only when every stream
+// holds a chunk. ready(id) reports decoded chunks in the order they were submitted. The first
+// failed decode ends the ring (its error names the chunk); chunks reported before stay valid.
+class GpuDecodeRing {
+ public:
+  using Ready = std::function<void(std::size_t id)>;
+  static Expected<GpuDecodeRing> create(int device = 0, std::size_t depth = 3);
+  ~GpuDecodeRing();
+  GpuDecodeRing(GpuDecodeRing&&) noexcept;
+  GpuDecodeRing& operator=(GpuDecodeRing&&) noexcept;
+  GpuDecodeRing(const GpuDecodeRing&) = delete;
+  GpuDecodeRing& operator=(const GpuDecodeRing&) = delete;
+
+  Status submit(std::size_t id, std::span<const std::byte> chunk, const KvView& dst,
+                const CodecProfile* profile, const Ready& ready);
+  Status poll(const Ready& ready);   // reports what has finished; does not block
+  Status drain(const Ready& ready);  // waits for everything submitted
+
+  struct Impl;
+
+ private:
+  explicit GpuDecodeRing(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -242,22 +242,25 @@ void print_result(const Options& o, const PerfParams& shown, PerfResult r) {
 }
 
 #if KVSTREAM_HAVE_CUDA
-// -m cuda: chunks decoded by a GpuDecoder into a device cache of the context's shape.
+// -m cuda: chunks decoded by a ring of GpuDecoders (one CUDA stream each) into a device cache
+// of the context's shape, each handed over as it lands.
 class GpuSink final : public KvPerfSink {
  public:
   Status open(const KvLayout& context) override {
-    KVS_ASSIGN_OR_RETURN(GpuDecoder decoder, GpuDecoder::create(0));
+    KVS_ASSIGN_OR_RETURN(GpuDecodeRing ring, GpuDecodeRing::create(0, kDepth));
     KVS_ASSIGN_OR_RETURN(DeviceKvBuffer cache, DeviceKvBuffer::create(context, 0));
-    decoder_.emplace(std::move(decoder));
+    ring_.emplace(std::move(ring));
     cache_.emplace(std::move(cache));
     return Status::ok();
   }
-  Status take(std::span<const std::byte> chunk) override {
-    return decoder_->decode(chunk, cache_->view());
+  Status take(std::size_t want, std::span<const std::byte> chunk, const Ready& ready) override {
+    return ring_->submit(want, chunk, cache_->view(), nullptr, ready);
   }
+  Status finish(const Ready& ready) override { return ring_->drain(ready); }
 
  private:
-  std::optional<GpuDecoder> decoder_;
+  static constexpr std::size_t kDepth = 3;  // streams: one landing, one copying, one decoding
+  std::optional<GpuDecodeRing> ring_;
   std::optional<DeviceKvBuffer> cache_;
 };
 #endif
