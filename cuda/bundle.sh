@@ -49,6 +49,9 @@ cat > "$out/run.sh" <<'RUN'
 # run.sh perf [ROUNDS]: kvstream perf kv_stream_bw, chunks decoded on the GPU (-m cuda, with and
 # without the progress thread that keeps UCX moving while the GPU decodes), on the
 # CPU and not at all, against ucx_perftest tag_bw on loopback (tools/bench/perf_compare.sh).
+# run.sh timeline [SIZE]: one stream of 32 chunks of about SIZE bytes (8 MiB) on loopback,
+# decoded on the GPU through staged slots; prints when each chunk landed and was ready, and
+# whether the load ended within one chunk's decode of the last landing.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LD_LIBRARY_PATH=$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -62,6 +65,17 @@ if [[ ${1:-} == perf ]]; then
     PERF_WINDOW=${PERF_WINDOW:-2} PERF_SIZES=${PERF_SIZES:-1048576 8388608 33554432} \
       "$here/bin/perf_compare.sh" "$here/bin/kvstream" "$rounds" $extra || rc=1
   done
+  exit $rc
+fi
+if [[ ${1:-} == timeline ]]; then
+  export KVSTREAM_SECRET=${KVSTREAM_SECRET:-bundle-timeline-secret-0123456789}
+  "$here/bin/kvstream" perf -t kv_stream_bw -p 13399 &
+  server=$!
+  sleep 2
+  "$here/bin/kvstream" perf 127.0.0.1 -p 13399 -t kv_stream_bw -m cuda --progress-thread \
+    --timeline -s "${2:-8388608}" -n 32 -w 4 -O 2 --chunks 8
+  rc=$?
+  wait "$server" || rc=1
   exit $rc
 fi
 what=${1:-all}

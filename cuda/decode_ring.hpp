@@ -4,11 +4,12 @@
 // is busy. Readiness is reported in the order chunks were submitted (a stream reports its chunk
 // only once every earlier one is reported), as a stream's own order would.
 //
-// Header-only over a decoder type with GpuDecoder's steps (stage, launch, finished, wait), so
-// that CPU tests run it with a fake decoder; GpuDecodeRing (gpu_decoder.hpp) is it over
-// GpuDecoders.
+// Header-only over a decoder type with GpuDecoder's steps (stage, launch, finished, wait,
+// decode_ms), so that CPU tests run it with a fake decoder; GpuDecodeRing (gpu_decoder.hpp) is
+// it over GpuDecoders.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <deque>
 #include <functional>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "kvstream/codec.hpp"
+#include "kvstream/gpu_decoder.hpp"
 #include "kvstream/kv_cache.hpp"
 #include "kvstream/status.hpp"
 
@@ -24,11 +26,12 @@ namespace kvstream::gpu {
 
 // Decoder: Status stage(std::span<const std::byte>, const CodecProfile*) (the chunk's memory may
 // be reused once it returns); Status launch(const KvView&); Expected<bool> finished() (does not
-// block); Status wait() (blocks; the decode's status).
+// block); Status wait() (blocks; the decode's status); Expected<double> decode_ms() (after
+// wait: the device's time).
 template <class Decoder>
 class DecodeRing {
  public:
-  using Ready = std::function<void(std::size_t id)>;
+  using Ready = std::function<void(std::size_t id, const DecodeTimes& times)>;
 
   explicit DecodeRing(std::vector<Decoder> decoders) : decoders_(std::move(decoders)) {}
 
@@ -45,10 +48,13 @@ class DecodeRing {
     KVS_RETURN_IF_ERROR(poll(ready));
     if (flight_.size() == decoders_.size()) KVS_RETURN_IF_ERROR(retire_oldest(ready));
     const std::size_t d = (next_ + flight_.size()) % decoders_.size();
+    const auto began = std::chrono::steady_clock::now();
     Status s = decoders_[d].stage(chunk, profile);
     if (s.is_ok()) s = decoders_[d].launch(dst);
     if (!s.is_ok()) return fail(std::move(s));
-    flight_.push_back(id);
+    const std::chrono::duration<double, std::milli> staging =
+        std::chrono::steady_clock::now() - began;
+    flight_.push_back({id, staging.count()});
     return Status::ok();
   }
 
@@ -74,12 +80,14 @@ class DecodeRing {
 
  private:
   Status retire_oldest(const Ready& ready) {
+    const Flight f = flight_.front();
     const Status s = decoders_[next_].wait();
-    if (!s.is_ok()) return fail(s.with_context(fmt_chunk(flight_.front())));
-    const std::size_t id = flight_.front();
+    if (!s.is_ok()) return fail(s.with_context(fmt_chunk(f.id)));
+    const Expected<double> kernel = decoders_[next_].decode_ms();
+    if (!kernel) return fail(kernel.error().with_context(fmt_chunk(f.id)));
     flight_.pop_front();
     next_ = (next_ + 1) % decoders_.size();
-    if (ready) ready(id);
+    if (ready) ready(f.id, DecodeTimes{f.staging_ms, *kernel});
     return Status::ok();
   }
   Status fail(Status s) {
@@ -88,8 +96,12 @@ class DecodeRing {
   }
   static std::string fmt_chunk(std::size_t id) { return "chunk " + std::to_string(id); }
 
+  struct Flight {
+    std::size_t id;
+    double staging_ms;
+  };
   std::vector<Decoder> decoders_;
-  std::deque<std::size_t> flight_;  // ids, oldest first; the oldest is on decoders_[next_]
+  std::deque<Flight> flight_;  // oldest first; the oldest is on decoders_[next_]
   std::size_t next_ = 0;
   Status failure_ = Status::ok();
 };

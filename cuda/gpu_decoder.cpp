@@ -42,6 +42,7 @@ constexpr std::size_t align16(std::size_t n) {
 struct GpuDecoder::Impl {
   int device = 0;
   Stream stream;
+  Event began, ended;                             // around the launched kernels: decode_ms()
   DeviceBuffer bank_buckets, bank_tokens, steps;  // decode_plan.hpp's compact bank
   DecodePlanner planner;
   DecodePlan plan;
@@ -102,6 +103,8 @@ Expected<GpuDecoder> GpuDecoder::create(int device) {
   auto impl = std::make_unique<Impl>();
   impl->device = device;
   KVS_ASSIGN_OR_RETURN(impl->stream, Stream::create());
+  KVS_ASSIGN_OR_RETURN(impl->began, Event::create());
+  KVS_ASSIGN_OR_RETURN(impl->ended, Event::create());
   const auto upload = [](DeviceBuffer& to, const void* from, std::size_t bytes) -> Status {
     KVS_RETURN_IF_ERROR(to.reserve(bytes));
     KVS_CUDA(cudaMemcpy(to.get(), from, bytes, cudaMemcpyHostToDevice));
@@ -211,8 +214,10 @@ Status GpuDecoder::launch(const KvView& dst) {
     a.token_begin = 0;
   }
   a.source_dtype = static_cast<std::uint32_t>(p.info.dtype);
+  KVS_CUDA(cudaEventRecord(m.began.get(), m.stream.get()));
   KVS_CUDA(launch_decode(a, p.segments[0].coding, m.stream.get()));
   if (p.info.transformed) KVS_CUDA(launch_synthesis(m.synthesis, m.stream.get()));
+  KVS_CUDA(cudaEventRecord(m.ended.get(), m.stream.get()));
   KVS_CUDA(cudaMemcpyAsync(m.failures_host.get(), m.failures.get(), p.substreams.size() * 4,
                            cudaMemcpyDeviceToHost, m.stream.get()));
   return Status::ok();
@@ -233,6 +238,14 @@ Expected<bool> GpuDecoder::finished() {
   if (e == cudaErrorNotReady) return false;  // not an error: the stream has work left
   KVS_CUDA(e);
   return true;
+}
+
+Expected<double> GpuDecoder::decode_ms() {
+  Impl& m = *impl_;
+  KVS_CUDA(cudaSetDevice(m.device));
+  float ms = 0;
+  KVS_CUDA(cudaEventElapsedTime(&ms, m.began.get(), m.ended.get()));
+  return static_cast<double>(ms);
 }
 
 Status GpuDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,

@@ -5,12 +5,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <vector>
 
 #include "session.hpp"
 
 namespace kvstream::transport {
 
 namespace {
+
+constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
 // The chunks a kv test cycles over: the first p.chunks full ones (or the one, partial, chunk).
 std::uint32_t cycled_chunks(const StreamInfo& info, const PerfParams& p) {
@@ -61,6 +65,26 @@ Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& so
   return serve_session(control, link, source, std::max(idle, std::chrono::milliseconds(1)));
 }
 
+TimelineSummary summarize_timeline(std::span<const ChunkTimes> timeline) {
+  TimelineSummary t{kNan, 0, kNan, kNan, kNan};
+  std::vector<double> decode;
+  for (const ChunkTimes& c : timeline) {
+    t.load_ms = std::max(t.load_ms, c.ready_ms);
+    if (!std::isnan(c.landed_ms)) {
+      t.transfer_ms =
+          std::isnan(t.transfer_ms) ? c.landed_ms : std::max(t.transfer_ms, c.landed_ms);
+    }
+    if (!std::isnan(c.decode_ms)) decode.push_back(c.decode_ms);
+  }
+  if (!std::isnan(t.transfer_ms)) t.tail_ms = t.load_ms - t.transfer_ms;
+  if (!decode.empty()) {
+    t.max_decode_ms = *std::max_element(decode.begin(), decode.end());
+    std::nth_element(decode.begin(), decode.begin() + decode.size() / 2, decode.end());
+    t.median_decode_ms = decode[decode.size() / 2];
+  }
+  return t;
+}
+
 Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, const PerfParams& p,
                                    const KvPerfOptions& options, Clock::time_point deadline) {
   KVS_RETURN_IF_ERROR(validate(p));
@@ -93,19 +117,33 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   if (!options.decode) {
     o.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };
   }
+  // Slots as a long-lived receiver keeps them: allocating and faulting in a window of fresh
+  // megabyte slots would be charged to the first chunk (about 100 ms for 32 MB here).
+  std::uint32_t largest = 0;
+  for (const StreamReceiver::Want& w : wants)
+    largest = std::max(largest, info.size(w.chunk, w.level));
+  receiver.reserve_slots(o.window, largest);
   Arrivals arrivals(p.warmup);
-  const auto arrived = [&](std::size_t i) {
+  result.timeline.assign(wants.size(), ChunkTimes{kNan, kNan, kNan});
+  const Clock::time_point start = Clock::now();
+  const auto since_start = [&] {
+    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  };
+  const auto arrived = [&](std::size_t i, double decode_ms) {
+    result.timeline[i].ready_ms = since_start();
+    result.timeline[i].decode_ms = decode_ms;
     arrivals.arrived(info.size(wants[i].chunk, wants[i].level));
   };
   KvPerfSink* sink = options.decode ? options.sink : nullptr;
   if (sink != nullptr) {
     KVS_RETURN_IF_ERROR(sink->open(info.layout));
     o.consume = [&](std::size_t i, std::span<const std::byte> chunk) {
+      result.timeline[i].landed_ms = since_start();
       return sink->take(i, chunk, arrived);
     };
   }
   Status fetched = receiver.fetch_chunks(info, cache.view(), wants, o, [&](std::size_t i) {
-    if (sink == nullptr) arrived(i);
+    if (sink == nullptr) arrived(i, kNan);
   });
   if (fetched.is_ok() && sink != nullptr) fetched = sink->finish(arrived);
   receiver.close(Clock::now() + std::chrono::seconds(1));

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <functional>
 #include <span>
+#include <vector>
 
 #include "control.hpp"
 #include "data_link.hpp"
@@ -22,9 +23,28 @@ inline constexpr const char* kPerfContext = "perf";
 // `kv` (at least 1, at most all its tokens).
 Expected<std::uint32_t> chunk_tokens_for(const KvView& kv, std::uint64_t size, std::uint8_t level);
 
+// When each chunk of a run landed and was ready, in ms from the first request, and what its
+// decode cost once it had landed (a sink's report: host staging plus device time, without any
+// wait for a free decoder). Host decode decodes a chunk as it lands, so only its readiness is
+// known there (landed_ms and decode_ms NaN).
+struct ChunkTimes {
+  double landed_ms = 0, ready_ms = 0, decode_ms = 0;
+};
+
+// What a timeline says about overlap: the run's transfer (to the last landing) and load (to the
+// last readiness) times, the tail between them, and the median and largest decode of one chunk.
+// Overlap works when the tail is no more than one chunk's decode (the largest). NaN where the
+// landings or decodes are not known.
+struct TimelineSummary {
+  double transfer_ms = 0, load_ms = 0, tail_ms = 0, median_decode_ms = 0, max_decode_ms = 0;
+  bool overlaps() const { return tail_ms <= max_decode_ms; }
+};
+TimelineSummary summarize_timeline(std::span<const ChunkTimes> timeline);
+
 struct KvPerfResult {
   PerfResult kv;        // the timed chunks, landed and decoded (bytes: as sent)
   PerfResult baseline;  // tag_bw over the same endpoints, sender to receiver, mean chunk size
+  std::vector<ChunkTimes> timeline;  // every chunk of the stream, warm-up included
   double efficiency() const {
     return baseline.bandwidth_mib_s > 0 ? kv.bandwidth_mib_s / baseline.bandwidth_mib_s : 0;
   }
@@ -41,12 +61,13 @@ Status serve_kv_perf(ControlChannel& control, UcxDataLink& link, ChunkSource& so
 // the sink says it is ready, and the run ends once finish() has reported every chunk.
 class KvPerfSink {
  public:
-  using Ready = std::function<void(std::size_t want)>;
+  // Want `want` is decoded; its decode cost `decode_ms` once landed (NaN: not measured).
+  using Ready = std::function<void(std::size_t want, double decode_ms)>;
   virtual ~KvPerfSink() = default;
   // Once the stream is open: the context's shape.
   virtual Status open(const KvLayout& context) = 0;
   // Takes want `want`'s chunk (its memory is the receiver's again once this returns); calls
-  // ready(w) for every want decoded by now, this one or earlier ones.
+  // ready for every want decoded by now, this one or earlier ones.
   virtual Status take(std::size_t want, std::span<const std::byte> chunk, const Ready& ready) = 0;
   // After the last take: reports every want not reported yet, once decoded.
   virtual Status finish(const Ready& ready) = 0;

@@ -48,6 +48,8 @@ class GpuDecoder {
   // Whether the launched decode has completed, without blocking (cudaStreamQuery); wait() then
   // returns at once with its status.
   Expected<bool> finished();
+  // After wait(): how long the last launch's kernels ran on the device (CUDA events), in ms.
+  Expected<double> decode_ms();
 
   std::string device_name() const;
   void* native_stream() const noexcept;  // the cudaStream_t decodes run on
@@ -62,11 +64,16 @@ class GpuDecoder {
 // Chunks decoded on `depth` GpuDecoders, one CUDA stream each (cuda/decode_ring.hpp): a
 // receiver hands over each chunk as it lands (its memory is free again once submit returns)
 // and goes on receiving while earlier chunks copy and decode; it waits only when every stream
-// holds a chunk. ready(id) reports decoded chunks in the order they were submitted. The first
-// failed decode ends the ring (its error names the chunk); chunks reported before stay valid.
+// holds a chunk. ready(id, times) reports decoded chunks in the order they were submitted,
+// with what each cost. The first failed decode ends the ring (its error names the chunk);
+// chunks reported before stay valid.
+struct DecodeTimes {
+  double staging_ms = 0;  // on the host: validation, planning and the copy to the device
+  double kernel_ms = 0;   // on the device (CUDA events)
+};
 class GpuDecodeRing {
  public:
-  using Ready = std::function<void(std::size_t id)>;
+  using Ready = std::function<void(std::size_t id, const DecodeTimes& times)>;
   static Expected<GpuDecodeRing> create(int device = 0, std::size_t depth = 3);
   ~GpuDecodeRing();
   GpuDecodeRing(GpuDecodeRing&&) noexcept;

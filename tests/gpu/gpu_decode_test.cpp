@@ -165,6 +165,11 @@ TEST_F(GpuDecode, ADecodeRingTakesChunksAsTheyLandAndReportsThemInOrder) {
   ASSERT_GE(cases.size(), 3u);
   std::vector<gpu::DeviceBuffer> outputs(cases.size());
   std::vector<std::size_t> ready;
+  const GpuDecodeRing::Ready record = [&](std::size_t id, const DecodeTimes& t) {
+    ready.push_back(id);
+    EXPECT_GT(t.kernel_ms, 0) << id;  // CUDA events around the chunk's kernels
+    EXPECT_GT(t.staging_ms, 0) << id;
+  };
   std::vector<std::byte> slot;  // one host buffer for every chunk
   for (std::size_t i = 0; i < cases.size(); ++i) {
     const DecodeCase& c = cases[i];
@@ -173,12 +178,11 @@ TEST_F(GpuDecode, ADecodeRingTakesChunksAsTheyLandAndReportsThemInOrder) {
     const KvView view =
         KvView::contiguous(outputs[i].get(), c.layout.total_bytes(), c.layout).value();
     slot.assign(c.chunk.begin(), c.chunk.end());
-    const Status s =
-        ring->submit(i, slot, view, c.profile.get(), [&](std::size_t id) { ready.push_back(id); });
+    const Status s = ring->submit(i, slot, view, c.profile.get(), record);
     ASSERT_TRUE(s.is_ok()) << c.name << ": " << s.to_string();
     std::fill(slot.begin(), slot.end(), std::byte{0xA5});
   }
-  ASSERT_TRUE(ring->drain([&](std::size_t id) { ready.push_back(id); }).is_ok());
+  ASSERT_TRUE(ring->drain(record).is_ok());
   ASSERT_EQ(ready.size(), cases.size());
   for (std::size_t i = 0; i < ready.size(); ++i)
     EXPECT_EQ(ready[i], i);

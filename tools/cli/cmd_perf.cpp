@@ -51,6 +51,8 @@ constexpr std::string_view kUsage =
     "              buffer; more measures memory too)\n"
     "  --no-decode kv tests: check each chunk's header but do not decode it\n"
     "  --progress-thread  kv tests: a thread drives UCX while this one decodes\n"
+    "  --timeline  kv tests: when each chunk landed and was decoded, and whether decoding\n"
+    "              overlapped the transfer (the tail after the last landing)\n"
     "  --model F   kv tests, server: the checkpoint whose KV fills the cache\n"
     "              ($KVSTREAM_MODELS/stories260K.bin)\n"
     "  -p PORT     control port (13337)\n"
@@ -66,7 +68,8 @@ struct Options {
   std::uint16_t port = 13337;
   bool final_only = false, csv = false, gigabytes = false;
   KvPerfOptions kv;
-  bool cuda = false;  // kv tests: decode on the GPU into device memory
+  bool cuda = false;      // kv tests: decode on the GPU into device memory
+  bool timeline = false;  // kv tests: print each chunk's landing and readiness
   std::string model;
   std::string secret_file;
   std::int64_t timeout_s = 60;
@@ -101,6 +104,8 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
       o.csv = true;
     } else if (a == "--no-decode") {
       o.kv.decode = false;
+    } else if (a == "--timeline") {
+      o.timeline = true;
     } else if (a == "--progress-thread") {
       o.kv.progress_thread = true;
     } else if (a == "--model") {
@@ -254,16 +259,43 @@ class GpuSink final : public KvPerfSink {
     return Status::ok();
   }
   Status take(std::size_t want, std::span<const std::byte> chunk, const Ready& ready) override {
-    return ring_->submit(want, chunk, cache_->view(), nullptr, ready);
+    return ring_->submit(want, chunk, cache_->view(), nullptr, forward(ready));
   }
-  Status finish(const Ready& ready) override { return ring_->drain(ready); }
+  Status finish(const Ready& ready) override { return ring_->drain(forward(ready)); }
 
  private:
+  static GpuDecodeRing::Ready forward(const Ready& ready) {
+    return [&ready](std::size_t want, const DecodeTimes& t) {
+      ready(want, t.staging_ms + t.kernel_ms);
+    };
+  }
   static constexpr std::size_t kDepth = 3;  // streams: one landing, one copying, one decoding
   std::optional<GpuDecodeRing> ring_;
   std::optional<DeviceKvBuffer> cache_;
 };
 #endif
+
+// Each chunk's landing, readiness and decode, then what they say about overlap.
+void print_timeline(std::span<const ChunkTimes> timeline) {
+  const auto ms = [](double v) {
+    return std::isnan(v) ? std::string("-") : fmt::format("{:.3f}", v);
+  };
+  fmt::print("{:>6} {:>12} {:>12} {:>12}\n", "chunk", "landed_ms", "ready_ms", "decode_ms");
+  for (std::size_t i = 0; i < timeline.size(); ++i) {
+    const ChunkTimes& c = timeline[i];
+    fmt::print("{:>6} {:>12} {:>12} {:>12}\n", i, ms(c.landed_ms), ms(c.ready_ms), ms(c.decode_ms));
+  }
+  const TimelineSummary t = summarize_timeline(timeline);
+  if (std::isnan(t.tail_ms) || std::isnan(t.max_decode_ms)) {
+    fmt::print("load {} ms (host decode: each chunk decodes as it lands)\n", ms(t.load_ms));
+    return;
+  }
+  fmt::print(
+      "transfer {} ms, load {} ms: {} ms after the last landing; one chunk's decode {} ms "
+      "(median), {} ms (largest): overlap {}\n",
+      ms(t.transfer_ms), ms(t.load_ms), ms(t.tail_ms), ms(t.median_decode_ms), ms(t.max_decode_ms),
+      t.overlaps() ? "works" : "falls short");
+}
 
 Status client(const Options& o, const Secret& secret) {
   const auto deadline = Clock::now() + std::chrono::seconds(o.timeout_s);
@@ -306,6 +338,7 @@ Status client(const Options& o, const Secret& secret) {
                100 * r.efficiency(), static_cast<std::uint64_t>(std::llround(r.baseline.mean_size)),
                baseline, o.gigabytes ? "GB" : "MB");
   }
+  if (o.timeline) print_timeline(r.timeline);
   return Status::ok();
 }
 

@@ -32,6 +32,7 @@ class FakeDecoder {
     return Status::ok();
   }
   Expected<bool> finished() { return static_cast<bool>(log_->finished[index_]); }
+  Expected<double> decode_ms() { return 0.25 * (index_ + 1); }
   Status wait() {
     log_->events.push_back("wait " + std::to_string(index_));
     if (log_->fail_wait_of == index_) {
@@ -63,8 +64,11 @@ struct Fixture {
   Log log;
   DecodeRing<FakeDecoder> ring;
   std::vector<std::size_t> got;
-  DecodeRing<FakeDecoder>::Ready ready = [this](std::size_t id) {
+  std::vector<double> kernel_ms;
+  DecodeRing<FakeDecoder>::Ready ready = [this](std::size_t id, const DecodeTimes& t) {
     got.push_back(id);
+    kernel_ms.push_back(t.kernel_ms);
+    EXPECT_GE(t.staging_ms, 0);
     log.events.push_back("ready " + std::to_string(id));
   };
 };
@@ -81,6 +85,8 @@ TEST(DecodeRing, ADecoderIsWaitedForBeforeItTakesTheNextChunk) {
   ASSERT_TRUE(f.ring.drain(f.ready).is_ok());
   EXPECT_EQ(f.log.events, (std::vector<std::string>{"wait 1", "ready 1", "wait 0", "ready 2"}));
   EXPECT_EQ(f.ring.in_flight(), 0u);
+  // Each chunk's device time is its own decoder's.
+  EXPECT_EQ(f.kernel_ms, (std::vector<double>{0.25, 0.5, 0.25}));
 }
 
 TEST(DecodeRing, ReadinessComesInSubmissionOrder) {
