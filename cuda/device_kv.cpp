@@ -1,4 +1,6 @@
-// Device memory for a KV cache (DeviceKvBuffer).
+// Device memory for a KV cache (DeviceKvBuffer), and pinned host memory for receive slots.
+#include <cstring>
+
 #include "cuda_handles.hpp"
 #include "kvstream/gpu_decoder.hpp"
 
@@ -26,6 +28,15 @@ DeviceKvBuffer& DeviceKvBuffer::operator=(DeviceKvBuffer&&) noexcept = default;
 
 const KvView& DeviceKvBuffer::view() const noexcept {
   return impl_->view;
+}
+
+Expected<std::shared_ptr<std::byte[]>> allocate_pinned(std::size_t bytes, int device) {
+  KVS_RETURN_IF_ERROR(gpu::use_device(device));
+  void* p = nullptr;
+  KVS_CUDA(cudaMallocHost(&p, bytes == 0 ? 1 : bytes));
+  std::memset(p, 0, bytes);
+  return std::shared_ptr<std::byte[]>(static_cast<std::byte*>(p),
+                                      [](std::byte* q) { cudaFreeHost(q); });
 }
 
 }  // namespace kvstream

@@ -42,7 +42,8 @@ constexpr std::size_t align16(std::size_t n) {
 struct GpuDecoder::Impl {
   int device = 0;
   Stream stream;
-  Event began, ended;                             // around the launched kernels: decode_ms()
+  Event began, ended;  // around the launched kernels: decode_ms()
+  Event copied;        // after the chunk's copy to the device, from pinned memory
   DeviceBuffer bank_buckets, bank_tokens, steps;  // decode_plan.hpp's compact bank
   DecodePlanner planner;
   DecodePlan plan;
@@ -105,6 +106,7 @@ Expected<GpuDecoder> GpuDecoder::create(int device) {
   KVS_ASSIGN_OR_RETURN(impl->stream, Stream::create());
   KVS_ASSIGN_OR_RETURN(impl->began, Event::create());
   KVS_ASSIGN_OR_RETURN(impl->ended, Event::create());
+  KVS_ASSIGN_OR_RETURN(impl->copied, Event::create());
   const auto upload = [](DeviceBuffer& to, const void* from, std::size_t bytes) -> Status {
     KVS_RETURN_IF_ERROR(to.reserve(bytes));
     KVS_CUDA(cudaMemcpy(to.get(), from, bytes, cudaMemcpyHostToDevice));
@@ -157,6 +159,15 @@ Status GpuDecoder::stage(std::span<const std::byte> chunk, const CodecProfile* p
   KVS_CUDA(cudaMemcpyAsync(m.tables.get(), h, table_bytes, cudaMemcpyHostToDevice, m.stream.get()));
   KVS_CUDA(cudaMemcpyAsync(m.chunk.get(), chunk.data(), chunk.size(), cudaMemcpyHostToDevice,
                            m.stream.get()));
+  // The caller may reuse the chunk's memory once this returns. From pageable memory the copy
+  // has left it by then (CUDA stages it before returning); from pinned memory the DMA reads it
+  // later, so wait for it.
+  cudaPointerAttributes where{};
+  KVS_CUDA(cudaPointerGetAttributes(&where, chunk.data()));
+  if (where.type == cudaMemoryTypeHost) {
+    KVS_CUDA(cudaEventRecord(m.copied.get(), m.stream.get()));
+    KVS_CUDA(cudaEventSynchronize(m.copied.get()));
+  }
   if (p.info.transformed) KVS_RETURN_IF_ERROR(stage_transform(m, p.info, profile));
   m.staged = true;
   return Status::ok();

@@ -54,7 +54,7 @@ class ListSource final : public WantSource {
 class Requester {
  public:
   Requester(ControlChannel& control, DataLink& data, const StreamInfo& info, WantSource& source,
-            std::vector<std::vector<std::byte>>& slots, std::uint64_t& next_request)
+            std::vector<SlotMemory>& slots, std::uint64_t& next_request)
       : control_(control),
         data_(data),
         info_(info),
@@ -85,7 +85,7 @@ class Requester {
                                 want.chunk, want.level, info_.chunk_count, info_.levels - 1));
     }
     const std::uint64_t tag = chunk_tag(info_.stream, next_request_++);
-    KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots_[slot]));
+    KVS_RETURN_IF_ERROR(data_.post_receive(tag, slots_[slot].span()));
     inflight_[tag] = {asked_++, want, slot, Clock::now()};
     std::vector<std::byte> request;
     codec::ByteWriter w(request);
@@ -112,7 +112,7 @@ class Requester {
     }
     // A well-formed chunk of another token range or level would decode without complaint into
     // the wrong place: check that it is the one asked for.
-    const auto described = read_chunk_info(std::span(slots_[asked.slot]).first(c.length));
+    const auto described = read_chunk_info(slots_[asked.slot].span().first(c.length));
     if (!described) {
       return Status(described.error().code(),
                     fmt::format("chunk {}: {}", chunk, described.error().message()));
@@ -140,7 +140,7 @@ class Requester {
   DataLink& data_;
   const StreamInfo& info_;
   WantSource& source_;
-  std::vector<std::vector<std::byte>>& slots_;
+  std::vector<SlotMemory>& slots_;
   std::uint64_t& next_request_;
   bool exhausted_ = false;
   std::size_t asked_ = 0;
@@ -200,24 +200,42 @@ Status StreamReceiver::fetch_chunks(const StreamInfo& info, const KvView& dst,
   return fetch_from(info, dst, source, max_size, o, on_landed);
 }
 
-void StreamReceiver::reserve_slots(std::uint32_t window, std::size_t bytes) {
+Expected<SlotMemory> heap_slot(std::size_t bytes) {
+  return SlotMemory{std::make_shared<std::byte[]>(bytes), bytes};  // zeroed: faulted in
+}
+
+Status StreamReceiver::reserve_slots(std::uint32_t window, std::size_t bytes) {
   if (slots_.size() < window) slots_.resize(window);
-  for (auto& slot : slots_)
-    if (slot.size() < bytes) slot.resize(bytes);
+  for (SlotMemory& slot : slots_) {
+    if (slot.size >= bytes) continue;
+    slot = {};  // the old memory goes first: pinned memory is scarce
+    KVS_ASSIGN_OR_RETURN(slot, allocate_(bytes));
+    if (slot.size < bytes || slot.owner == nullptr) {
+      return Status(
+          Errc::resource_exhausted,
+          fmt::format("a receive slot of {} bytes for a {}-byte chunk", slot.size, bytes));
+    }
+  }
+  return Status::ok();
+}
+
+void StreamReceiver::set_slot_allocator(SlotAllocator allocate) {
+  allocate_ = std::move(allocate);
+  slots_.clear();
 }
 
 Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, WantSource& source,
                                   std::uint32_t max_size, const FetchOptions& o,
                                   const std::function<void(std::size_t)>& on_landed) {
   const std::uint32_t window = std::max(o.window, 1u);
-  reserve_slots(window, max_size);
-  std::vector<std::vector<std::byte>>& slots = slots_;
+  KVS_RETURN_IF_ERROR(reserve_slots(window, max_size));
+  std::vector<SlotMemory>& slots = slots_;
   std::vector<std::uint32_t> free_slots;
   for (std::uint32_t i = 0; i < window; ++i)
     free_slots.push_back(window - 1 - i);
   Taker taker(dst, o);
   const auto bytes_of = [&](const Landed& l) {
-    return std::span<const std::byte>(slots[l.slot]).first(l.length);
+    return std::span<const std::byte>(slots[l.slot].span()).first(l.length);
   };
 
   if (!o.progress_thread) {

@@ -122,7 +122,8 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   std::uint32_t largest = 0;
   for (const StreamReceiver::Want& w : wants)
     largest = std::max(largest, info.size(w.chunk, w.level));
-  receiver.reserve_slots(o.window, largest);
+  if (options.slots) receiver.set_slot_allocator(options.slots);
+  KVS_RETURN_IF_ERROR(receiver.reserve_slots(o.window, largest));
   Arrivals arrivals(p.warmup);
   result.timeline.assign(wants.size(), ChunkTimes{kNan, kNan, kNan});
   const Clock::time_point start = Clock::now();

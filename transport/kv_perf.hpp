@@ -12,6 +12,7 @@
 #include "control.hpp"
 #include "data_link.hpp"
 #include "perf.hpp"
+#include "session.hpp"
 #include "source.hpp"
 
 namespace kvstream::transport {
@@ -77,6 +78,7 @@ struct KvPerfOptions {
   bool decode = true;            // false: each chunk's header is checked, nothing decoded
   bool progress_thread = false;  // StreamReceiver::FetchOptions::progress_thread
   KvPerfSink* sink = nullptr;    // not null: takes the chunks (when decode is true)
+  SlotAllocator slots;           // the receive slots' memory (empty: the heap)
 };
 
 // The receiver: takes the baseline, opens kPerfContext and fetches p.warmup + p.iterations

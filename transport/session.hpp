@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -71,6 +72,18 @@ Status serve_session(ControlChannel& control, DataLink& data, const std::filesys
 
 class WantSource;
 
+// A receive slot's memory: by default a heap buffer; a receiver whose chunks go to a GPU gives
+// pinned host memory instead, from which the copy to the device is a DMA (SlotAllocator).
+struct SlotMemory {
+  std::shared_ptr<std::byte[]> owner;  // frees it
+  std::size_t size = 0;
+  std::span<std::byte> span() const noexcept { return {owner.get(), size}; }
+};
+// Returns `bytes` of memory, touched (a fresh page faulted in on a chunk's arrival would be
+// charged to that chunk).
+using SlotAllocator = std::function<Expected<SlotMemory>(std::size_t bytes)>;
+Expected<SlotMemory> heap_slot(std::size_t bytes);
+
 // The receiving side of one session.
 class StreamReceiver {
  public:
@@ -121,7 +134,10 @@ class StreamReceiver {
   // Receive slots are the receiver's, kept from fetch to fetch (allocating and faulting in
   // megabytes is no work for the data path): makes `window` slots of at least `bytes` now, so
   // that the fetches after it allocate nothing. A fetch grows them when it needs more.
-  void reserve_slots(std::uint32_t window, std::size_t bytes);
+  Status reserve_slots(std::uint32_t window, std::size_t bytes);
+  // Where slots come from from now on (heap_slot by default); the slots made so far are
+  // dropped.
+  void set_slot_allocator(SlotAllocator allocate);
 
   // The data link's own estimate of its goodput for messages of `bytes` (0: it has none).
   double link_estimate(std::size_t bytes) const { return data_.estimated_bytes_per_s(bytes); }
@@ -132,7 +148,8 @@ class StreamReceiver {
   ControlChannel& control_;
   DataLink& data_;
   std::uint64_t next_request_ = 0;  // numbers the session's chunk requests (their tags)
-  std::vector<std::vector<std::byte>> slots_;
+  std::vector<SlotMemory> slots_;
+  SlotAllocator allocate_ = heap_slot;
 };
 
 // Where a fetch's requests come from: a fixed list, or a policy that decides each chunk as a

@@ -93,6 +93,10 @@ class GpuDecodeRing {
   std::unique_ptr<Impl> impl_;
 };
 
+// `bytes` of pinned (page-locked) host memory on `device`'s context, zeroed, freed with the last
+// owner: receive slots from which a chunk's copy to the device is a DMA.
+Expected<std::shared_ptr<std::byte[]>> allocate_pinned(std::size_t bytes, int device = 0);
+
 // A contiguous KV cache in device memory (cudaMalloc on `device`), for a decoder to write into:
 // the receiving end of a stream decoded on the GPU. Move-only; frees its memory.
 class DeviceKvBuffer {

@@ -157,43 +157,53 @@ TEST_F(GpuDecode, TransformCodedChunkWithoutItsProfileIsRefused) {
 
 // A ring of two streams takes a run of chunks back to back (each host buffer overwritten as
 // soon as submit returns, as a receive slot would be), reports them in order, and writes what
-// the CPU decoder writes.
+// the CPU decoder writes: from a pageable slot (CUDA stages the copy) and from a pinned one
+// (a DMA that stage() waits for).
 TEST_F(GpuDecode, ADecodeRingTakesChunksAsTheyLandAndReportsThemInOrder) {
-  auto ring = GpuDecodeRing::create(0, 2);
-  ASSERT_TRUE(ring.has_value()) << ring.error().to_string();
   const auto cases = testing_data::synthetic_cases();
   ASSERT_GE(cases.size(), 3u);
-  std::vector<gpu::DeviceBuffer> outputs(cases.size());
-  std::vector<std::size_t> ready;
-  const GpuDecodeRing::Ready record = [&](std::size_t id, const DecodeTimes& t) {
-    ready.push_back(id);
-    EXPECT_GT(t.kernel_ms, 0) << id;  // CUDA events around the chunk's kernels
-    EXPECT_GT(t.staging_ms, 0) << id;
-  };
-  std::vector<std::byte> slot;  // one host buffer for every chunk
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    const DecodeCase& c = cases[i];
-    ASSERT_TRUE(outputs[i].reserve(c.layout.total_bytes()).is_ok());
-    ASSERT_EQ(cudaMemset(outputs[i].get(), 0, c.layout.total_bytes()), cudaSuccess);
-    const KvView view =
-        KvView::contiguous(outputs[i].get(), c.layout.total_bytes(), c.layout).value();
-    slot.assign(c.chunk.begin(), c.chunk.end());
-    const Status s = ring->submit(i, slot, view, c.profile.get(), record);
-    ASSERT_TRUE(s.is_ok()) << c.name << ": " << s.to_string();
-    std::fill(slot.begin(), slot.end(), std::byte{0xA5});
-  }
-  ASSERT_TRUE(ring->drain(record).is_ok());
-  ASSERT_EQ(ready.size(), cases.size());
-  for (std::size_t i = 0; i < ready.size(); ++i)
-    EXPECT_EQ(ready[i], i);
-  for (std::size_t i = 0; i < cases.size(); ++i) {
-    const DecodeCase& c = cases[i];
-    auto want = KvBuffer::create(c.layout).value();
-    ASSERT_TRUE(decode_chunk(c.chunk, want.view(), c.profile.get()).is_ok()) << c.name;
-    std::vector<std::byte> got(c.layout.total_bytes());
-    ASSERT_EQ(cudaMemcpy(got.data(), outputs[i].get(), got.size(), cudaMemcpyDeviceToHost),
-              cudaSuccess);
-    EXPECT_TRUE(std::equal(got.begin(), got.end(), want.bytes().begin())) << c.name;
+  std::size_t largest = 0;
+  for (const DecodeCase& c : cases)
+    largest = std::max(largest, c.chunk.size());
+  std::vector<std::byte> pageable(largest);
+  auto pinned = allocate_pinned(largest, 0);
+  ASSERT_TRUE(pinned.has_value()) << pinned.error().to_string();
+  for (std::byte* slot : {pageable.data(), pinned->get()}) {
+    SCOPED_TRACE(slot == pageable.data() ? "pageable slot" : "pinned slot");
+    auto ring = GpuDecodeRing::create(0, 2);
+    ASSERT_TRUE(ring.has_value()) << ring.error().to_string();
+    std::vector<gpu::DeviceBuffer> outputs(cases.size());
+    std::vector<std::size_t> ready;
+    const GpuDecodeRing::Ready record = [&](std::size_t id, const DecodeTimes& t) {
+      ready.push_back(id);
+      EXPECT_GT(t.kernel_ms, 0) << id;  // CUDA events around the chunk's kernels
+      EXPECT_GT(t.staging_ms, 0) << id;
+    };
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const DecodeCase& c = cases[i];
+      ASSERT_TRUE(outputs[i].reserve(c.layout.total_bytes()).is_ok());
+      ASSERT_EQ(cudaMemset(outputs[i].get(), 0, c.layout.total_bytes()), cudaSuccess);
+      const KvView view =
+          KvView::contiguous(outputs[i].get(), c.layout.total_bytes(), c.layout).value();
+      std::memcpy(slot, c.chunk.data(), c.chunk.size());
+      const Status s =
+          ring->submit(i, std::span(slot, c.chunk.size()), view, c.profile.get(), record);
+      ASSERT_TRUE(s.is_ok()) << c.name << ": " << s.to_string();
+      std::memset(slot, 0xA5, c.chunk.size());
+    }
+    ASSERT_TRUE(ring->drain(record).is_ok());
+    ASSERT_EQ(ready.size(), cases.size());
+    for (std::size_t i = 0; i < ready.size(); ++i)
+      EXPECT_EQ(ready[i], i);
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const DecodeCase& c = cases[i];
+      auto want = KvBuffer::create(c.layout).value();
+      ASSERT_TRUE(decode_chunk(c.chunk, want.view(), c.profile.get()).is_ok()) << c.name;
+      std::vector<std::byte> got(c.layout.total_bytes());
+      ASSERT_EQ(cudaMemcpy(got.data(), outputs[i].get(), got.size(), cudaMemcpyDeviceToHost),
+                cudaSuccess);
+      EXPECT_TRUE(std::equal(got.begin(), got.end(), want.bytes().begin())) << c.name;
+    }
   }
 }
 

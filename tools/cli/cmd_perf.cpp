@@ -324,7 +324,14 @@ Status client(const Options& o, const Secret& secret) {
   KvPerfOptions kv = o.kv;
 #if KVSTREAM_HAVE_CUDA
   GpuSink gpu;
-  if (o.cuda) kv.sink = &gpu;
+  if (o.cuda) {
+    kv.sink = &gpu;
+    // Slots in pinned memory: the decoders' copies to the device are DMAs from them.
+    kv.slots = [](std::size_t bytes) -> Expected<SlotMemory> {
+      KVS_ASSIGN_OR_RETURN(auto memory, allocate_pinned(bytes, 0));
+      return SlotMemory{std::move(memory), bytes};
+    };
+  }
 #endif
   KVS_ASSIGN_OR_RETURN(const KvPerfResult r, run_kv_perf(*channel, link, o.params, kv, deadline));
   PerfParams shown = o.params;

@@ -41,6 +41,43 @@ TEST(Session, FullStreamsAtEveryLevelMatchTheArchive) {
   EXPECT_TRUE(s.sender.result.get().is_ok());
 }
 
+TEST(Session, SlotsComeFromTheReceiversAllocatorAndItsFailureIsNamed) {
+  Served served;
+  Session s(served.dir);
+  StreamReceiver receiver(*s.control, *s.link);
+  auto info = receiver.open("ctx", Clock::now() + 5s);
+  ASSERT_TRUE(info.has_value()) << info.error().to_string();
+  // An allocator handing out memory it keeps track of: the chunks land in it.
+  std::vector<SlotMemory> handed;
+  receiver.set_slot_allocator([&](std::size_t bytes) -> Expected<SlotMemory> {
+    handed.push_back({std::make_shared<std::byte[]>(bytes), bytes});
+    return handed.back();
+  });
+  auto kv = KvBuffer::create(served.layout).value();
+  StreamReceiver::FetchOptions o;
+  o.level = 2;
+  o.window = 3;
+  o.consume = [&](std::size_t, std::span<const std::byte> chunk) {
+    const bool ours = std::any_of(handed.begin(), handed.end(), [&](const SlotMemory& m) {
+      return chunk.data() >= m.owner.get() && chunk.data() + chunk.size() <= m.owner.get() + m.size;
+    });
+    EXPECT_TRUE(ours);
+    return decode_chunk(chunk, kv.view());
+  };
+  ASSERT_TRUE(receiver.fetch(*info, kv.view(), o, [](std::uint32_t) {}).is_ok());
+  EXPECT_EQ(handed.size(), 3u);  // one per slot of the window
+  EXPECT_TRUE(same_tokens(kv, served.expected(2), 0, 116));
+  // A new allocator replaces the slots; one that fails ends the fetch with its error.
+  receiver.set_slot_allocator([](std::size_t) -> Expected<SlotMemory> {
+    return Status(Errc::resource_exhausted, "no pinned memory left");
+  });
+  const Status f = receiver.fetch(*info, kv.view(), o, [](std::uint32_t) {});
+  EXPECT_EQ(f.code(), Errc::resource_exhausted);
+  EXPECT_NE(f.to_string().find("no pinned memory"), std::string::npos) << f.to_string();
+  receiver.close(Clock::now() + 5s);
+  EXPECT_TRUE(s.sender.result.get().is_ok());
+}
+
 TEST(Session, StreamsOfOneSessionKeepTheirOwnChunks) {
   Served served;
   std::filesystem::copy_file(served.dir / "ctx.kva", served.dir / "twin.kva");
