@@ -269,7 +269,8 @@ class GpuSink final : public KvPerfSink {
       ready(want, t.staging_ms + t.kernel_ms);
     };
   }
-  static constexpr std::size_t kDepth = 3;  // streams: one landing, one copying, one decoding
+  // Three chunks on the device at once: one slow decode does not hold up the next two.
+  static constexpr std::size_t kDepth = 3;
   std::optional<GpuDecodeRing> ring_;
   std::optional<DeviceKvBuffer> cache_;
 };
