@@ -23,23 +23,10 @@ namespace {
 
 std::atomic<bool> g_stop{false};  // set by SIGINT or SIGTERM during --real
 
-template <typename T, typename Parse>
-Expected<std::vector<T>> parse_list(std::string_view text, Parse parse) {
-  std::vector<T> out;
-  while (!text.empty()) {
-    const std::size_t comma = std::min(text.find(','), text.size());
-    KVS_ASSIGN_OR_RETURN(T item, parse(text.substr(0, comma)));
-    out.push_back(std::move(item));
-    text.remove_prefix(std::min(comma + 1, text.size()));
-  }
-  if (out.empty()) return Status(Errc::invalid_argument, "an empty list");
-  return out;
-}
-
-Expected<double> positive(std::string_view s) {
-  KVS_ASSIGN_OR_RETURN(auto v, parse_losses(s));
-  if (!(v[0] > 0)) return Status(Errc::invalid_argument, fmt::format("'{}' is not positive", s));
-  return v[0];
+Expected<double> positive_deadline(std::string_view s) {
+  KVS_ASSIGN_OR_RETURN(const double v, parse_number(s, "deadline"));
+  if (!(v > 0)) return Status(Errc::invalid_argument, fmt::format("'{}' is not positive", s));
+  return v;
 }
 
 // Every (trace, deadline, run, policy) in the simulator, with the real estimator.
@@ -146,13 +133,13 @@ int bench_adapt(std::span<const std::string_view> args) {
     return kExitSkipped;
   }
   BenchPlan plan;
-  auto traces = parse_list<TraceSpec>(traces_text, parse_trace_spec);
+  auto traces = parse_list<TraceSpec>(traces_text, "trace", parse_trace_spec);
   if (!traces) return report_failure(p.command(), traces.error());
   plan.traces = std::move(*traces);
-  auto deadlines = parse_list<double>(deadlines_text, positive);
+  auto deadlines = parse_list<double>(deadlines_text, "deadline", positive_deadline);
   if (!deadlines) return report_failure(p.command(), deadlines.error());
   plan.deadlines = std::move(*deadlines);
-  auto policies = parse_list<PolicySpec>(policies_text, parse_policy_spec);
+  auto policies = parse_list<PolicySpec>(policies_text, "policy", parse_policy_spec);
   if (!policies) return report_failure(p.command(), policies.error());
   plan.policies = std::move(*policies);
   plan.runs = static_cast<std::uint32_t>(runs);

@@ -71,21 +71,18 @@ std::span<const std::vector<std::int32_t>> first_contexts(
              : all;
 }
 
-Expected<std::vector<double>> parse_numbers(std::string_view text, std::string_view what) {
-  std::vector<double> out;
-  while (!text.empty()) {
-    const std::size_t comma = std::min(text.find(','), text.size());
-    const std::string_view item = text.substr(0, comma);
-    double v = 0;
-    const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
-    if (ec != std::errc() || end != item.data() + item.size() || !std::isfinite(v)) {
-      return Status(Errc::invalid_argument, fmt::format("{} '{}' is not a number", what, item));
-    }
-    out.push_back(v);
-    text.remove_prefix(std::min(comma + 1, text.size()));
+Expected<double> parse_number(std::string_view text, std::string_view what) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc() || end != text.data() + text.size() || !std::isfinite(v)) {
+    return Status(Errc::invalid_argument, fmt::format("{} '{}' is not a number", what, text));
   }
-  if (out.empty()) return Status(Errc::invalid_argument, fmt::format("no {} given", what));
-  return out;
+  return v;
+}
+
+Expected<std::vector<double>> parse_numbers(std::string_view text, std::string_view what) {
+  return parse_list<double>(text, what,
+                            [what](std::string_view item) { return parse_number(item, what); });
 }
 
 std::string json_string(std::string_view s) {

@@ -1,6 +1,7 @@
 // Conventions every kvstream subcommand shares: exit codes, one-line errors, --help, progress.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -41,8 +42,25 @@ Status write_file_atomically(const std::string& path, std::span<const std::byte>
 // environment variable KVSTREAM_SECRET (never from the command line).
 Expected<transport::Secret> load_secret(const std::string& secret_file);
 
-// "0.5,1e-3,2": comma-separated finite numbers, at least one; an error names `what` and the
-// item that is not one.
+// Comma-separated items, each turned into a T by `parse` (Expected<T> from the item's text),
+// at least one: an empty list is an error naming `what`.
+template <typename T, typename Parse>
+Expected<std::vector<T>> parse_list(std::string_view text, std::string_view what, Parse parse) {
+  std::vector<T> out;
+  while (!text.empty()) {
+    const std::size_t comma = std::min(text.find(','), text.size());
+    KVS_ASSIGN_OR_RETURN(T item, parse(text.substr(0, comma)));
+    out.push_back(std::move(item));
+    text.remove_prefix(std::min(comma + 1, text.size()));
+  }
+  if (out.empty()) return Status(Errc::invalid_argument, "no " + std::string(what) + " given");
+  return out;
+}
+
+// One finite number; an error names `what` and the text that is not one.
+Expected<double> parse_number(std::string_view text, std::string_view what);
+
+// "0.5,1e-3,2": parse_list of parse_number.
 Expected<std::vector<double>> parse_numbers(std::string_view text, std::string_view what);
 
 // `s` as a JSON string literal, quotes included.
