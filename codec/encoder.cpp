@@ -17,6 +17,7 @@
 #include "kvstream/half.hpp"
 #include "rans.hpp"
 #include "rans_avx2.hpp"
+#include "segment_encoding.hpp"
 #include "symbols.hpp"
 #include "table_choice.hpp"
 #include "transform.hpp"
@@ -29,8 +30,6 @@ namespace {
 
 constexpr double kFixedScale = 65536.0;              // channel statistics in 16.16 fixed point
 constexpr float kMaxLossyMagnitude = 1073741824.0f;  // 2^30: keeps fixed-point sums in int64
-// sigma = mean absolute deviation * sqrt(pi / 2) for a Gaussian.
-constexpr float kMadToSigma = 1.2533141f;
 
 std::uint16_t load_bits16(const std::byte* row, std::size_t c) {
   std::uint16_t h;
@@ -72,17 +71,6 @@ bool load_row(const std::byte* row, std::size_t n, DType dt, float* out) {
   for (std::size_t c = 0; c < n; ++c)
     ok &= std::fabs(out[c]) <= kMaxLossyMagnitude;  // NaN compares false
   return ok;
-}
-
-// The smallest-error step no larger than `target` that still keeps |x| / step within int16.
-std::uint8_t choose_step_code(float target, std::int64_t absmax_fixed) {
-  const auto& steps = step_table();  // increasing
-  // The last code whose step is <= target (code 0 if none is).
-  const auto above = std::upper_bound(steps.begin(), steps.end(), target);
-  const auto s = static_cast<std::uint32_t>(above == steps.begin() ? 0 : above - steps.begin() - 1);
-  const float need = static_cast<float>(absmax_fixed + 1) / 65536.0f / 32767.0f;
-  const auto enough = std::lower_bound(steps.begin() + s, steps.end(), need);
-  return static_cast<std::uint8_t>(enough == steps.end() ? 255 : enough - steps.begin());
 }
 
 }  // namespace
@@ -148,24 +136,6 @@ void tokenize(std::uint32_t tokens, std::size_t C, std::uint32_t per, SegmentScr
   }
 }
 
-// Whether coding a segment's values relative to the previous token beats coding them relative
-// to their centers: their spread in steps, and so their bits, would fall by log2 of the ratio
-// of mean |x(t) - x(t - 1)| to mean |x - mean| (both measured in the statistics pass). It must
-// save this many bits per value on average, a margin for what the estimate leaves out.
-constexpr double kPredictionMinGain = 0.05;
-
-Predictor choose_predictor(std::size_t C, std::uint32_t tokens, const SegmentScratch& s) {
-  if (tokens < 2) return Predictor::none;
-  double log_ratio = 0;
-  for (std::size_t c = 0; c < C; ++c) {
-    if (s.dev[c] == 0 || s.step_dev[c] == 0) continue;  // a constant channel costs nothing
-    log_ratio += std::log2((static_cast<double>(s.step_dev[c]) / (tokens - 1)) /
-                           (static_cast<double>(s.dev[c]) / tokens));
-  }
-  return log_ratio < -kPredictionMinGain * static_cast<double>(C) ? Predictor::previous_token
-                                                                  : Predictor::none;
-}
-
 // The scalar statistics of a lossy segment: s.x, then per channel the sum and largest
 // magnitude of x in 16.16 fixed point.
 Status lossy_sums(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
@@ -196,8 +166,6 @@ Status lossy_sums(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
 // histogram of v = round(x / step). The vector passes, where they apply, compute the same.
 Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profile,
                 std::uint8_t level, std::uint32_t per, SegmentScratch& s) {
-  // Transform coefficients have absolute steps: the transform already weighs them equally.
-  const bool absolute = profile.transform() != nullptr;
   const std::size_t C = rows.channels;
   const std::uint32_t tokens = rows.tokens;
   s.sum.assign(C, 0);
@@ -232,21 +200,13 @@ Status quantize(const SegmentRows& rows, DType dtype, const CodecProfile& profil
       }
     }
   }
-  s.predictor = choose_predictor(C, tokens, s);
+  const ChannelStats stats{s.sum.data(), s.dev.data(), s.step_dev.data(), s.absmax.data()};
+  s.predictor = choose_predictor(C, tokens, stats);
   s.step_code.resize(C);
   s.step.resize(C);
   s.center.resize(C);
-  const auto& steps = step_table();
-  for (std::size_t c = 0; c < C; ++c) {
-    const float sigma = static_cast<float>(s.dev[c] / tokens) * (kMadToSigma / 65536.0f);
-    const float rel_step = profile.relative_step(
-        level, rows.layer, rows.part, static_cast<std::uint32_t>(c * profile.groups() / C));
-    s.step_code[c] = choose_step_code(absolute ? rel_step : sigma * rel_step, s.absmax[c]);
-    s.step[c] = steps[s.step_code[c]];
-    const float mean = static_cast<float>(s.sum[c]) / 65536.0f;
-    s.center[c] = static_cast<std::int32_t>(
-        std::clamp(std::nearbyint(mean / s.step[c]), -32768.0f, 32767.0f));
-  }
+  choose_steps(profile, level, rows.layer, rows.part, C, tokens, stats, s.step_code.data(),
+               s.step.data(), s.center.data());
   const std::size_t n = std::size_t{tokens} * C;
   s.token.resize(n);
   s.raw.resize(n);
@@ -336,7 +296,7 @@ void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
       for (std::uint32_t k = 0; k < kTokens; ++k)
         weight_sum += std::uint64_t{h[k]} * weights[k];
       s.table[c] = static_cast<std::uint8_t>(
-          cheapest_table(spread_guess(weight_sum, values), [&](std::uint32_t t) {
+          cheapest_table(spread_guess(spread_bounds().data(), weight_sum, values), [&](std::uint32_t t) {
             std::uint32_t sum = 0;
             for (std::uint32_t k = 0; k < kTokens; ++k)
               sum += h[k] * bank[t].cost[k];
@@ -350,24 +310,11 @@ void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
 
 // A segment's substreams (substream_tokens each), their lanes, and the symbols the entropy
 // coder reads.
-// Tokens per substream: token-aligned substreams of about o.substream_values values, none
-// empty (the same for every segment of a chunk).
-std::uint32_t substream_tokens(std::uint32_t tokens, std::size_t C, const EncodeOptions& o) {
-  const std::size_t wanted = std::clamp<std::size_t>(
-      (std::size_t{tokens} * C + o.substream_values - 1) / o.substream_values, 1, tokens);
-  return static_cast<std::uint32_t>((tokens + wanted - 1) / wanted);
-}
-
 void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
                      const EncodeOptions& o, SegmentScratch& s) {
   s.per = substream_tokens(tokens, C, o);
   s.substreams = (tokens + s.per - 1) / s.per;
-  // Each lane costs a 4-byte state, about 1% of a 512-value lane's payload at 6 bits per
-  // value; smaller substreams get fewer lanes. 512 lets a 4096-value segment (a stories260K
-  // chunk's) have the 8 lanes that the vector decoder needs.
-  s.lanes = o.lanes;
-  while (s.lanes > 1 && std::size_t{s.per} * C < std::size_t{s.lanes} * o.lane_values)
-    s.lanes /= 2;
+  s.lanes = substream_lanes(s.per, C, o);
   s.symbols = {s.token.data(),
                s.raw.data(),
                coding == Coding::quantized ? nullptr : s.extra.data(),
@@ -386,26 +333,17 @@ void add_jobs(std::uint32_t tokens, std::size_t C, SegmentScratch& s, std::vecto
 }
 
 void write_segment(Coding coding, std::size_t C, const SegmentScratch& s, ByteWriter& w) {
-  w.put(static_cast<std::uint8_t>(coding));
-  w.put(static_cast<std::uint8_t>(s.predictor));
-  w.put(static_cast<std::uint8_t>(s.lanes));
-  w.put(std::uint8_t{0});
-  w.put(static_cast<std::uint16_t>(s.substreams));
-  w.put(std::uint16_t{0});
-  if (coding == Coding::quantized) {
-    w.put_bytes(std::as_bytes(std::span(s.step_code.data(), C)));
-  }
-  w.put_bytes(std::as_bytes(std::span(s.table.data(), C)));
-  for (std::size_t c = 0; c < C; ++c)
-    w.put_zigzag_varint(s.center[c]);
-  for (const RansStream& st : s.streams)
-    w.put(static_cast<std::uint32_t>(2 * st.words().size()));
-  for (const RansStream& st : s.streams) {
-    for (std::uint32_t x : st.states)
-      w.put(x);
-  }
-  for (const RansStream& st : s.streams)
-    w.put_bytes(std::as_bytes(st.words()));
+  const SegmentFields f{coding,
+                        s.predictor,
+                        s.lanes,
+                        s.substreams,
+                        coding == Coding::quantized ? std::span(s.step_code.data(), C)
+                                                    : std::span<const std::uint8_t>(),
+                        std::span(s.table.data(), C),
+                        std::span(s.center.data(), C)};
+  codec::write_segment(
+      f, [&](std::uint32_t k) { return s.streams[k].words(); },
+      [&](std::uint32_t k) { return std::span<const std::uint32_t>(s.streams[k].states); }, w);
 }
 
 // Transform coding: the coefficients of tokens [begin, begin + count) of src into `out` (whose
@@ -483,49 +421,11 @@ Status encode_chunk(const KvView& src, std::uint32_t token_begin, std::uint32_t 
 Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
                             const EncodeOptions& o, std::vector<std::byte>& out) {
   const KvLayout& l = src.layout();
-  KVS_RETURN_IF_ERROR(src.check_range(token_begin, token_count).with_context("encode_chunk"));
-  if (token_count == 0 || token_count > kMaxTokens) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("chunk of {} tokens (1..{})", token_count, kMaxTokens));
-  }
-  if (l.row_values() > kMaxChannels || l.layers > kMaxLayers) {
-    return Status(Errc::unsupported,
-                  fmt::format("{} layers x {} channels exceed the format's limits", l.layers,
-                              l.row_values()));
-  }
-  if (!valid_lanes(o.lanes) || o.substream_values == 0 || o.lane_values == 0) {
-    return Status(Errc::invalid_argument,
-                  fmt::format("lanes {} (1, 2, 4, 8, 16 or 32), substream_values {}, "
-                              "lane_values {} (both at least 1)",
-                              o.lanes, o.substream_values, o.lane_values));
-  }
   CodecProfile builtin;
-  const CodecProfile* profile = o.profile;
-  if (o.level > 0) {
-    if (profile == nullptr) {
-      builtin = CodecProfile::builtin(l.layers, 1);
-      profile = &builtin;
-    }
-    if (profile->layers() != l.layers || l.row_values() % profile->groups() != 0 ||
-        o.level > profile->levels()) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("level {} with a profile of {} levels for {} layers x {} channel "
-                                "groups (the KV has {} layers x {} channels)",
-                                o.level, profile->levels(), profile->layers(), profile->groups(),
-                                l.layers, l.row_values()));
-    }
-    if (const KvTransform* t = profile->transform();
-        t != nullptr && (t->channels != l.row_values() || t->head_dim != l.head_dim)) {
-      return Status(Errc::invalid_argument,
-                    fmt::format("the profile's transform is for {} channels of {}-dim heads; the "
-                                "KV has {} of {}",
-                                t->channels, t->head_dim, l.row_values(), l.head_dim));
-    }
-  }
+  const CodecProfile* profile = nullptr;
+  KVS_RETURN_IF_ERROR(check_encode(src, token_begin, token_count, o, builtin, profile));
   const KvTransform* transform = o.level > 0 ? profile->transform() : nullptr;
-  const Coding coding = o.level > 0             ? Coding::quantized
-                        : l.dtype == DType::f32 ? Coding::split32
-                                                : Coding::split16;
+  const Coding coding = coding_for(o.level, l.dtype);
   const std::size_t C = l.row_values();
   const std::uint32_t segments = 2 * l.layers;
 
@@ -553,7 +453,7 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
     values_begin = 0;
   }
   std::vector<std::uint32_t>& offsets = scratch.offsets;
-  offsets.assign(segments + 1, 0);
+  offsets.assign(segments, 0);
   scratch.window.resize(std::min(segments, kWindow));
   for (std::uint32_t first = 0; first < segments; first += kWindow) {
     const std::uint32_t count = std::min(kWindow, segments - first);
@@ -581,37 +481,9 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
       write_segment(coding, C, scratch.window[i], w);
     }
   }
-  if (w.size() > UINT32_MAX) {
-    return Status(Errc::unsupported, fmt::format("chunk of {} bytes exceeds 4 GiB", w.size()));
-  }
-  offsets[segments] = static_cast<std::uint32_t>(w.size());
-
-  std::memcpy(out.data(), kMagic, 4);
-  w.put_at<std::uint16_t>(4, kVersion);
-  w.put_at<std::uint16_t>(6, kHeaderSize);
-  w.put_at<std::uint8_t>(8, o.level);
-  w.put_at<std::uint8_t>(9, static_cast<std::uint8_t>(l.dtype));
-  w.put_at<std::uint16_t>(10, transform != nullptr ? kFlagTransform : 0);
-  w.put_at<std::uint32_t>(12, l.layers);
-  w.put_at<std::uint32_t>(16, l.kv_heads);
-  w.put_at<std::uint32_t>(20, l.head_dim);
-  w.put_at<std::uint32_t>(24, token_begin);
-  w.put_at<std::uint32_t>(28, token_count);
-  w.put_at<std::uint32_t>(32, segments);
-  w.put_at<std::uint32_t>(36, offsets[segments]);
-  w.put_at<std::uint32_t>(40, transform != nullptr ? profile->transform_id() : 0);
-  for (std::uint32_t i = 0; i < segments; ++i) {
-    const std::size_t entry = kHeaderSize + std::size_t{i} * kSegmentEntrySize;
-    const std::uint32_t size = offsets[i + 1] - offsets[i];
-    w.put_at<std::uint32_t>(entry, offsets[i]);
-    w.put_at<std::uint32_t>(entry + 4, size);
-    w.put_at<std::uint32_t>(entry + 8, crc32c(std::span(out).subspan(offsets[i], size)));
-  }
-  std::uint32_t hcrc = crc32c(std::span(out).first(kHeaderCrcOffset));
-  hcrc =
-      crc32c(std::span(out).subspan(kHeaderSize, std::size_t{segments} * kSegmentEntrySize), hcrc);
-  w.put_at<std::uint32_t>(kHeaderCrcOffset, hcrc);
-  return Status::ok();
+  return finish_chunk({o.level, &l, token_begin, token_count, transform != nullptr,
+                       transform != nullptr ? profile->transform_id() : 0},
+                      offsets, out);
 }
 
 }  // namespace kvstream

@@ -262,6 +262,7 @@ __attribute__((target("avx2,f16c"))) void choose_tables_avx2(const std::uint32_t
                                                              std::uint8_t* table) {
   const auto& bank = table_bank();
   const std::uint32_t* weights = token_weights().data();
+  const double* bounds = spread_bounds().data();
   for (std::size_t c = 0; c < C; ++c) {
     const std::uint32_t* h = hist + c * kTokens;
     const std::uint32_t end = used_end(h);
@@ -269,7 +270,7 @@ __attribute__((target("avx2,f16c"))) void choose_tables_avx2(const std::uint32_t
       return histogram_cost(h, bank[t].cost.data(), end);
     };
     table[c] = static_cast<std::uint8_t>(
-        cheapest_table(spread_guess(histogram_weight(h, weights, end), values), cost));
+        cheapest_table(spread_guess(bounds, histogram_weight(h, weights, end), values), cost));
   }
 }
 
