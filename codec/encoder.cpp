@@ -147,11 +147,8 @@ Status lossy_sums(const SegmentRows& rows, DType dtype, SegmentScratch& s) {
     for (std::size_t c = 0; c < C; ++c) {
       const float x = load_float(row, c, dtype);
       if (!std::isfinite(x) || std::fabs(x) > kMaxLossyMagnitude) {
-        return Status(std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
-                      fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
-                                  "levels need finite values within +-2^30",
-                                  rows.layer, rows.part == KvPart::key ? "K" : "V", rows.begin + t,
-                                  c, c / head_dim, c % head_dim, x));
+        return lossy_value_error(rows.layer, rows.part, rows.begin + t,
+                                 static_cast<std::uint32_t>(c), head_dim, x);
       }
       s.x[t * C + c] = x;
       const auto xf = static_cast<std::int64_t>(static_cast<double>(x) * kFixedScale);
@@ -295,8 +292,8 @@ void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
       std::uint64_t weight_sum = 0;
       for (std::uint32_t k = 0; k < kTokens; ++k)
         weight_sum += std::uint64_t{h[k]} * weights[k];
-      s.table[c] = static_cast<std::uint8_t>(
-          cheapest_table(spread_guess(spread_bounds().data(), weight_sum, values), [&](std::uint32_t t) {
+      s.table[c] = static_cast<std::uint8_t>(cheapest_table(
+          spread_guess(spread_bounds().data(), weight_sum, values), [&](std::uint32_t t) {
             std::uint32_t sum = 0;
             for (std::uint32_t k = 0; k < kTokens; ++k)
               sum += h[k] * bank[t].cost[k];
@@ -374,12 +371,8 @@ Status analyze_chunk(const KvView& src, std::uint32_t begin, std::uint32_t count
         for (std::size_t c = 0; c < C; ++c) {
           const float x = dst[c];
           if (!(std::fabs(x) <= kMaxLossyMagnitude)) {
-            return Status(
-                std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
-                fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
-                            "levels need finite values within +-2^30",
-                            layer, part == 0 ? "K" : "V", begin + i, c, c / l.head_dim,
-                            c % l.head_dim, x));
+            return lossy_value_error(layer, static_cast<KvPart>(part), begin + i,
+                                     static_cast<std::uint32_t>(c), l.head_dim, x);
           }
         }
       }

@@ -1,6 +1,5 @@
 #include "rans.hpp"
 
-
 #include "rans_avx2.hpp"
 
 namespace kvstream::codec {

@@ -78,6 +78,15 @@ Status check_encode(const KvView& src, std::uint32_t token_begin, std::uint32_t 
   return Status::ok();
 }
 
+Status lossy_value_error(std::uint32_t layer, KvPart part, std::uint32_t token,
+                         std::uint32_t channel, std::uint32_t head_dim, float x) {
+  return Status(std::isfinite(x) ? Errc::unsupported : Errc::invalid_argument,
+                fmt::format("layer {} {} token {} channel {} (head {}, dim {}) is {}: lossy "
+                            "levels need finite values within +-2^30",
+                            layer, part == KvPart::key ? "K" : "V", token, channel,
+                            channel / head_dim, channel % head_dim, x));
+}
+
 Predictor choose_predictor(std::size_t C, std::uint32_t tokens, const ChannelStats& s) {
   if (tokens < 2) return Predictor::none;
   double log_ratio = 0;
@@ -90,8 +99,8 @@ Predictor choose_predictor(std::size_t C, std::uint32_t tokens, const ChannelSta
                                                                   : Predictor::none;
 }
 
-void choose_steps(const CodecProfile& profile, std::uint8_t level, std::uint32_t layer,
-                  KvPart part, std::size_t C, std::uint32_t tokens, const ChannelStats& s,
+void choose_steps(const CodecProfile& profile, std::uint8_t level, std::uint32_t layer, KvPart part,
+                  std::size_t C, std::uint32_t tokens, const ChannelStats& s,
                   std::uint8_t* step_code, float* step, std::int32_t* center) {
   // Transform coefficients have absolute steps: the transform already weighs them equally.
   const bool absolute = profile.transform() != nullptr;
@@ -103,8 +112,8 @@ void choose_steps(const CodecProfile& profile, std::uint8_t level, std::uint32_t
     step_code[c] = choose_step_code(absolute ? rel_step : sigma * rel_step, s.absmax[c]);
     step[c] = steps[step_code[c]];
     const float mean = static_cast<float>(s.mean[c]) / 65536.0f;
-    center[c] = static_cast<std::int32_t>(
-        std::clamp(std::nearbyint(mean / step[c]), -32768.0f, 32767.0f));
+    center[c] =
+        static_cast<std::int32_t>(std::clamp(std::nearbyint(mean / step[c]), -32768.0f, 32767.0f));
   }
 }
 

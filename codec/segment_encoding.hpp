@@ -20,6 +20,11 @@ namespace kvstream::codec {
 Status check_encode(const KvView& src, std::uint32_t token_begin, std::uint32_t token_count,
                     const EncodeOptions& o, CodecProfile& builtin, const CodecProfile*& profile);
 
+// A lossy level's error for a value that is not finite (invalid_argument) or beyond +-2^30
+// (unsupported), naming where it is.
+Status lossy_value_error(std::uint32_t layer, KvPart part, std::uint32_t token,
+                         std::uint32_t channel, std::uint32_t head_dim, float x);
+
 // The coding of every segment of a chunk at level `level` of a `dtype` source.
 constexpr Coding coding_for(std::uint8_t level, DType dtype) noexcept {
   return level > 0 ? Coding::quantized : dtype == DType::f32 ? Coding::split32 : Coding::split16;
@@ -38,8 +43,8 @@ struct ChannelStats {
 Predictor choose_predictor(std::size_t C, std::uint32_t tokens, const ChannelStats& s);
 
 // Each channel's step code, step and center for segment (layer, part) at `level`.
-void choose_steps(const CodecProfile& profile, std::uint8_t level, std::uint32_t layer,
-                  KvPart part, std::size_t C, std::uint32_t tokens, const ChannelStats& s,
+void choose_steps(const CodecProfile& profile, std::uint8_t level, std::uint32_t layer, KvPart part,
+                  std::size_t C, std::uint32_t tokens, const ChannelStats& s,
                   std::uint8_t* step_code, float* step, std::int32_t* center);
 
 // Tokens per substream: token-aligned substreams of about o.substream_values values, none empty

@@ -26,6 +26,10 @@ struct DecodeCase {
   KvLayout layout;  // of the destination: the chunk's shape and dtype, tokens to cover it
   std::vector<std::byte> chunk;
   std::shared_ptr<const CodecProfile> profile = nullptr;  // transform-coded chunks' profile
+  // Encoded cases: what the chunk was encoded from, and how (the GPU encoder must match it).
+  std::shared_ptr<const KvBuffer> source;
+  std::uint32_t begin = 0, count = 0;
+  EncodeOptions options;
 };
 
 inline std::filesystem::path golden_dir() {
@@ -68,7 +72,8 @@ inline std::vector<DecodeCase> golden_cases() {
                  info->token_begin + info->token_count};
       out.push_back(
           {e.path().stem().string() + "-to-" + std::string(dtype_name(d)), l, bytes,
-           info->transformed ? transform_profile(l, 3, RopePairs::interleaved, true) : nullptr});
+           info->transformed ? transform_profile(l, 3, RopePairs::interleaved, true) : nullptr,
+           nullptr, 0, 0, EncodeOptions{}});
     }
   }
   return out;
@@ -83,11 +88,26 @@ inline DecodeCase encode_case(std::string name, const KvView& src, std::uint32_t
   o.lanes = lanes;
   o.substream_values = substream_values;
   o.profile = profile.get();
-  DecodeCase c{std::move(name), src.layout(), {}, profile};
+  DecodeCase c{std::move(name), src.layout(), {}, profile, nullptr, begin, count, o};
   c.layout.dtype = out;
   const Status s = encode_chunk(src, begin, count, o, c.chunk);
   if (!s.is_ok()) throw std::runtime_error(c.name + ": " + s.to_string());
   return c;
+}
+
+// The same, keeping the source for the encoder tests.
+inline DecodeCase encode_case(std::string name, std::shared_ptr<const KvBuffer> src,
+                              std::uint32_t begin, std::uint32_t count, std::uint8_t level,
+                              std::uint32_t lanes, std::uint32_t substream_values, DType out,
+                              std::shared_ptr<const CodecProfile> profile = nullptr) {
+  DecodeCase c = encode_case(std::move(name), src->view(), begin, count, level, lanes,
+                             substream_values, out, std::move(profile));
+  c.source = std::move(src);
+  return c;
+}
+
+inline std::shared_ptr<KvBuffer> make_buffer(const KvLayout& l) {
+  return std::make_shared<KvBuffer>(KvBuffer::create(l).value());
 }
 
 // Synthetic caches: every lane count, every dtype, lossless and lossy, the predictor, fewer
@@ -100,25 +120,25 @@ inline std::vector<DecodeCase> synthetic_cases() {
   for (DType dt : {DType::f16, DType::bf16, DType::f32}) {
     for (Shape sh : {Shape{2, 16}, Shape{1, 4}, Shape{3, 24}}) {
       const KvLayout l{2, sh.heads, sh.dim, dt, 96};
-      auto specials = KvBuffer::create(l).value();  // NaN, Inf, subnormals: lossless only
-      fill_synthetic(specials.view(), 11 + sh.dim, true);
-      auto buf = KvBuffer::create(l).value();
-      fill_synthetic(buf.view(), 11 + sh.dim, false);
-      auto smooth = KvBuffer::create(l).value();
-      fill_smooth(smooth.view(), 5 + sh.dim, true);
+      auto specials = make_buffer(l);  // NaN, Inf, subnormals: lossless only
+      fill_synthetic(specials->view(), 11 + sh.dim, true);
+      auto buf = make_buffer(l);
+      fill_synthetic(buf->view(), 11 + sh.dim, false);
+      auto smooth = make_buffer(l);
+      fill_smooth(smooth->view(), 5 + sh.dim, true);
       for (std::uint32_t lanes : {1u, 2u, 4u, 8u, 16u, 32u}) {
         const std::string base = std::string(dtype_name(dt)) + "-" + std::to_string(sh.heads) +
                                  "x" + std::to_string(sh.dim) + "-L" + std::to_string(lanes);
-        out.push_back(encode_case(base + "-level0", specials.view(), 8, 80, 0, lanes, 300, dt));
+        out.push_back(encode_case(base + "-level0", specials, 8, 80, 0, lanes, 300, dt));
         for (std::uint8_t level : {1, 3, 5}) {
           for (DType d : {DType::f16, DType::bf16}) {
             out.push_back(encode_case(
-                base + "-level" + std::to_string(level) + "-to-" + std::string(dtype_name(d)),
-                buf.view(), 0, 96, level, lanes, 500, d));
+                base + "-level" + std::to_string(level) + "-to-" + std::string(dtype_name(d)), buf,
+                0, 96, level, lanes, 500, d));
           }
         }
         out.push_back(
-            encode_case(base + "-smooth-level2", smooth.view(), 3, 90, 2, lanes, 700, DType::f16));
+            encode_case(base + "-smooth-level2", smooth, 3, 90, 2, lanes, 700, DType::f16));
         if (dt == DType::f32 || (lanes != 8 && lanes != 32)) continue;
         // Transform coding: both RoPE pairings, and K left unrotated.
         for (RopePairs pairs : {RopePairs::interleaved, RopePairs::halves}) {
@@ -128,8 +148,7 @@ inline std::vector<DecodeCase> synthetic_cases() {
               out.push_back(encode_case(
                   base + "-transform-" + (pairs == RopePairs::halves ? "halves" : "interleaved") +
                       (rotated ? "" : "-unrotated") + "-to-" + std::string(dtype_name(d)),
-                  buf.view(), 5, 70, static_cast<std::uint8_t>(1 + lanes % 3), lanes, 600, d,
-                  profile));
+                  buf, 5, 70, static_cast<std::uint8_t>(1 + lanes % 3), lanes, 600, d, profile));
             }
           }
         }
@@ -152,13 +171,13 @@ inline std::vector<DecodeCase> stories_cases() {
   if (!runner::capture_kv(capture, tokens, kv.view()).is_ok()) throw std::runtime_error("capture");
   KvLayout f16 = f32;
   f16.dtype = DType::f16;
-  auto half = KvBuffer::create(f16).value();
-  if (!copy_kv(kv.view(), half.view()).is_ok()) throw std::runtime_error("copy");
+  auto half = make_buffer(f16);
+  if (!copy_kv(kv.view(), half->view()).is_ok()) throw std::runtime_error("copy");
   std::vector<DecodeCase> out;
   const auto transform = transform_profile(f16, 7, RopePairs::interleaved, true);
   for (std::uint8_t level = 1; level <= transform->levels(); ++level) {
-    out.push_back(encode_case("stories-transform-level" + std::to_string(level), half.view(), 128,
-                              128, level, 32, 2048, DType::f16, transform));
+    out.push_back(encode_case("stories-transform-level" + std::to_string(level), half, 128, 128,
+                              level, 32, 2048, DType::f16, transform));
   }
   const std::uint32_t levels = CodecProfile::builtin(f16.layers, 1).levels();
   for (std::uint32_t lanes : {8u, 32u}) {
@@ -166,7 +185,7 @@ inline std::vector<DecodeCase> stories_cases() {
       for (std::uint8_t level = 0; level <= levels; ++level) {
         out.push_back(encode_case("stories-L" + std::to_string(lanes) + "-t" +
                                       std::to_string(begin) + "-level" + std::to_string(level),
-                                  half.view(), begin, 128, level, lanes, 2048, DType::f16));
+                                  half, begin, 128, level, lanes, 2048, DType::f16));
       }
     }
   }

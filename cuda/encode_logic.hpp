@@ -1,0 +1,289 @@
+// The GPU encoder's per-thread logic (codec/encoder.cpp's passes, item by item), written once
+// for both compilers: nvcc runs one thread per item, and the CPU tests run every item in turn
+// (encode_on_host), so that the kernels' logic is tested where there is no GPU. Each pass
+// computes what the CPU encoder computes, with the same integer and IEEE operations in the same
+// order, so that the chunk's bytes are the CPU encoder's.
+//
+// Passes: (transform coding only: unturn and analysis into fp32 coefficients), statistics per
+// (segment, channel), the host's choices (codec/segment_encoding), tokens per (segment,
+// channel), a table per (segment, channel), then rANS per (segment, substream).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "decode_logic.hpp"
+#include "rans.hpp"
+#include "symbols.hpp"
+#include "table_choice.hpp"
+
+namespace kvstream::gpu {
+
+// Lossy values beyond +-2^30 (or not finite) are an error: it keeps fixed-point sums in int64.
+inline constexpr float kMaxLossyMagnitude = 1073741824.0f;
+inline constexpr std::uint64_t kNoBadValue = ~std::uint64_t{0};
+
+KVS_HD float load_value(const std::byte* row, std::uint32_t c, std::uint32_t dtype) {
+  if (dtype == 0) return reinterpret_cast<const float*>(row)[c];
+  const std::uint16_t h = reinterpret_cast<const std::uint16_t*>(row)[c];
+  return dtype == 1 ? half_to_float(h) : bf16_to_float(h);
+}
+
+KVS_HD std::uint32_t load_bits(const std::byte* row, std::uint32_t c, std::uint32_t dtype) {
+  return dtype == 0 ? reinterpret_cast<const std::uint32_t*>(row)[c]
+                    : std::uint32_t{reinterpret_cast<const std::uint16_t*>(row)[c]};
+}
+
+// Round half to even, as std::nearbyint does in the default rounding mode.
+KVS_HD float round_even(float x) {
+#if defined(__CUDA_ARCH__)
+  return rintf(x);
+#else
+  return std::nearbyint(x);
+#endif
+}
+
+KVS_HD std::int64_t to_fixed(float x) {
+  return static_cast<std::int64_t>(static_cast<double>(x) * 65536.0);
+}
+
+struct EncodeArgs {
+  ViewDesc src;                 // the values coded: the KV view, or the chunk's coefficients
+  std::uint32_t src_begin = 0;  // the chunk's first token in src
+  std::uint32_t segments = 0, channels = 0, tokens = 0;
+  std::uint32_t coding = 0;  // codec::Coding
+  std::uint32_t shift = 0;   // lossless codings: R
+  // Per segment and channel (index segment * C + c).
+  std::int64_t* sum = nullptr;  // lossy: of x in 16.16; lossless: of v
+  std::int64_t* dev = nullptr;
+  std::int64_t* step_dev = nullptr;
+  std::int64_t* absmax = nullptr;
+  const float* step = nullptr;              // lossy: from the host's choices
+  std::int32_t* center = nullptr;           // lossy: the host's; lossless: this pass's
+  const std::uint8_t* predicted = nullptr;  // per segment: previous-token predictor
+  std::uint32_t per = 0;                    // tokens per substream
+  std::uint32_t* hist = nullptr;            // (segment * C + c) * 64 + token
+  std::uint8_t* table = nullptr;
+  std::uint32_t* table_row = nullptr;
+  // Per segment and value (index segment * T * C + t * C + c).
+  std::uint8_t* token = nullptr;
+  std::uint16_t* raw = nullptr;
+  std::uint32_t* extra = nullptr;  // lossless only
+  // Table choice: codec::table_bank()'s costs (table * 64 + token), token_weights(), and
+  // spread_bounds().
+  const std::uint32_t* bank_costs = nullptr;
+  const std::uint32_t* token_weights = nullptr;
+  const double* spread_bounds = nullptr;
+  // rANS: the bank's freq | cum << 16 and reciprocals, and per substream (segment * S + k) a
+  // region of `region_words` words that its words end, its 32 lane states and where its
+  // words begin in the region.
+  const std::uint32_t* freq_cum = nullptr;
+  const std::uint32_t* reciprocals = nullptr;
+  std::uint32_t substreams = 0, lanes = 0;
+  std::uint64_t region_words = 0;
+  std::uint16_t* words = nullptr;
+  std::uint32_t* states = nullptr;
+  std::uint64_t* word_begin = nullptr;
+
+  KVS_HD const std::byte* row(std::uint32_t segment, std::uint32_t t) const {
+    return src.row(segment, src_begin + t);
+  }
+  KVS_HD std::uint64_t value_index(std::uint32_t segment, std::uint32_t t, std::uint32_t c) const {
+    return (std::uint64_t{segment} * tokens + t) * channels + c;
+  }
+};
+
+// A bad value's key: the CPU encoder reports the first in segment, token, channel order, the
+// least key.
+KVS_HD std::uint64_t bad_key(const EncodeArgs& a, std::uint32_t segment, std::uint32_t t,
+                             std::uint32_t c) {
+  return a.value_index(segment, t, c);
+}
+
+// A transform's source check of (layer, part, channel) over `tokens` tokens from `begin`: the
+// least key of a bad value in the CPU encoder's order there (layer, token, part, channel), or
+// kNoBadValue.
+KVS_HD std::uint64_t check_item(const ViewDesc& src, std::uint32_t begin, std::uint32_t tokens,
+                                std::uint32_t channels, std::uint32_t layer, std::uint32_t part,
+                                std::uint32_t c) {
+  for (std::uint32_t t = 0; t < tokens; ++t) {
+    const float x = load_value(src.row(2 * layer + part, begin + t), c, src.dtype);
+    if (!(std::fabs(x) <= kMaxLossyMagnitude)) {
+      return ((std::uint64_t{layer} * tokens + t) * 2 + part) * channels + c;
+    }
+  }
+  return kNoBadValue;
+}
+
+// Statistics pass 1 of (segment, channel): lossy, the sum and largest magnitude of x in 16.16
+// fixed point, and the key of its first bad value (kNoBadValue if none); lossless, the sum of v.
+KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
+  const std::uint32_t i = segment * a.channels + c;
+  std::int64_t sum = 0, absmax = 0;
+  if (a.coding != 0) {
+    const std::uint32_t sign_shift = a.src.dtype == 0 ? 31 : 15;
+    for (std::uint32_t t = 0; t < a.tokens; ++t) {
+      const std::uint32_t m =
+          load_bits(a.row(segment, t), c, a.src.dtype) & ((1u << sign_shift) - 1u);
+      sum += m >> a.shift;
+    }
+    a.sum[i] = sum;
+    return kNoBadValue;
+  }
+  for (std::uint32_t t = 0; t < a.tokens; ++t) {
+    const float x = load_value(a.row(segment, t), c, a.src.dtype);
+    if (!(std::fabs(x) <= kMaxLossyMagnitude)) return bad_key(a, segment, t, c);  // NaN too
+    const std::int64_t xf = to_fixed(x);
+    sum += xf;
+    absmax = absmax > (xf < 0 ? -xf : xf) ? absmax : (xf < 0 ? -xf : xf);
+  }
+  a.sum[i] = sum;
+  a.absmax[i] = absmax;
+  return kNoBadValue;
+}
+
+// Statistics pass 2 of a lossy (segment, channel): summed |x - mean| and |x(t) - x(t - 1)|.
+KVS_HD void deviations_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
+  const std::uint32_t i = segment * a.channels + c;
+  const std::int64_t mean = a.sum[i] / a.tokens;
+  std::int64_t dev = 0, step_dev = 0, prev = 0;
+  for (std::uint32_t t = 0; t < a.tokens; ++t) {
+    const std::int64_t xf = to_fixed(load_value(a.row(segment, t), c, a.src.dtype));
+    if (t == 0) prev = xf;
+    dev += xf > mean ? xf - mean : mean - xf;
+    step_dev += xf > prev ? xf - prev : prev - xf;
+    prev = xf;
+  }
+  a.dev[i] = dev;
+  a.step_dev[i] = step_dev;
+}
+
+// Tokens, raw bits (and lossless raw fields) of (segment, channel), each value relative to its
+// reference (FORMAT.md "Symbols"), and the channel's token histogram.
+KVS_HD void tokenize_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
+  const std::uint32_t i = segment * a.channels + c;
+  std::uint32_t* hist = a.hist + std::uint64_t{i} * codec::kTokens;
+  for (std::uint32_t k = 0; k < codec::kTokens; ++k)
+    hist[k] = 0;
+  const bool lossless = a.coding != 0;
+  if (lossless) a.center[i] = static_cast<std::int32_t>(a.sum[i] / a.tokens);
+  const bool previous = !lossless && a.predicted[segment] != 0;
+  const std::uint32_t sign_shift = a.src.dtype == 0 ? 31 : 15;
+  std::int32_t ref = a.center[i];
+  for (std::uint32_t t = 0; t < a.tokens; ++t) {
+    if (t % a.per == 0) ref = a.center[i];
+    const std::byte* row = a.row(segment, t);
+    const std::uint64_t at = a.value_index(segment, t, c);
+    std::int32_t v;
+    if (lossless) {
+      const std::uint32_t bits = load_bits(row, c, a.src.dtype);
+      const std::uint32_t m = bits & ((1u << sign_shift) - 1u);
+      v = static_cast<std::int32_t>(m >> a.shift);
+      a.extra[at] = ((m & ((1u << a.shift) - 1u)) << 1) | (bits >> sign_shift);
+    } else {
+      float q = round_even(load_value(row, c, a.src.dtype) / a.step[i]);
+      q = q < -32767.0f ? -32767.0f : q > 32767.0f ? 32767.0f : q;
+      v = static_cast<std::int32_t>(q);
+    }
+    const codec::TokenCode tc = codec::token_of(codec::zigzag(codec::wrap16(v - ref)));
+    if (previous) ref = v;
+    a.token[at] = static_cast<std::uint8_t>(tc.token);
+    a.raw[at] = static_cast<std::uint16_t>(tc.raw);
+    ++hist[tc.token];
+  }
+}
+
+// The cheapest bank table of (segment, channel) for its histogram (codec/table_choice.hpp).
+KVS_HD void table_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
+  const std::uint32_t i = segment * a.channels + c;
+  const std::uint32_t* h = a.hist + std::uint64_t{i} * codec::kTokens;
+  std::uint64_t weight_sum = 0;
+  for (std::uint32_t k = 0; k < codec::kTokens; ++k)
+    weight_sum += std::uint64_t{h[k]} * a.token_weights[k];
+  const std::uint32_t table = codec::cheapest_table(
+      codec::spread_guess(a.spread_bounds, weight_sum, a.tokens), [&](std::uint32_t t) {
+        const std::uint32_t* cost = a.bank_costs + t * codec::kTokens;
+        std::uint32_t sum = 0;
+        for (std::uint32_t k = 0; k < codec::kTokens; ++k)
+          sum += h[k] * cost[k];
+        return sum;
+      });
+  a.table[i] = static_cast<std::uint8_t>(table);
+  a.table_row[i] = table * codec::kTokens;
+}
+
+// Substream k of a segment through the entropy coder: its words end its region, its states and
+// where its words begin are recorded.
+KVS_HD void substream_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t k) {
+  const std::uint64_t base = std::uint64_t{segment} * a.tokens * a.channels;
+  const std::uint32_t extra_bits = a.coding == 0 ? 0 : a.shift + 1;
+  const codec::RansSymbols symbols{a.token + base,
+                                   a.raw + base,
+                                   a.coding == 0 ? nullptr : a.extra + base,
+                                   extra_bits,
+                                   a.table_row + std::uint64_t{segment} * a.channels,
+                                   a.channels};
+  const std::uint32_t t_end = (k + 1) * a.per < a.tokens ? (k + 1) * a.per : a.tokens;
+  const std::uint64_t s = std::uint64_t{segment} * a.substreams + k;
+  std::uint32_t* x = a.states + 32 * s;
+  for (std::uint32_t l = 0; l < a.lanes; ++l)
+    x[l] = codec::kRansLow;
+  codec::BackWriter w{a.words + s * a.region_words, static_cast<std::size_t>(a.region_words)};
+  codec::rans_encode_values(symbols, std::size_t{k} * a.per * a.channels,
+                            std::size_t{t_end} * a.channels, a.lanes, a.freq_cum, a.reciprocals, x,
+                            w);
+  a.word_begin[s] = w.pos;
+}
+
+// Transform coding (FORMAT.md): z rows (K turned back by RoPE, then V; fp32, [layer][token][2C])
+// and the coefficients y = A z, chains acc = fmaf(A[i][j], z_j, acc) over j ascending, into a
+// contiguous fp32 KV of the chunk's tokens (layer's "K" rows coefficients 0..C-1, "V" C..2C-1).
+struct AnalysisArgs {
+  ViewDesc src;
+  std::uint32_t src_begin = 0;
+  std::uint32_t channels = 0, head_dim = 0, layers = 0, tokens = 0;
+  bool halves = false;            // RoPE pairing, as SynthesisArgs has it
+  const float* angles = nullptr;  // (cos, sin) per token and pair; null: K is not rotated
+  float* z = nullptr;
+  const float* analysis_t = nullptr;  // per layer A transposed: A[i][j] at j * 2C + i
+  float* coefficients = nullptr;      // [layer][K|V][token][C]
+};
+
+// z value q (of 2C) of (layer, token t).
+KVS_HD void unturn_item(const AnalysisArgs& a, std::uint32_t layer, std::uint32_t t,
+                        std::uint32_t q) {
+  const std::uint32_t C = a.channels;
+  float* z = a.z + (std::uint64_t{layer} * a.tokens + t) * 2 * C;
+  if (q >= C) {
+    z[q] = load_value(a.src.row(2 * layer + 1, a.src_begin + t), q - C, a.src.dtype);
+    return;
+  }
+  const std::byte* k = a.src.row(2 * layer, a.src_begin + t);
+  if (a.angles == nullptr) {
+    z[q] = load_value(k, q, a.src.dtype);
+    return;
+  }
+  // z_a = fmaf(k_a, c, k_b s), z_b = fmaf(k_b, c, -(k_a s)) (transform.hpp's turn, sign -1).
+  const std::uint32_t half = a.head_dim / 2, d = q % a.head_dim;
+  const bool first = a.halves ? d < half : d % 2 == 0;
+  const std::uint32_t pair = a.halves ? d % half : d / 2;
+  const std::uint32_t partner = a.halves ? (first ? q + half : q - half) : q ^ 1u;
+  const float* cs = a.angles + 2 * (std::uint64_t{t} * half + pair);
+  const float s = first ? cs[1] : -cs[1];
+  z[q] = fmaf(load_value(k, q, a.src.dtype), cs[0], load_value(k, partner, a.src.dtype) * s);
+}
+
+// Coefficient i (of 2C) of (layer, token t).
+KVS_HD void analysis_item(const AnalysisArgs& a, std::uint32_t layer, std::uint32_t t,
+                          std::uint32_t i) {
+  const std::uint32_t C = a.channels, n = 2 * C;
+  const float* z = a.z + (std::uint64_t{layer} * a.tokens + t) * n;
+  const float* m = a.analysis_t + std::uint64_t{layer} * n * n + i;
+  float acc = 0.0f;
+  for (std::uint32_t j = 0; j < n; ++j)
+    acc = fmaf(m[std::uint64_t{j} * n], z[j], acc);
+  const std::uint32_t part = i < C ? 0 : 1;
+  a.coefficients[((std::uint64_t{2 * layer + part}) * a.tokens + t) * C + (i % C)] = acc;
+}
+
+}  // namespace kvstream::gpu
