@@ -19,8 +19,8 @@ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DPython3_EXECU
   -DCMAKE_CUDA_ARCHITECTURES="${KVSTREAM_CUDA_ARCH:-90}" >/dev/null
 [[ -n $(grep -s '^CMAKE_CUDA_COMPILER:' "$build/CMakeCache.txt") ]] ||
   { echo "bundle: no CUDA toolkit found (nvcc)" >&2; exit 1; }
-bins=(tests/gpu/gpu_decode_test tests/bench/gpu_decode_bench tests/unit/unit_gpu_logic bin/kvstream)
-cmake --build "$build" --target gpu_decode_test gpu_decode_bench unit_gpu_logic kvstream
+bins=(tests/gpu/gpu_codec_test tests/bench/gpu_codec_bench tests/unit/unit_gpu_logic bin/kvstream)
+cmake --build "$build" --target gpu_codec_test gpu_codec_bench unit_gpu_logic kvstream
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/models"
@@ -45,7 +45,8 @@ cp -r "$root/tests/golden" "$out/golden"
 cp "$models/stories260K.bin" "$out/models/"
 cat > "$out/run.sh" <<'RUN'
 #!/usr/bin/env bash
-# Runs the bundled GPU tests and/or the decode benchmark: run.sh [tests|bench|all] [bench args];
+# Runs the bundled GPU tests and/or the decode and encode benchmark: run.sh [tests|bench|all]
+# [bench args];
 # run.sh perf [ROUNDS]: kvstream perf kv_stream_bw, chunks decoded on the GPU (-m cuda, with and
 # without the progress thread that keeps UCX moving while the GPU decodes), on the
 # CPU and not at all, against ucx_perftest tag_bw on loopback (tools/bench/perf_compare.sh).
@@ -83,10 +84,10 @@ shift || true
 rc=0
 if [[ $what == tests || $what == all ]]; then
   "$here/bin/unit_gpu_logic" || rc=1
-  "$here/bin/gpu_decode_test" || rc=1
+  "$here/bin/gpu_codec_test" || rc=1
 fi
 if [[ $what == bench || $what == all ]]; then
-  "$here/bin/gpu_decode_bench" "$@" || rc=1
+  "$here/bin/gpu_codec_bench" "$@" || rc=1
 fi
 exit $rc
 RUN

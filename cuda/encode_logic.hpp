@@ -108,7 +108,7 @@ KVS_HD std::uint64_t check_item(const ViewDesc& src, std::uint32_t begin, std::u
                                 std::uint32_t c) {
   for (std::uint32_t t = 0; t < tokens; ++t) {
     const float x = load_value(src.row(2 * layer + part, begin + t), c, src.dtype);
-    if (!(std::fabs(x) <= kMaxLossyMagnitude)) {
+    if (!(fabsf(x) <= kMaxLossyMagnitude)) {
       return ((std::uint64_t{layer} * tokens + t) * 2 + part) * channels + c;
     }
   }
@@ -132,7 +132,7 @@ KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::
   }
   for (std::uint32_t t = 0; t < a.tokens; ++t) {
     const float x = load_value(a.row(segment, t), c, a.src.dtype);
-    if (!(std::fabs(x) <= kMaxLossyMagnitude)) return bad_key(a, segment, t, c);  // NaN too
+    if (!(fabsf(x) <= kMaxLossyMagnitude)) return bad_key(a, segment, t, c);  // NaN too
     const std::int64_t xf = to_fixed(x);
     sum += xf;
     absmax = absmax > (xf < 0 ? -xf : xf) ? absmax : (xf < 0 ? -xf : xf);

@@ -79,23 +79,27 @@ AnalysisArgs analysis_args(const EncodeJob& job, const ViewDesc& src) {
   return a;
 }
 
-Status bad_value_status(const EncodeJob& job, std::uint64_t key, float x, bool coefficient) {
-  const std::uint32_t C = job.channels, T = job.tokens;
-  const auto c = static_cast<std::uint32_t>(key % C);
-  if (coefficient || job.transform == nullptr) {  // key: (segment * T + t) * C + c
-    const auto t = static_cast<std::uint32_t>(key / C % T);
-    const auto segment = static_cast<std::uint32_t>(key / C / T);
-    const Status s = codec::lossy_value_error(segment / 2, static_cast<KvPart>(segment % 2),
-                                              (coefficient ? 0 : job.token_begin) + t, c,
-                                              job.layout.head_dim, x);
-    return coefficient ? s.with_context("transform coefficients") : s;
-  }
-  // key: ((layer * T + t) * 2 + part) * C + c
-  const auto part = static_cast<std::uint32_t>(key / C % 2);
-  const auto t = static_cast<std::uint32_t>(key / C / 2 % T);
-  const auto layer = static_cast<std::uint32_t>(key / C / 2 / T);
-  return codec::lossy_value_error(layer, static_cast<KvPart>(part), job.token_begin + t, c,
-                                  job.layout.head_dim, x);
+ValueAt coded_value_at(const EncodeJob& job, std::uint64_t key) {
+  const std::uint64_t row = key / job.channels;  // segment * T + t
+  return {static_cast<std::uint32_t>(row / job.tokens),
+          static_cast<std::uint32_t>(row % job.tokens),
+          static_cast<std::uint32_t>(key % job.channels)};
+}
+
+ValueAt source_value_at(const EncodeJob& job, std::uint64_t key) {
+  const std::uint64_t row = key / job.channels;  // (layer * T + t) * 2 + part
+  const auto part = static_cast<std::uint32_t>(row % 2);
+  const std::uint64_t layer_token = row / 2;
+  return {static_cast<std::uint32_t>(layer_token / job.tokens * 2 + part),
+          static_cast<std::uint32_t>(layer_token % job.tokens),
+          static_cast<std::uint32_t>(key % job.channels)};
+}
+
+Status bad_value_status(const EncodeJob& job, const ValueAt& at, float x, bool coefficient) {
+  const Status s = codec::lossy_value_error(at.segment / 2, static_cast<KvPart>(at.segment % 2),
+                                            (coefficient ? 0 : job.token_begin) + at.token,
+                                            at.channel, job.layout.head_dim, x);
+  return coefficient ? s.with_context("transform coefficients") : s;
 }
 
 void choose_on_host(const EncodeJob& job, std::span<const std::int64_t> sum,
@@ -165,13 +169,10 @@ Status analyze_on_host(const EncodeJob& job, const KvView& src, KvBuffer& out) {
     }
   }
   if (bad != kNoBadValue) {
-    const std::uint32_t C = job.channels, T = job.tokens;
-    const auto c = static_cast<std::uint32_t>(bad % C),
-               part = static_cast<std::uint32_t>(bad / C % 2);
-    const auto t = static_cast<std::uint32_t>(bad / C / 2 % T);
-    const auto layer = static_cast<std::uint32_t>(bad / C / 2 / T);
+    const ValueAt at = source_value_at(job, bad);
     return bad_value_status(
-        job, bad, load_value(in.row(2 * layer + part, job.token_begin + t), c, in.dtype), false);
+        job, at, load_value(in.row(at.segment, job.token_begin + at.token), at.channel, in.dtype),
+        false);
   }
   const KvTransform& t = *job.transform;
   AnalysisArgs a = analysis_args(job, in);
@@ -231,10 +232,9 @@ Status encode_on_host(const KvView& src, std::uint32_t token_begin, std::uint32_
   std::uint64_t bad = kNoBadValue;
   each_channel([&](std::uint32_t s, std::uint32_t c) { bad = std::min(bad, sums_item(a, s, c)); });
   if (bad != kNoBadValue) {
-    const auto t = static_cast<std::uint32_t>(bad / job.channels % job.tokens);
-    const auto s = static_cast<std::uint32_t>(bad / job.channels / job.tokens);
-    const auto c = static_cast<std::uint32_t>(bad % job.channels);
-    return bad_value_status(job, bad, load_value(a.row(s, t), c, values.dtype),
+    const ValueAt at = coded_value_at(job, bad);
+    return bad_value_status(job, at,
+                            load_value(a.row(at.segment, at.token), at.channel, values.dtype),
                             job.transform != nullptr);
   }
   Choices choices;

@@ -56,9 +56,18 @@ AnalysisArgs analysis_args(const EncodeJob& job, const ViewDesc& src);
 // Every bank table's costs, table * 64 + token (EncodeArgs::bank_costs).
 const std::uint32_t* bank_costs();
 
-// The error for the least bad-value key a statistics pass reported (value x): `coefficient` for
-// transform coefficients, else the source's values (keys of check_item for a transform's source).
-Status bad_value_status(const EncodeJob& job, std::uint64_t key, float x, bool coefficient);
+// Where a bad-value key points: segment 2 * layer + part, token (of the chunk, from 0), channel.
+// The statistics' keys (sums_item) and a transform source check's (check_item) count in
+// different orders.
+struct ValueAt {
+  std::uint32_t segment, token, channel;
+};
+ValueAt coded_value_at(const EncodeJob& job, std::uint64_t key);
+ValueAt source_value_at(const EncodeJob& job, std::uint64_t key);
+
+// The error for a bad value x at `at`: `coefficient` for transform coefficients, else a value
+// of the source.
+Status bad_value_status(const EncodeJob& job, const ValueAt& at, float x, bool coefficient);
 
 // Per segment and channel, from the sums and deviations the statistics passes leave: the
 // predictor (per segment), step codes, steps and centers.

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "kv_test_data.hpp"
 #include "kvstream/codec.hpp"
 #include "runner/runner.hpp"
@@ -190,6 +192,23 @@ inline std::vector<DecodeCase> stories_cases() {
     }
   }
   return out;
+}
+
+// Every encoded case through `encode(case, out)`, which must return the case's chunk: what the
+// GPU encoder's logic on the CPU and the GPU encoder itself are held to. Returns how many ran.
+template <class Encode>
+int expect_cpu_encoder_bytes(const std::vector<DecodeCase>& cases, Encode&& encode) {
+  int encoded = 0;
+  for (const DecodeCase& c : cases) {
+    if (!c.source) continue;
+    std::vector<std::byte> got;
+    const Status s = encode(c, got);
+    EXPECT_TRUE(s.is_ok()) << c.name << ": " << s.to_string();
+    EXPECT_EQ(got, c.chunk) << c.name;
+    if (!s.is_ok() || got != c.chunk) return -1;  // one mismatch says enough
+    ++encoded;
+  }
+  return encoded;
 }
 
 }  // namespace kvstream::testing_data

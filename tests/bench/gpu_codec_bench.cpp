@@ -1,12 +1,14 @@
-// GPU decode throughput, in bytes of fp16 KV written per second, next to the device-to-device
-// copy bandwidth measured in the same run. The cache has a large model's shape (32 layers, 8 KV
-// heads, head_dim 128, 512 tokens: 64 MiB of fp16) and real values: stories260K's KV of sampled
-// contexts tiled across the channels (runner/model_shaped.hpp). Every level is checked against the
-// CPU decoder bit for bit before it is timed. Run: build/tests/bench/gpu_decode_bench
+// GPU decode and encode throughput, in bytes of fp16 KV written (decode) or read (encode) per
+// second, next to the device-to-device copy bandwidth measured in the same run. The cache has a
+// large model's shape (32 layers, 8 KV heads, head_dim 128, 512 tokens: 64 MiB of fp16) and real
+// values: stories260K's KV of sampled contexts tiled across the channels (runner/model_shaped.hpp).
+// Every level is checked against the CPU decoder bit for bit, and every encode against the CPU
+// encoder byte for byte, before it is timed. Run: build/tests/bench/gpu_codec_bench
 // (KVSTREAM_MODELS names the checkpoint folder).
 #include <benchmark/benchmark.h>
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -17,6 +19,7 @@
 #include "decode_plan.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/gpu_decoder.hpp"
+#include "kvstream/gpu_encoder.hpp"
 #include "runner/model.hpp"
 #include "runner/model_shaped.hpp"
 
@@ -26,7 +29,7 @@ namespace {
 constexpr std::uint32_t kTokens = 512, kContexts = 8;
 
 [[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "gpu_decode_bench: %s\n", what.c_str());
+  std::fprintf(stderr, "gpu_codec_bench: %s\n", what.c_str());
   std::exit(1);
 }
 
@@ -165,6 +168,46 @@ void BM_GpuStage(benchmark::State& state) {
       static_cast<std::int64_t>(state.iterations() * big_cache().layout().total_bytes()));
 }
 
+// Encoding the cache held in device memory (push mode), to the CPU encoder's bytes: end to end
+// (bytes_per_second: wall time of GpuEncoder::encode, the host's choices, copies and assembly
+// included) and on the device alone (device_GBps: its kernels and copies, CUDA events).
+void BM_GpuEncode(benchmark::State& state) {
+  Device& d = device();
+  static GpuEncoder encoder = must(GpuEncoder::create(0), "GpuEncoder");
+  const auto& want = chunk_at(state);
+  const KvLayout& layout = big_cache().layout();
+  const std::size_t bytes = layout.total_bytes();
+  must(gpu::cuda_status(
+           cudaMemcpy(d.copy_src.get(), big_cache().bytes().data(), bytes, cudaMemcpyHostToDevice),
+           "cudaMemcpy"),
+       "upload");
+  const KvView src = must(KvView::contiguous(d.copy_src.get(), bytes, layout), "view");
+  EncodeOptions o;
+  o.level = static_cast<std::uint8_t>(state.range(0));
+  o.lanes = static_cast<std::uint32_t>(state.range(1));
+  o.substream_values = static_cast<std::uint32_t>(state.range(2));
+  o.lane_values = static_cast<std::uint32_t>(state.range(3));
+  std::vector<std::byte> got;
+  must(encoder.encode(src, 0, kTokens, o, got), "GPU encode");
+  if (got != want) {
+    state.SkipWithError("GPU chunk differs from the CPU encoder's");
+    return;
+  }
+  double device_ms = 0;
+  for (auto _ : state) {
+    const auto t0 = std::chrono::steady_clock::now();
+    must(encoder.encode(src, 0, kTokens, o, got), "GPU encode");
+    state.SetIterationTime(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    device_ms += encoder.device_ms();
+  }
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations() * bytes));
+  state.counters["device_GBps"] =
+      static_cast<double>(state.iterations() * bytes) / (device_ms * 1e-3) / 1e9;
+  state.counters["bits_per_value"] =
+      8.0 * static_cast<double>(got.size()) / static_cast<double>(layout.total_values());
+}
+
 BENCHMARK(BM_DeviceCopy)->UseManualTime()->Unit(benchmark::kMicrosecond);
 // A stream for GPUs (32 lanes of ~256 values: one thread each), the same with the encoder's
 // lane sizing, more and smaller lanes, and the encoder's defaults (8 lanes, for the CPU).
@@ -177,6 +220,11 @@ BENCHMARK(BM_GpuDecode)
     ->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_GpuStage)->Args({2, 32, 4096, 256})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_GpuEncode)
+    ->ArgsProduct({{0, 2, 5}, {32}, {4096}, {256}})
+    ->Args({2, 8, 16384, 512})
+    ->UseManualTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace kvstream
