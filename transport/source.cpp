@@ -37,7 +37,16 @@ class ArchiveStream final : public SourceStream {
   StreamInfo info_;
 };
 
-Status encode_context_chunk(ChunkEncoder& encoder, const PushSource::Context& c,
+// The context's encoder, or the CPU's.
+Expected<ChunkEncodeFn> make_encoder(const PushSource::Context& c) {
+  if (c.encoder) return c.encoder();
+  auto encoder = std::make_shared<ChunkEncoder>();
+  return ChunkEncodeFn(
+      [encoder](const KvView& kv, std::uint32_t begin, std::uint32_t count, const EncodeOptions& o,
+                std::vector<std::byte>& out) { return encoder->encode(kv, begin, count, o, out); });
+}
+
+Status encode_context_chunk(const ChunkEncodeFn& encode, const PushSource::Context& c,
                             std::uint32_t chunk, std::uint32_t level, std::vector<std::byte>& out) {
   EncodeOptions o;
   o.level = static_cast<std::uint8_t>(level);
@@ -45,8 +54,7 @@ Status encode_context_chunk(ChunkEncoder& encoder, const PushSource::Context& c,
   o.lanes = c.lanes;
   o.lane_values = c.lane_values;
   const std::uint32_t begin = chunk * c.chunk_tokens;
-  return encoder.encode(c.kv, begin, std::min(c.chunk_tokens, c.kv.layout().tokens - begin), o,
-                        out);
+  return encode(c.kv, begin, std::min(c.chunk_tokens, c.kv.layout().tokens - begin), o, out);
 }
 
 // What a stream of `c` says before any chunk is encoded: sizes are bounds.
@@ -71,18 +79,18 @@ StreamInfo describe(const PushSource::Context& c) {
 
 class PushStream final : public SourceStream {
  public:
-  explicit PushStream(std::shared_ptr<const PushSource::Context> c)
-      : c_(std::move(c)), info_(describe(*c_)) {}
+  PushStream(std::shared_ptr<const PushSource::Context> c, ChunkEncodeFn encode)
+      : c_(std::move(c)), encode_(std::move(encode)), info_(describe(*c_)) {}
   const StreamInfo& info() const override { return info_; }
   Expected<std::span<const std::byte>> read(std::uint32_t chunk, std::uint32_t level,
                                             std::vector<std::byte>& scratch) override {
-    KVS_RETURN_IF_ERROR(encode_context_chunk(encoder_, *c_, chunk, level, scratch));
+    KVS_RETURN_IF_ERROR(encode_context_chunk(encode_, *c_, chunk, level, scratch));
     return std::span<const std::byte>(scratch);
   }
 
  private:
   std::shared_ptr<const PushSource::Context> c_;
-  ChunkEncoder encoder_;
+  ChunkEncodeFn encode_;
   StreamInfo info_;
 };
 
@@ -125,19 +133,15 @@ Status check_push_context(const std::string& id, const PushSource::Context& cont
   return Status::ok();
 }
 
-// A stream of context `id` of `contexts` (guarded by `mu`), or not_found.
-template <typename Stream, typename Context>
-Expected<std::unique_ptr<SourceStream>> open_stream(
+// Context `id` of `contexts` (guarded by `mu`), or not_found.
+template <typename Context>
+Expected<std::shared_ptr<const Context>> find_context(
     std::mutex& mu, const std::map<std::string, std::shared_ptr<const Context>>& contexts,
     const std::string& id) {
-  std::shared_ptr<const Context> c;
-  {
-    std::lock_guard lock(mu);
-    const auto it = contexts.find(id);
-    if (it == contexts.end()) return Status(Errc::not_found, fmt::format("no context '{}'", id));
-    c = it->second;
-  }
-  return std::unique_ptr<SourceStream>(std::make_unique<Stream>(std::move(c)));
+  std::lock_guard lock(mu);
+  const auto it = contexts.find(id);
+  if (it == contexts.end()) return Status(Errc::not_found, fmt::format("no context '{}'", id));
+  return it->second;
 }
 
 }  // namespace
@@ -160,7 +164,10 @@ Status PushSource::add(const std::string& id, Context context) {
 }
 
 Expected<std::unique_ptr<SourceStream>> PushSource::open(const std::string& id) {
-  return open_stream<PushStream>(mu_, contexts_, id);
+  KVS_ASSIGN_OR_RETURN(auto c, find_context(mu_, contexts_, id));
+  KVS_ASSIGN_OR_RETURN(ChunkEncodeFn encode, make_encoder(*c));
+  return std::unique_ptr<SourceStream>(
+      std::make_unique<PushStream>(std::move(c), std::move(encode)));
 }
 
 Status EncodedSource::add(const std::string& id, const PushSource::Context& context) {
@@ -168,11 +175,11 @@ Status EncodedSource::add(const std::string& id, const PushSource::Context& cont
   auto e = std::make_shared<Encoded>();
   e->info = describe(context);
   e->info.exact_sizes = true;
-  ChunkEncoder encoder;
+  KVS_ASSIGN_OR_RETURN(const ChunkEncodeFn encode, make_encoder(context));
   for (std::uint32_t chunk = 0; chunk < e->info.chunk_count; ++chunk) {
     for (std::uint32_t level = 0; level < e->info.levels; ++level) {
       auto& bytes = e->chunks.emplace_back();
-      KVS_RETURN_IF_ERROR(encode_context_chunk(encoder, context, chunk, level, bytes));
+      KVS_RETURN_IF_ERROR(encode_context_chunk(encode, context, chunk, level, bytes));
       e->info.sizes[std::size_t{chunk} * e->info.levels + level] =
           static_cast<std::uint32_t>(bytes.size());
     }
@@ -183,7 +190,8 @@ Status EncodedSource::add(const std::string& id, const PushSource::Context& cont
 }
 
 Expected<std::unique_ptr<SourceStream>> EncodedSource::open(const std::string& id) {
-  return open_stream<EncodedStream>(mu_, contexts_, id);
+  KVS_ASSIGN_OR_RETURN(auto e, find_context(mu_, contexts_, id));
+  return std::unique_ptr<SourceStream>(std::make_unique<EncodedStream>(std::move(e)));
 }
 
 }  // namespace kvstream::transport

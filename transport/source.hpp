@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,6 +52,14 @@ class ArchiveSource final : public ChunkSource {
   std::filesystem::path dir_;
 };
 
+// Encodes tokens [begin, begin + count) of a view as encode_chunk does.
+using ChunkEncodeFn =
+    std::function<Status(const KvView& kv, std::uint32_t begin, std::uint32_t count,
+                         const EncodeOptions& options, std::vector<std::byte>& out)>;
+// Makes the encoder of one stream (each session's stream has its own, as each runs on its own
+// thread).
+using EncoderFactory = std::function<Expected<ChunkEncodeFn>()>;
+
 // Push mode: contexts added as KV views the caller keeps alive and unchanged while served.
 class PushSource final : public ChunkSource {
  public:
@@ -61,6 +70,9 @@ class PushSource final : public ChunkSource {
     std::uint8_t max_level = 5;             // levels 0..max_level
     const CodecProfile* profile = nullptr;  // null: the built-in rule
     std::uint32_t lanes = 8, lane_values = 512;
+    // Null: the CPU encoder. A cache in device memory wants its chunks encoded where it lives:
+    // a GpuEncoder (kvstream::cuda), which a caller linking that target plugs in here.
+    EncoderFactory encoder;
   };
   // Adds or replaces context `id`.
   Status add(const std::string& id, Context context);

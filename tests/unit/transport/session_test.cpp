@@ -4,9 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <thread>
 
+#include "encode_plan.hpp"
 #include "session_fixture.hpp"
 
 namespace kvstream::transport {
@@ -212,15 +214,43 @@ TEST(Session, BadRequestsEndTheSessionWithAnErrorNamingThem) {
   }
 }
 
+// A push context of the 100 tokens of `kv`, in chunks of 32.
+PushSource::Context push_context(const KvBuffer& kv) {
+  PushSource::Context c;
+  c.kv = kv.view();
+  c.tokens.assign(100, 3);
+  c.chunk_tokens = 32;
+  return c;
+}
+
+// Fetches c's stream at `level` and checks that the receiver holds what encoding each chunk here
+// with c's options and decoding it gives, each chunk within the stream's size bound.
+void expect_push_fetch(StreamReceiver& receiver, const StreamInfo& info,
+                       const PushSource::Context& c, std::uint32_t level) {
+  auto got = KvBuffer::create(c.kv.layout()).value();
+  StreamReceiver::FetchOptions o;
+  o.level = level;
+  ASSERT_TRUE(receiver.fetch(info, got.view(), o, nullptr).is_ok()) << level;
+  auto want = KvBuffer::create(c.kv.layout()).value();
+  std::vector<std::byte> chunk;
+  for (std::uint32_t begin = 0; begin < 100; begin += 32) {
+    EncodeOptions e;
+    e.level = static_cast<std::uint8_t>(level);
+    e.lanes = c.lanes;
+    e.lane_values = c.lane_values;
+    EXPECT_TRUE(encode_chunk(c.kv, begin, std::min(32u, 100 - begin), e, chunk).is_ok());
+    EXPECT_LE(chunk.size(), info.size(begin / 32, level));
+    EXPECT_TRUE(decode_chunk(chunk, want.view()).is_ok());
+  }
+  EXPECT_TRUE(same_tokens(got, want, 0, 100)) << level;
+}
+
 TEST(Session, PushModeEncodesEachChunkAtTheLevelAsked) {
   const KvLayout l{2, 2, 16, DType::f16, 100};
   auto kv = KvBuffer::create(l).value();
   testing_data::fill_synthetic(kv.view(), 8, false);
   PushSource source;
-  PushSource::Context c;
-  c.kv = kv.view();
-  c.tokens.assign(100, 3);
-  c.chunk_tokens = 32;
+  PushSource::Context c = push_context(kv);
   c.lanes = 32;
   c.lane_values = 128;
   ASSERT_TRUE(source.add("live", c).is_ok());
@@ -234,27 +264,54 @@ TEST(Session, PushModeEncodesEachChunkAtTheLevelAsked) {
   EXPECT_FALSE(info->exact_sizes);
   EXPECT_EQ(info->chunk_count, 4u);
   EXPECT_EQ(info->levels, 6u);
-  for (std::uint32_t level = 0; level < info->levels; ++level) {
-    auto got = KvBuffer::create(l).value();
-    StreamReceiver::FetchOptions o;
-    o.level = level;
-    ASSERT_TRUE(receiver.fetch(*info, got.view(), o, nullptr).is_ok()) << level;
-    // What encoding each chunk here with the same options gives.
-    auto want = KvBuffer::create(l).value();
-    std::vector<std::byte> chunk;
-    for (std::uint32_t begin = 0; begin < 100; begin += 32) {
-      EncodeOptions e;
-      e.level = static_cast<std::uint8_t>(level);
-      e.lanes = 32;
-      e.lane_values = 128;
-      ASSERT_TRUE(encode_chunk(kv.view(), begin, std::min(32u, 100 - begin), e, chunk).is_ok());
-      EXPECT_LE(chunk.size(), info->size(begin / 32, level));
-      ASSERT_TRUE(decode_chunk(chunk, want.view()).is_ok());
-    }
-    EXPECT_TRUE(same_tokens(got, want, 0, 100)) << level;
-  }
+  for (std::uint32_t level = 0; level < info->levels; ++level)
+    expect_push_fetch(receiver, *info, c, level);
   receiver.close(Clock::now() + 5s);
   EXPECT_TRUE(s.sender.result.get().is_ok());
+}
+
+// A push context's own encoder: each stream gets one from the factory, and the chunks it writes
+// are what the receiver decodes. Here the GPU encoder's logic run on the CPU (what GpuEncoder
+// runs on a device), so push mode serves the GPU encoder's chunks; a factory that cannot make
+// an encoder (no GPU) fails the open with its reason.
+TEST(Session, PushModeEncodesWithTheContextsEncoder) {
+  const KvLayout l{2, 2, 16, DType::f16, 100};
+  auto kv = KvBuffer::create(l).value();
+  testing_data::fill_synthetic(kv.view(), 5, false);
+  PushSource source;
+  PushSource::Context c = push_context(kv);
+  std::atomic<int> made = 0, encoded = 0;
+  c.encoder = [&]() -> Expected<ChunkEncodeFn> {
+    ++made;
+    return ChunkEncodeFn([&](const KvView& v, std::uint32_t begin, std::uint32_t count,
+                             const EncodeOptions& o, std::vector<std::byte>& out) {
+      ++encoded;
+      return gpu::encode_on_host(v, begin, count, o, out);
+    });
+  };
+  ASSERT_TRUE(source.add("gpu", c).is_ok());
+  c.encoder = []() -> Expected<ChunkEncodeFn> {
+    return Status(Errc::unsupported, "no usable CUDA device");
+  };
+  ASSERT_TRUE(source.add("no-gpu", c).is_ok());
+  {
+    Session s(source);
+    StreamReceiver receiver(*s.control, *s.link);
+    auto info = receiver.open("gpu", Clock::now() + 5s);
+    ASSERT_TRUE(info.has_value()) << info.error().to_string();
+    for (std::uint32_t level : {0u, 3u})
+      expect_push_fetch(receiver, *info, c, level);
+    receiver.close(Clock::now() + 5s);
+    EXPECT_TRUE(s.sender.result.get().is_ok());
+  }
+  EXPECT_EQ(made.load(), 1);
+  EXPECT_EQ(encoded.load(), 8);
+  Session s(source);
+  StreamReceiver receiver(*s.control, *s.link);
+  const auto refused = receiver.open("no-gpu", Clock::now() + 5s);
+  ASSERT_FALSE(refused.has_value());
+  EXPECT_EQ(refused.error().code(), Errc::unsupported);
+  EXPECT_NE(refused.error().message().find("no usable CUDA device"), std::string::npos);
 }
 
 // A stream served from memory (EncodedSource) fetched in any order, a chunk twice, at mixed
