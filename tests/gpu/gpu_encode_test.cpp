@@ -51,6 +51,10 @@ class GpuEncode : public ::testing::Test {
   std::unique_ptr<GpuEncoder> encoder_;
 };
 
+TEST_F(GpuEncode, GoldenFilesAreEncodedByteForByte) {
+  expect_same_bytes(testing_data::golden_encode_cases());
+}
+
 TEST_F(GpuEncode, SyntheticCachesEncodeAsOnTheCpu) {
   expect_same_bytes(testing_data::synthetic_cases());
 }

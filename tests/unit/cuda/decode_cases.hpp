@@ -15,6 +15,7 @@
 
 #include <gtest/gtest.h>
 
+#include "golden_cases.hpp"
 #include "kv_test_data.hpp"
 #include "kvstream/codec.hpp"
 #include "runner/runner.hpp"
@@ -77,6 +78,19 @@ inline std::vector<DecodeCase> golden_cases() {
            info->transformed ? transform_profile(l, 3, RopePairs::interleaved, true) : nullptr,
            nullptr, 0, 0, EncodeOptions{}});
     }
+  }
+  return out;
+}
+
+// The golden files as encoded cases: each file's bytes with the source and options it was
+// encoded from (golden_cases.hpp).
+inline std::vector<DecodeCase> golden_encode_cases() {
+  std::vector<DecodeCase> out;
+  for (const GoldenCase& g : kGoldenCases) {
+    auto profile = std::make_shared<const CodecProfile>(profile_of(g));
+    out.push_back({g.name, g.layout, read_bytes(golden_dir() / (std::string(g.name) + ".kvsc")),
+                   profile, std::make_shared<KvBuffer>(golden_source(g)), g.begin, g.count,
+                   golden_options(g, *profile)});
   }
   return out;
 }

@@ -25,6 +25,10 @@ void expect_same_bytes(const std::vector<DecodeCase>& cases) {
             0);
 }
 
+TEST(GpuEncodeLogic, GoldenFilesAreEncodedByteForByte) {
+  expect_same_bytes(testing_data::golden_encode_cases());
+}
+
 TEST(GpuEncodeLogic, SyntheticCachesEncodeAsOnTheCpu) {
   expect_same_bytes(testing_data::synthetic_cases());
 }
