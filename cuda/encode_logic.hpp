@@ -93,13 +93,6 @@ struct EncodeArgs {
   }
 };
 
-// A bad value's key: the CPU encoder reports the first in segment, token, channel order, the
-// least key.
-KVS_HD std::uint64_t bad_key(const EncodeArgs& a, std::uint32_t segment, std::uint32_t t,
-                             std::uint32_t c) {
-  return a.value_index(segment, t, c);
-}
-
 // A transform's source check of (layer, part, channel) over `tokens` tokens from `begin`: the
 // least key of a bad value in the CPU encoder's order there (layer, token, part, channel), or
 // kNoBadValue.
@@ -116,7 +109,8 @@ KVS_HD std::uint64_t check_item(const ViewDesc& src, std::uint32_t begin, std::u
 }
 
 // Statistics pass 1 of (segment, channel): lossy, the sum and largest magnitude of x in 16.16
-// fixed point, and the key of its first bad value (kNoBadValue if none); lossless, the sum of v.
+// fixed point, and the key of its first bad value (its value_index: the CPU encoder reports the
+// first in segment, token, channel order, the least key), or kNoBadValue; lossless, the sum of v.
 KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
   const std::uint32_t i = segment * a.channels + c;
   std::int64_t sum = 0, absmax = 0;
@@ -132,10 +126,10 @@ KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::
   }
   for (std::uint32_t t = 0; t < a.tokens; ++t) {
     const float x = load_value(a.row(segment, t), c, a.src.dtype);
-    if (!(fabsf(x) <= kMaxLossyMagnitude)) return bad_key(a, segment, t, c);  // NaN too
-    const std::int64_t xf = to_fixed(x);
+    if (!(fabsf(x) <= kMaxLossyMagnitude)) return a.value_index(segment, t, c);  // NaN too
+    const std::int64_t xf = to_fixed(x), magnitude = xf < 0 ? -xf : xf;
     sum += xf;
-    absmax = absmax > (xf < 0 ? -xf : xf) ? absmax : (xf < 0 ? -xf : xf);
+    absmax = magnitude > absmax ? magnitude : absmax;
   }
   a.sum[i] = sum;
   a.absmax[i] = absmax;
