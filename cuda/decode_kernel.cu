@@ -1,33 +1,10 @@
 // The decode kernel: a persistent grid of 16-warp blocks; each block gathers the chunk's tables
 // into shared memory once, then each warp runs decode_logic.hpp's tasks one after another.
 #include "decode_kernel.hpp"
+#include "warp_team.cuh"
 
 namespace kvstream::gpu {
 namespace {
-
-// decode_logic's team on the device: the lanes are the warp's threads.
-struct WarpTeam {
-  unsigned lane;
-  template <class T>
-  struct Var {
-    T v;
-    __device__ T& operator[](unsigned) { return v; }
-  };
-  template <class F>
-  __device__ void each(F&& f) {
-    f(lane);
-  }
-  template <class P>
-  __device__ std::uint32_t ballot(P&& pred) {
-    return __ballot_sync(0xFFFFFFFFu, pred(lane));
-  }
-  template <class Get, class Src, class Put>
-  __device__ void shuffle(std::uint32_t width, Get&& get, Src&& src, Put&& put) {
-    put(lane, __shfl_sync(0xFFFFFFFFu, get(lane), src(lane), static_cast<int>(width)));
-  }
-  __device__ void sync() { __syncwarp(); }
-  __device__ void report(std::uint32_t* at, std::uint32_t code) { atomicMax(at, code); }
-};
 
 constexpr unsigned kWarps = 16, kThreads = 32 * kWarps;
 

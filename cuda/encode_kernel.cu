@@ -2,6 +2,7 @@
 // walk a channel's tokens read neighbouring channels of one row per warp, so their loads
 // coalesce.
 #include "encode_kernel.hpp"
+#include "warp_team.cuh"
 
 namespace kvstream::gpu {
 namespace {
@@ -54,20 +55,27 @@ __global__ void __launch_bounds__(kThreads)
   if (key == kNoBadValue && a.coding == 0) deviations_item(a, s, c);
 }
 
-__global__ void __launch_bounds__(kThreads) tokens_kernel(const EncodeArgs a) {
-  const std::uint64_t i = item_index();
+// Histograms in shared memory, interleaved (Histogram): kTokenThreads x 64 counters.
+constexpr unsigned kTokenThreads = 128;
+
+__global__ void __launch_bounds__(kTokenThreads) tokens_kernel(const EncodeArgs a) {
+  __shared__ std::uint32_t counts[codec::kTokens * kTokenThreads];
+  const std::uint64_t i = std::uint64_t{blockIdx.x} * kTokenThreads + threadIdx.x;
   if (i >= std::uint64_t{a.segments} * a.channels) return;
   const auto s = static_cast<std::uint32_t>(i / a.channels);
   const auto c = static_cast<std::uint32_t>(i % a.channels);
-  tokenize_item(a, s, c);
-  table_item(a, s, c);
+  const Histogram h{counts + threadIdx.x, kTokenThreads};
+  tokenize_item(a, s, c, h);
+  table_item(a, s, c, h);
 }
 
+// One warp per substream, a thread per rANS lane.
 __global__ void __launch_bounds__(kThreads) substreams_kernel(const EncodeArgs a) {
-  const std::uint64_t i = item_index();
-  if (i >= std::uint64_t{a.segments} * a.substreams) return;
-  substream_item(a, static_cast<std::uint32_t>(i / a.substreams),
-                 static_cast<std::uint32_t>(i % a.substreams));
+  const std::uint64_t s = item_index() / 32;
+  if (s >= std::uint64_t{a.segments} * a.substreams) return;  // the whole warp
+  WarpTeam team{threadIdx.x % 32};
+  substream_task(team, a, static_cast<std::uint32_t>(s / a.substreams),
+                 static_cast<std::uint32_t>(s % a.substreams));
 }
 
 // One block per substream.
@@ -126,17 +134,16 @@ cudaError_t launch_statistics(const EncodeArgs& args, std::uint64_t* bad, cudaSt
 }
 
 cudaError_t launch_coding(const EncodeArgs& args, cudaStream_t stream) {
-  unsigned blocks = 0, sub_blocks = 0;
-  if (cudaError_t e = grid_for(std::uint64_t{args.segments} * args.channels, blocks);
+  const std::uint64_t channels = std::uint64_t{args.segments} * args.channels;
+  const std::uint64_t blocks = (channels + kTokenThreads - 1) / kTokenThreads;
+  unsigned sub_blocks = 0;
+  if (cudaError_t e = grid_for(std::uint64_t{args.segments} * args.substreams * 32, sub_blocks);
       e != cudaSuccess) {
     return e;
   }
-  if (cudaError_t e = grid_for(std::uint64_t{args.segments} * args.substreams, sub_blocks);
-      e != cudaSuccess) {
-    return e;
-  }
+  if (blocks > 0x7FFFFFFFu) return cudaErrorInvalidConfiguration;
   if (blocks == 0 || sub_blocks == 0) return cudaSuccess;
-  tokens_kernel<<<blocks, kThreads, 0, stream>>>(args);
+  tokens_kernel<<<static_cast<unsigned>(blocks), kTokenThreads, 0, stream>>>(args);
   substreams_kernel<<<sub_blocks, kThreads, 0, stream>>>(args);
   return cudaGetLastError();
 }

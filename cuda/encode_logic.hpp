@@ -1,6 +1,7 @@
 // The GPU encoder's per-thread logic (codec/encoder.cpp's passes, item by item), written once
-// for both compilers: nvcc runs one thread per item, and the CPU tests run every item in turn
-// (encode_on_host), so that the kernels' logic is tested where there is no GPU. Each pass
+// for both compilers: nvcc runs one thread per item (one warp per substream for the rANS coder),
+// and the CPU tests run every item in turn (encode_on_host, the rANS coder lane by lane through
+// HostTeam), so that the kernels' logic is tested where there is no GPU. Each pass
 // computes what the CPU encoder computes, with the same integer and IEEE operations in the same
 // order, so that the chunk's bytes are the CPU encoder's.
 //
@@ -13,7 +14,7 @@
 #include <cstdint>
 
 #include "decode_logic.hpp"
-#include "rans.hpp"
+#include "rans.hpp"  // kRansLow
 #include "symbols.hpp"
 #include "table_choice.hpp"
 
@@ -62,7 +63,6 @@ struct EncodeArgs {
   std::int32_t* center = nullptr;           // lossy: the host's; lossless: this pass's
   const std::uint8_t* predicted = nullptr;  // per segment: previous-token predictor
   std::uint32_t per = 0;                    // tokens per substream
-  std::uint32_t* hist = nullptr;            // (segment * C + c) * 64 + token
   std::uint8_t* table = nullptr;
   std::uint32_t* table_row = nullptr;
   // Per segment and value (index segment * T * C + t * C + c).
@@ -152,11 +152,19 @@ KVS_HD void deviations_item(const EncodeArgs& a, std::uint32_t segment, std::uin
   a.step_dev[i] = step_dev;
 }
 
+// A channel's token counts: count k at at[k * stride] (on the device, a block's histograms
+// interleaved in shared memory, so that a warp's counters fall in different banks).
+struct Histogram {
+  std::uint32_t* at;
+  std::uint32_t stride;
+  KVS_HD std::uint32_t& operator[](std::uint32_t k) const { return at[k * stride]; }
+};
+
 // Tokens, raw bits (and lossless raw fields) of (segment, channel), each value relative to its
 // reference (FORMAT.md "Symbols"), and the channel's token histogram.
-KVS_HD void tokenize_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
+KVS_HD void tokenize_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c,
+                          const Histogram& hist) {
   const std::uint32_t i = segment * a.channels + c;
-  std::uint32_t* hist = a.hist + std::uint64_t{i} * codec::kTokens;
   for (std::uint32_t k = 0; k < codec::kTokens; ++k)
     hist[k] = 0;
   const bool lossless = a.coding != 0;
@@ -188,9 +196,9 @@ KVS_HD void tokenize_item(const EncodeArgs& a, std::uint32_t segment, std::uint3
 }
 
 // The cheapest bank table of (segment, channel) for its histogram (codec/table_choice.hpp).
-KVS_HD void table_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
+KVS_HD void table_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c,
+                       const Histogram& h) {
   const std::uint32_t i = segment * a.channels + c;
-  const std::uint32_t* h = a.hist + std::uint64_t{i} * codec::kTokens;
   std::uint64_t weight_sum = 0;
   for (std::uint32_t k = 0; k < codec::kTokens; ++k)
     weight_sum += std::uint64_t{h[k]} * a.token_weights[k];
@@ -206,27 +214,92 @@ KVS_HD void table_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t
   a.table_row[i] = table * codec::kTokens;
 }
 
-// Substream k of a segment through the entropy coder: its words end its region, its states and
-// where its words begin are recorded.
-KVS_HD void substream_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t k) {
+// One step of a group for every lane l < count (codec::rans_encode_values, in parallel): lanes
+// whose state must shed a word first (`sheds`) each write one, in the serial encoder's order
+// (descending lane: lane l's word goes below those of the shedding lanes above it), then every
+// lane takes its symbol (`take`).
+template <class Team, class Sheds, class Take>
+KVS_HD void encode_step(Team& team, typename Team::template Var<std::uint32_t>& x,
+                        std::uint32_t count, std::uint16_t* words, std::uint64_t& pos,
+                        Sheds&& sheds, Take&& take) {
+  const std::uint32_t shed = team.ballot([&](unsigned l) { return l < count && sheds(l, x[l]); });
+  team.each([&](unsigned l) {
+    if (l >= count) return;
+    if ((shed >> l) & 1u) {
+      const std::uint32_t above = popcount32(l == 31 ? 0u : shed >> (l + 1));
+      words[pos - 1 - above] = static_cast<std::uint16_t>(x[l] & 0xFFFFu);
+      x[l] >>= 16;
+    }
+    x[l] = take(l, x[l]);
+  });
+  pos -= popcount32(shed);
+}
+
+// Substream k of a segment through the entropy coder, one team lane per rANS lane: its words end
+// its region, its states and where its words begin are recorded. The same words as
+// codec::rans_encode_values, which takes the lanes one after another.
+template <class Team>
+KVS_HD void substream_task(Team& team, const EncodeArgs& a, std::uint32_t segment,
+                           std::uint32_t k) {
   const std::uint64_t base = std::uint64_t{segment} * a.tokens * a.channels;
+  const std::uint8_t* tokens = a.token + base;
+  const std::uint16_t* raw = a.raw + base;
+  const std::uint32_t* extra = a.coding == 0 ? nullptr : a.extra + base;
+  const std::uint32_t* table_row = a.table_row + std::uint64_t{segment} * a.channels;
   const std::uint32_t extra_bits = a.coding == 0 ? 0 : a.shift + 1;
-  const codec::RansSymbols symbols{a.token + base,
-                                   a.raw + base,
-                                   a.coding == 0 ? nullptr : a.extra + base,
-                                   extra_bits,
-                                   a.table_row + std::uint64_t{segment} * a.channels,
-                                   a.channels};
+  const std::uint32_t bits1 = extra_bits < 16 ? extra_bits : 16;
+  const std::uint32_t bits2 = extra_bits > 16 ? extra_bits - 16 : 0;
+  const std::uint32_t L = a.lanes;
   const std::uint32_t t_end = (k + 1) * a.per < a.tokens ? (k + 1) * a.per : a.tokens;
+  const std::uint64_t first = std::uint64_t{k} * a.per * a.channels;
+  const std::uint64_t last = std::uint64_t{t_end} * a.channels;
   const std::uint64_t s = std::uint64_t{segment} * a.substreams + k;
-  std::uint32_t* x = a.states + 32 * s;
-  for (std::uint32_t l = 0; l < a.lanes; ++l)
-    x[l] = codec::kRansLow;
-  codec::BackWriter w{a.words + s * a.region_words, static_cast<std::size_t>(a.region_words)};
-  codec::rans_encode_values(symbols, std::size_t{k} * a.per * a.channels,
-                            std::size_t{t_end} * a.channels, a.lanes, a.freq_cum, a.reciprocals, x,
-                            w);
-  a.word_begin[s] = w.pos;
+  std::uint16_t* words = a.words + s * a.region_words;
+  std::uint64_t pos = a.region_words;
+  typename Team::template Var<std::uint32_t> x;
+  team.each([&](unsigned l) { x[l] = codec::kRansLow; });
+  const auto raw_sheds = [](std::uint32_t bits) {
+    return [bits](unsigned, std::uint32_t xl) { return bits != 0 && (xl >> (32 - bits)) != 0; };
+  };
+  for (std::uint64_t g = (last - first + L - 1) / L; g-- > 0;) {
+    const std::uint64_t b = first + g * L;
+    const auto count = static_cast<std::uint32_t>(last - b < L ? last - b : L);
+    if (bits2 != 0) {
+      encode_step(team, x, count, words, pos, raw_sheds(bits2), [&](unsigned l, std::uint32_t xl) {
+        return (xl << bits2) | (extra[b + l] >> 16);
+      });
+    }
+    if (bits1 != 0) {
+      encode_step(team, x, count, words, pos, raw_sheds(bits1), [&](unsigned l, std::uint32_t xl) {
+        return (xl << bits1) | (extra[b + l] & 0xFFFFu);
+      });
+    }
+    encode_step(
+        team, x, count, words, pos,
+        [&](unsigned l, std::uint32_t xl) {
+          const std::uint32_t bits = codec::raw_bits_of(tokens[b + l]);
+          return bits != 0 && (xl >> (32 - bits)) != 0;
+        },
+        [&](unsigned l, std::uint32_t xl) {
+          return (xl << codec::raw_bits_of(tokens[b + l])) | raw[b + l];
+        });
+    const auto entry = [&](unsigned l) { return table_row[(b + l) % a.channels] + tokens[b + l]; };
+    encode_step(
+        team, x, count, words, pos,
+        [&](unsigned l, std::uint32_t xl) {
+          return (xl >> (32 - codec::kProbBits)) >= (a.freq_cum[entry(l)] & 0xFFFFu);
+        },
+        [&](unsigned l, std::uint32_t xl) {
+          const std::uint32_t e = entry(l), fc = a.freq_cum[e];
+          const codec::QuotientRemainder qr =
+              codec::divide_by_freq(xl, fc & 0xFFFFu, a.reciprocals[e]);
+          return (qr.q << codec::kProbBits) + qr.r + (fc >> 16);
+        });
+  }
+  team.each([&](unsigned l) {
+    if (l < L) a.states[32 * s + l] = x[l];
+  });
+  a.word_begin[s] = pos;
 }
 
 // Transform coding (FORMAT.md): z rows (K turned back by RoPE, then V; fp32, [layer][token][2C])

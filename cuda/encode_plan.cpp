@@ -247,13 +247,11 @@ Status encode_on_host(const KvView& src, std::uint32_t token_begin, std::uint32_
   a.step = choices.step.data();
   a.center = choices.center.data();
   a.predicted = choices.predicted.data();
-  std::vector<std::uint32_t> hist(n * codec::kTokens), table_row(n),
-      states(32 * job.all_substreams());
+  std::vector<std::uint32_t> hist(codec::kTokens), table_row(n), states(32 * job.all_substreams());
   std::vector<std::uint8_t> table(n), token(values_n);
   std::vector<std::uint16_t> raw(values_n), words(job.region_words * job.all_substreams());
   std::vector<std::uint32_t> extra(job.coding == Coding::quantized ? 0 : values_n);
   std::vector<std::uint64_t> word_begin(job.all_substreams());
-  a.hist = hist.data();
   a.table = table.data();
   a.table_row = table_row.data();
   a.token = token.data();
@@ -262,11 +260,15 @@ Status encode_on_host(const KvView& src, std::uint32_t token_begin, std::uint32_
   a.words = words.data();
   a.states = states.data();
   a.word_begin = word_begin.data();
-  each_channel([&](std::uint32_t s, std::uint32_t c) { tokenize_item(a, s, c); });
-  each_channel([&](std::uint32_t s, std::uint32_t c) { table_item(a, s, c); });
+  each_channel([&](std::uint32_t s, std::uint32_t c) {
+    const Histogram h{hist.data(), 1};
+    tokenize_item(a, s, c, h);
+    table_item(a, s, c, h);
+  });
+  HostTeam team;
   for (std::uint32_t s = 0; s < job.segments; ++s)
     for (std::uint32_t k = 0; k < job.substreams; ++k)
-      substream_item(a, s, k);
+      substream_task(team, a, s, k);
   const EncodedParts parts{
       choices.predicted, choices.step_code, table, choices.center, states, [&](std::uint64_t s) {
         return std::span<const std::uint16_t>(words).subspan(s * job.region_words + word_begin[s],

@@ -25,8 +25,8 @@ struct GpuEncoder::Impl {
   // freq | cum << 16 and reciprocals.
   DeviceBuffer costs, weights, bounds, freq_cum, reciprocals;
   // Per encode: the view's pools and blocks, the bad-value keys (source check, statistics),
-  // statistics, choices, histograms, tables, symbols, words, states and packed words.
-  DeviceBuffer view_arrays, bad, stats, step, center, predicted, hist, table, table_row;
+  // statistics, choices, tables, symbols, words, states and packed words.
+  DeviceBuffer view_arrays, bad, stats, step, center, predicted, table, table_row;
   DeviceBuffer token, raw, extra, words, states, word_begin, packed_at, packed;
   // Transform coding: A transposed for the transform it was made from (held, so that no other
   // transform takes its address), the chunk's angles, z rows and coefficients.
@@ -244,7 +244,6 @@ Status GpuEncoder::encode(const KvView& src, std::uint32_t token_begin, std::uin
   a.step = m.step.get<float>();
   a.center = m.center.get<std::int32_t>();
   a.predicted = m.predicted.get<std::uint8_t>();
-  KVS_RETURN_IF_ERROR(m.hist.reserve(n * codec::kTokens * 4));
   KVS_RETURN_IF_ERROR(m.table.reserve(n));
   KVS_RETURN_IF_ERROR(m.table_row.reserve(n * 4));
   KVS_RETURN_IF_ERROR(m.token.reserve(values_n));
@@ -253,7 +252,6 @@ Status GpuEncoder::encode(const KvView& src, std::uint32_t token_begin, std::uin
   KVS_RETURN_IF_ERROR(m.words.reserve(subs * job.region_words * 2));
   KVS_RETURN_IF_ERROR(m.states.reserve(subs * 32 * 4));
   KVS_RETURN_IF_ERROR(m.word_begin.reserve(subs * 8));
-  a.hist = m.hist.get<std::uint32_t>();
   a.table = m.table.get<std::uint8_t>();
   a.table_row = m.table_row.get<std::uint32_t>();
   a.token = m.token.get<std::uint8_t>();
