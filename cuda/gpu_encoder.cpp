@@ -146,6 +146,103 @@ Status elapsed(const Event& from, const Event& to, double& ms) {
   return Status::ok();
 }
 
+// Device phase 1: (the transform's analysis,) the statistics, and their copy to the host
+// (m.stats_host: sums, deviations, step deviations, largest magnitudes); an error for the first
+// bad value. Sets `a` up for the coded values.
+Status run_statistics(GpuEncoder::Impl& m, const EncodeJob& job, const KvView& src, EncodeArgs& a) {
+  const cudaStream_t stream = m.stream.get();
+  KVS_CUDA(cudaEventRecord(m.began[0].get(), stream));
+  KVS_CUDA(cudaMemsetAsync(m.bad.get(), 0xFF, 2 * sizeof(std::uint64_t), stream));
+  KVS_ASSIGN_OR_RETURN(const ViewDesc in, device_view(m, src));
+  ViewDesc values = in;
+  if (job.transform != nullptr) KVS_RETURN_IF_ERROR(enqueue_analysis(m, job, in, values));
+  a = encode_args(job, values);
+  a.bank_costs = m.costs.get<std::uint32_t>();
+  a.token_weights = m.weights.get<std::uint32_t>();
+  a.spread_bounds = m.bounds.get<double>();
+  a.freq_cum = m.freq_cum.get<std::uint32_t>();
+  a.reciprocals = m.reciprocals.get<std::uint32_t>();
+  const std::size_t n = job.segment_channels();
+  KVS_RETURN_IF_ERROR(m.stats.reserve(4 * n * 8));
+  a.sum = m.stats.get<std::int64_t>();
+  a.dev = a.sum + n;
+  a.step_dev = a.dev + n;
+  a.absmax = a.step_dev + n;
+  KVS_CUDA(launch_statistics(a, m.bad.get<std::uint64_t>() + 1, stream));
+  std::uint64_t bad[2];
+  KVS_RETURN_IF_ERROR(download(bad, m.bad.get(), 2, stream));
+  m.stats_host.resize(4 * n);
+  if (job.coding == codec::Coding::quantized) {
+    KVS_RETURN_IF_ERROR(download(m.stats_host.data(), m.stats.get(), 4 * n, stream));
+  }
+  KVS_CUDA(cudaEventRecord(m.ended[0].get(), stream));
+  KVS_CUDA(cudaStreamSynchronize(stream));
+  KVS_RETURN_IF_ERROR(elapsed(m.began[0], m.ended[0], m.device_ms));
+  return bad_values(job, in, a, bad);
+}
+
+// Device phase 2, from the host's choices: tokens, tables and substreams, then each
+// substream's words packed back to back in chunk order (m.at_host[s]: where substream s's
+// begin), and what the chunk needs copied to the host.
+Status run_coding(GpuEncoder::Impl& m, const EncodeJob& job, const Choices& choices,
+                  EncodeArgs& a) {
+  const cudaStream_t stream = m.stream.get();
+  const std::size_t n = job.segment_channels(), values_n = job.values();
+  const std::size_t subs = job.all_substreams();
+  const bool lossy = job.coding == codec::Coding::quantized;
+  KVS_CUDA(cudaEventRecord(m.began[1].get(), stream));
+  if (lossy) {
+    KVS_RETURN_IF_ERROR(upload(m.step, choices.step.data(), n, stream));
+    KVS_RETURN_IF_ERROR(upload(m.center, choices.center.data(), n, stream));
+    KVS_RETURN_IF_ERROR(upload(m.predicted, choices.predicted.data(), job.segments, stream));
+  } else {
+    KVS_RETURN_IF_ERROR(m.center.reserve(n * 4));
+  }
+  KVS_RETURN_IF_ERROR(m.table.reserve(n));
+  KVS_RETURN_IF_ERROR(m.table_row.reserve(n * 4));
+  KVS_RETURN_IF_ERROR(m.token.reserve(values_n));
+  KVS_RETURN_IF_ERROR(m.raw.reserve(values_n * 2));
+  KVS_RETURN_IF_ERROR(m.extra.reserve(lossy ? 0 : values_n * 4));
+  KVS_RETURN_IF_ERROR(m.words.reserve(subs * job.region_words * 2));
+  KVS_RETURN_IF_ERROR(m.states.reserve(subs * 32 * 4));
+  KVS_RETURN_IF_ERROR(m.word_begin.reserve(subs * 8));
+  a.step = m.step.get<float>();
+  a.center = m.center.get<std::int32_t>();
+  a.predicted = m.predicted.get<std::uint8_t>();
+  a.table = m.table.get<std::uint8_t>();
+  a.table_row = m.table_row.get<std::uint32_t>();
+  a.token = m.token.get<std::uint8_t>();
+  a.raw = m.raw.get<std::uint16_t>();
+  a.extra = m.extra.get<std::uint32_t>();
+  a.words = m.words.get<std::uint16_t>();
+  a.states = m.states.get<std::uint32_t>();
+  a.word_begin = m.word_begin.get<std::uint64_t>();
+  KVS_CUDA(launch_coding(a, stream));
+  m.table_host.resize(n);
+  m.center_host.resize(n);
+  m.states_host.resize(subs * 32);
+  m.begin_host.resize(subs);
+  KVS_RETURN_IF_ERROR(download(m.table_host.data(), m.table.get(), n, stream));
+  KVS_RETURN_IF_ERROR(download(m.center_host.data(), m.center.get(), n, stream));
+  KVS_RETURN_IF_ERROR(download(m.states_host.data(), m.states.get(), subs * 32, stream));
+  KVS_RETURN_IF_ERROR(download(m.begin_host.data(), m.word_begin.get(), subs, stream));
+  KVS_CUDA(cudaStreamSynchronize(stream));
+  m.at_host.resize(subs);
+  std::uint64_t total = 0;
+  for (std::size_t s = 0; s < subs; ++s) {
+    m.at_host[s] = total;
+    total += job.region_words - m.begin_host[s];
+  }
+  KVS_RETURN_IF_ERROR(upload(m.packed_at, m.at_host.data(), subs, stream));
+  KVS_RETURN_IF_ERROR(m.packed.reserve(total * 2));
+  KVS_RETURN_IF_ERROR(m.packed_host.reserve(total * 2));
+  KVS_CUDA(launch_pack(a, m.packed_at.get<std::uint64_t>(), m.packed.get<std::uint16_t>(), stream));
+  KVS_RETURN_IF_ERROR(download(m.packed_host.get<std::uint16_t>(), m.packed.get(), total, stream));
+  KVS_CUDA(cudaEventRecord(m.ended[1].get(), stream));
+  KVS_CUDA(cudaStreamSynchronize(stream));
+  return elapsed(m.began[1], m.ended[1], m.device_ms);
+}
+
 }  // namespace
 
 GpuEncoder::GpuEncoder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -193,99 +290,18 @@ Status GpuEncoder::encode(const KvView& src, std::uint32_t token_begin, std::uin
   EncodeJob job;
   KVS_RETURN_IF_ERROR(prepare_encode(src, token_begin, token_count, o, job));
   KVS_CUDA(cudaSetDevice(m.device));
-  const cudaStream_t stream = m.stream.get();
-  KVS_CUDA(cudaStreamSynchronize(stream));  // a failed encode may have left work queued
-
-  // Phase 1: (the transform's analysis,) the statistics.
-  KVS_CUDA(cudaEventRecord(m.began[0].get(), stream));
-  KVS_CUDA(cudaMemsetAsync(m.bad.get(), 0xFF, 2 * sizeof(std::uint64_t), stream));
-  KVS_ASSIGN_OR_RETURN(const ViewDesc in, device_view(m, src));
-  ViewDesc values = in;
-  if (job.transform != nullptr) KVS_RETURN_IF_ERROR(enqueue_analysis(m, job, in, values));
-  EncodeArgs a = encode_args(job, values);
-  a.bank_costs = m.costs.get<std::uint32_t>();
-  a.token_weights = m.weights.get<std::uint32_t>();
-  a.spread_bounds = m.bounds.get<double>();
-  a.freq_cum = m.freq_cum.get<std::uint32_t>();
-  a.reciprocals = m.reciprocals.get<std::uint32_t>();
-  const std::size_t n = job.segment_channels(), values_n = job.values();
-  const std::size_t subs = job.all_substreams();
-  const bool lossy = job.coding == codec::Coding::quantized;
-  KVS_RETURN_IF_ERROR(m.stats.reserve(4 * n * 8));
-  a.sum = m.stats.get<std::int64_t>();
-  a.dev = a.sum + n;
-  a.step_dev = a.dev + n;
-  a.absmax = a.step_dev + n;
-  KVS_CUDA(launch_statistics(a, m.bad.get<std::uint64_t>() + 1, stream));
-  std::uint64_t bad[2];
-  KVS_RETURN_IF_ERROR(download(bad, m.bad.get(), 2, stream));
-  m.stats_host.resize(4 * n);
-  if (lossy) KVS_RETURN_IF_ERROR(download(m.stats_host.data(), m.stats.get(), 4 * n, stream));
-  KVS_CUDA(cudaEventRecord(m.ended[0].get(), stream));
-  KVS_CUDA(cudaStreamSynchronize(stream));
-  KVS_RETURN_IF_ERROR(elapsed(m.began[0], m.ended[0], m.device_ms));
-  KVS_RETURN_IF_ERROR(bad_values(job, in, a, bad));
-
-  // The host's choices; phase 2: tokens, tables, substreams, packed words.
+  KVS_CUDA(cudaStreamSynchronize(m.stream.get()));  // a failed encode may have left work queued
+  EncodeArgs a;
+  KVS_RETURN_IF_ERROR(run_statistics(m, job, src, a));
   Choices choices;
-  const std::span<const std::int64_t> st(m.stats_host);
+  const bool lossy = job.coding == codec::Coding::quantized;
   if (lossy) {
+    const std::size_t n = job.segment_channels();
+    const std::span<const std::int64_t> st(m.stats_host);
     choose_on_host(job, st.subspan(0, n), st.subspan(n, n), st.subspan(2 * n, n),
                    st.subspan(3 * n, n), choices);
   }
-  KVS_CUDA(cudaEventRecord(m.began[1].get(), stream));
-  if (lossy) {
-    KVS_RETURN_IF_ERROR(upload(m.step, choices.step.data(), n, stream));
-    KVS_RETURN_IF_ERROR(upload(m.center, choices.center.data(), n, stream));
-    KVS_RETURN_IF_ERROR(upload(m.predicted, choices.predicted.data(), job.segments, stream));
-  } else {
-    KVS_RETURN_IF_ERROR(m.center.reserve(n * 4));
-  }
-  a.step = m.step.get<float>();
-  a.center = m.center.get<std::int32_t>();
-  a.predicted = m.predicted.get<std::uint8_t>();
-  KVS_RETURN_IF_ERROR(m.table.reserve(n));
-  KVS_RETURN_IF_ERROR(m.table_row.reserve(n * 4));
-  KVS_RETURN_IF_ERROR(m.token.reserve(values_n));
-  KVS_RETURN_IF_ERROR(m.raw.reserve(values_n * 2));
-  KVS_RETURN_IF_ERROR(m.extra.reserve(lossy ? 0 : values_n * 4));
-  KVS_RETURN_IF_ERROR(m.words.reserve(subs * job.region_words * 2));
-  KVS_RETURN_IF_ERROR(m.states.reserve(subs * 32 * 4));
-  KVS_RETURN_IF_ERROR(m.word_begin.reserve(subs * 8));
-  a.table = m.table.get<std::uint8_t>();
-  a.table_row = m.table_row.get<std::uint32_t>();
-  a.token = m.token.get<std::uint8_t>();
-  a.raw = m.raw.get<std::uint16_t>();
-  a.extra = m.extra.get<std::uint32_t>();
-  a.words = m.words.get<std::uint16_t>();
-  a.states = m.states.get<std::uint32_t>();
-  a.word_begin = m.word_begin.get<std::uint64_t>();
-  KVS_CUDA(launch_coding(a, stream));
-  m.table_host.resize(n);
-  m.center_host.resize(n);
-  m.states_host.resize(subs * 32);
-  m.begin_host.resize(subs);
-  KVS_RETURN_IF_ERROR(download(m.table_host.data(), m.table.get(), n, stream));
-  KVS_RETURN_IF_ERROR(download(m.center_host.data(), m.center.get(), n, stream));
-  KVS_RETURN_IF_ERROR(download(m.states_host.data(), m.states.get(), subs * 32, stream));
-  KVS_RETURN_IF_ERROR(download(m.begin_host.data(), m.word_begin.get(), subs, stream));
-  KVS_CUDA(cudaStreamSynchronize(stream));
-  // Each substream's words packed back to back, in chunk order.
-  m.at_host.resize(subs);
-  std::uint64_t total = 0;
-  for (std::size_t s = 0; s < subs; ++s) {
-    m.at_host[s] = total;
-    total += job.region_words - m.begin_host[s];
-  }
-  KVS_RETURN_IF_ERROR(upload(m.packed_at, m.at_host.data(), subs, stream));
-  KVS_RETURN_IF_ERROR(m.packed.reserve(total * 2));
-  KVS_RETURN_IF_ERROR(m.packed_host.reserve(total * 2));
-  KVS_CUDA(launch_pack(a, m.packed_at.get<std::uint64_t>(), m.packed.get<std::uint16_t>(), stream));
-  KVS_RETURN_IF_ERROR(download(m.packed_host.get<std::uint16_t>(), m.packed.get(), total, stream));
-  KVS_CUDA(cudaEventRecord(m.ended[1].get(), stream));
-  KVS_CUDA(cudaStreamSynchronize(stream));
-  KVS_RETURN_IF_ERROR(elapsed(m.began[1], m.ended[1], m.device_ms));
-
+  KVS_RETURN_IF_ERROR(run_coding(m, job, choices, a));
   const std::uint16_t* packed = m.packed_host.get<const std::uint16_t>();
   const EncodedParts parts{choices.predicted,
                            choices.step_code,
