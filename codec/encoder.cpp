@@ -73,10 +73,6 @@ bool load_row(const std::byte* row, std::size_t n, DType dt, float* out) {
   return ok;
 }
 
-}  // namespace
-
-namespace {
-
 // One segment being encoded, with everything its passes allocate.
 struct SegmentScratch {
   std::vector<float> x;
