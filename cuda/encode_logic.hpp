@@ -112,7 +112,7 @@ KVS_HD std::uint64_t check_item(const ViewDesc& src, std::uint32_t begin, std::u
 // fixed point, and the key of its first bad value (its value_index: the CPU encoder reports the
 // first in segment, token, channel order, the least key), or kNoBadValue; lossless, the sum of v.
 KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
-  const std::uint32_t i = segment * a.channels + c;
+  const std::uint64_t i = std::uint64_t{segment} * a.channels + c;
   std::int64_t sum = 0, absmax = 0;
   if (a.coding != 0) {
     const std::uint32_t sign_shift = a.src.dtype == 0 ? 31 : 15;
@@ -138,7 +138,7 @@ KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::
 
 // Statistics pass 2 of a lossy (segment, channel): summed |x - mean| and |x(t) - x(t - 1)|.
 KVS_HD void deviations_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c) {
-  const std::uint32_t i = segment * a.channels + c;
+  const std::uint64_t i = std::uint64_t{segment} * a.channels + c;
   const std::int64_t mean = a.sum[i] / a.tokens;
   std::int64_t dev = 0, step_dev = 0, prev = 0;
   for (std::uint32_t t = 0; t < a.tokens; ++t) {
@@ -164,7 +164,7 @@ struct Histogram {
 // reference (FORMAT.md "Symbols"), and the channel's token histogram.
 KVS_HD void tokenize_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c,
                           const Histogram& hist) {
-  const std::uint32_t i = segment * a.channels + c;
+  const std::uint64_t i = std::uint64_t{segment} * a.channels + c;
   for (std::uint32_t k = 0; k < codec::kTokens; ++k)
     hist[k] = 0;
   const bool lossless = a.coding != 0;
@@ -198,7 +198,7 @@ KVS_HD void tokenize_item(const EncodeArgs& a, std::uint32_t segment, std::uint3
 // The cheapest bank table of (segment, channel) for its histogram (codec/table_choice.hpp).
 KVS_HD void table_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t c,
                        const Histogram& h) {
-  const std::uint32_t i = segment * a.channels + c;
+  const std::uint64_t i = std::uint64_t{segment} * a.channels + c;
   std::uint64_t weight_sum = 0;
   for (std::uint32_t k = 0; k < codec::kTokens; ++k)
     weight_sum += std::uint64_t{h[k]} * a.token_weights[k];

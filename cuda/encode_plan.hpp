@@ -4,6 +4,7 @@
 // item by item on the CPU (what the tests compare with the CPU encoder where there is no GPU).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -37,8 +38,8 @@ struct EncodeJob {
   std::uint64_t region_words = 0;                    // per substream
 
   std::uint64_t values() const { return std::uint64_t{segments} * tokens * channels; }
-  std::uint32_t segment_channels() const { return segments * channels; }
-  std::uint32_t all_substreams() const { return segments * substreams; }
+  std::size_t segment_channels() const { return std::size_t{segments} * channels; }
+  std::size_t all_substreams() const { return std::size_t{segments} * substreams; }
 };
 
 // Checks the encode as encode_chunk does and sizes its passes.
