@@ -79,27 +79,52 @@ AnalysisArgs analysis_args(const EncodeJob& job, const ViewDesc& src) {
   return a;
 }
 
-ValueAt coded_value_at(const EncodeJob& job, std::uint64_t key) {
-  const std::uint64_t row = key / job.channels;  // segment * T + t
-  return {static_cast<std::uint32_t>(row / job.tokens),
-          static_cast<std::uint32_t>(row % job.tokens),
-          static_cast<std::uint32_t>(key % job.channels)};
+void job_angles(const EncodeJob& job, std::vector<float>& out) {
+  ChunkInfo info;
+  info.token_begin = job.token_begin;
+  info.token_count = job.tokens;
+  rope_angles(info, *job.transform, out);
 }
 
-ValueAt source_value_at(const EncodeJob& job, std::uint64_t key) {
-  const std::uint64_t row = key / job.channels;  // (layer * T + t) * 2 + part
-  const auto part = static_cast<std::uint32_t>(row % 2);
-  const std::uint64_t layer_token = row / 2;
-  return {static_cast<std::uint32_t>(layer_token / job.tokens * 2 + part),
-          static_cast<std::uint32_t>(layer_token % job.tokens),
-          static_cast<std::uint32_t>(key % job.channels)};
-}
+namespace {
 
+// Where a bad-value key points: segment 2 * layer + part, token (of the chunk, from 0), channel.
+struct ValueAt {
+  std::uint32_t segment, token, channel;
+};
+
+// The error for a bad value x at `at`: `coefficient` for transform coefficients, else a value
+// of the source.
 Status bad_value_status(const EncodeJob& job, const ValueAt& at, float x, bool coefficient) {
   const Status s = codec::lossy_value_error(at.segment / 2, static_cast<KvPart>(at.segment % 2),
                                             (coefficient ? 0 : job.token_begin) + at.token,
                                             at.channel, job.layout.head_dim, x);
   return coefficient ? s.with_context("transform coefficients") : s;
+}
+
+}  // namespace
+
+Status bad_values_status(const EncodeJob& job, const ViewDesc& src, const EncodeArgs& coded,
+                         std::uint64_t source_key, std::uint64_t coded_key, const ReadValue& read) {
+  const std::uint32_t C = job.channels, T = job.tokens;
+  if (source_key != kNoBadValue) {
+    const std::uint64_t row = source_key / C;  // (layer * T + t) * 2 + part
+    const ValueAt at{static_cast<std::uint32_t>(row / 2 / T * 2 + row % 2),
+                     static_cast<std::uint32_t>(row / 2 % T),
+                     static_cast<std::uint32_t>(source_key % C)};
+    KVS_ASSIGN_OR_RETURN(const float x, read(src.row(at.segment, job.token_begin + at.token),
+                                             at.channel, src.dtype));
+    return bad_value_status(job, at, x, false);
+  }
+  if (coded_key != kNoBadValue) {
+    const std::uint64_t row = coded_key / C;  // segment * T + t
+    const ValueAt at{static_cast<std::uint32_t>(row / T), static_cast<std::uint32_t>(row % T),
+                     static_cast<std::uint32_t>(coded_key % C)};
+    KVS_ASSIGN_OR_RETURN(const float x,
+                         read(coded.row(at.segment, at.token), at.channel, coded.src.dtype));
+    return bad_value_status(job, at, x, job.transform != nullptr);
+  }
+  return Status::ok();
 }
 
 void choose_on_host(const EncodeJob& job, std::span<const std::int64_t> sum,
@@ -155,6 +180,10 @@ Status assemble_chunk(const EncodeJob& job, const EncodedParts& p, std::vector<s
 
 namespace {
 
+Expected<float> read_host_value(const std::byte* row, std::uint32_t c, std::uint32_t dtype) {
+  return load_value(row, c, dtype);
+}
+
 // The transform's coefficients of the job's tokens into `out` (a contiguous fp32 KV of them),
 // pass by pass as the kernels run them.
 Status analyze_on_host(const EncodeJob& job, const KvView& src, KvBuffer& out) {
@@ -168,21 +197,13 @@ Status analyze_on_host(const EncodeJob& job, const KvView& src, KvBuffer& out) {
       }
     }
   }
-  if (bad != kNoBadValue) {
-    const ValueAt at = source_value_at(job, bad);
-    return bad_value_status(
-        job, at, load_value(in.row(at.segment, job.token_begin + at.token), at.channel, in.dtype),
-        false);
-  }
+  KVS_RETURN_IF_ERROR(bad_values_status(job, in, EncodeArgs{}, bad, kNoBadValue, read_host_value));
   const KvTransform& t = *job.transform;
   AnalysisArgs a = analysis_args(job, in);
   std::vector<float> angles, z(std::size_t{job.layout.layers} * job.tokens * 2 * job.channels),
       analysis_t;
   if (!t.frequencies.empty()) {
-    ChunkInfo info;
-    info.token_begin = job.token_begin;
-    info.token_count = job.tokens;
-    rope_angles(info, t, angles);
+    job_angles(job, angles);
     a.angles = angles.data();
   }
   codec::transpose_layers(t.analysis, 2 * job.channels, analysis_t);
@@ -231,12 +252,7 @@ Status encode_on_host(const KvView& src, std::uint32_t token_begin, std::uint32_
   };
   std::uint64_t bad = kNoBadValue;
   each_channel([&](std::uint32_t s, std::uint32_t c) { bad = std::min(bad, sums_item(a, s, c)); });
-  if (bad != kNoBadValue) {
-    const ValueAt at = coded_value_at(job, bad);
-    return bad_value_status(job, at,
-                            load_value(a.row(at.segment, at.token), at.channel, values.dtype),
-                            job.transform != nullptr);
-  }
+  KVS_RETURN_IF_ERROR(bad_values_status(job, ViewDesc{}, a, kNoBadValue, bad, read_host_value));
   Choices choices;
   if (job.coding == Coding::quantized) {
     each_channel([&](std::uint32_t s, std::uint32_t c) { deviations_item(a, s, c); });

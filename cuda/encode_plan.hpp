@@ -57,18 +57,18 @@ AnalysisArgs analysis_args(const EncodeJob& job, const ViewDesc& src);
 // Every bank table's costs, table * 64 + token (EncodeArgs::bank_costs).
 const std::uint32_t* bank_costs();
 
-// Where a bad-value key points: segment 2 * layer + part, token (of the chunk, from 0), channel.
-// The statistics' keys (sums_item) and a transform source check's (check_item) count in
-// different orders.
-struct ValueAt {
-  std::uint32_t segment, token, channel;
-};
-ValueAt coded_value_at(const EncodeJob& job, std::uint64_t key);
-ValueAt source_value_at(const EncodeJob& job, std::uint64_t key);
+// The analysis's (cos, sin) of the job's tokens and RoPE pairs (AnalysisArgs::angles).
+void job_angles(const EncodeJob& job, std::vector<float>& out);
 
-// The error for a bad value x at `at`: `coefficient` for transform coefficients, else a value
-// of the source.
-Status bad_value_status(const EncodeJob& job, const ValueAt& at, float x, bool coefficient);
+// Reads value c of a row of a view, wherever its memory is (an error message quotes it).
+using ReadValue =
+    std::function<Expected<float>(const std::byte* row, std::uint32_t c, std::uint32_t dtype)>;
+
+// The error for the least bad-value keys the passes reported, or ok when both are kNoBadValue:
+// `source_key` from a transform's source check of `src` (check_item), which comes first as in
+// the CPU encoder, then `coded_key` from the statistics of `coded`'s values (sums_item).
+Status bad_values_status(const EncodeJob& job, const ViewDesc& src, const EncodeArgs& coded,
+                         std::uint64_t source_key, std::uint64_t coded_key, const ReadValue& read);
 
 // Per segment and channel, from the sums and deviations the statistics passes leave: the
 // predictor (per segment), step codes, steps and centers.

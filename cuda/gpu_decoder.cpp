@@ -7,6 +7,7 @@
 #include "cuda_handles.hpp"
 #include "decode_kernel.hpp"
 #include "decode_plan.hpp"
+#include "device_view.hpp"
 #include "table_bank.hpp"
 #include "transform.hpp"
 
@@ -179,22 +180,9 @@ Status GpuDecoder::launch(const KvView& dst) {
   const DecodePlan& p = m.plan;
   KVS_RETURN_IF_ERROR(codec::check_destination(p.info, dst));
   KVS_CUDA(cudaSetDevice(m.device));
-  std::byte* const* pools = nullptr;
-  const std::uint32_t* blocks = nullptr;
-  if (dst.is_paged()) {
-    // The pool list and block table travel to the device with the launch.
-    const std::size_t pool_bytes = dst.pools().size() * sizeof(std::byte*);
-    const std::size_t block_bytes = dst.block_table().size() * 4;
-    m.view_host.resize(pool_bytes + block_bytes);
-    std::memcpy(m.view_host.data(), dst.pools().data(), pool_bytes);
-    std::memcpy(m.view_host.data() + pool_bytes, dst.block_table().data(), block_bytes);
-    KVS_RETURN_IF_ERROR(m.view_arrays.reserve(m.view_host.size()));
-    KVS_CUDA(cudaMemcpyAsync(m.view_arrays.get(), m.view_host.data(), m.view_host.size(),
-                             cudaMemcpyHostToDevice, m.stream.get()));
-    KVS_CUDA(cudaStreamSynchronize(m.stream.get()));  // view_host is pageable and reused
-    pools = m.view_arrays.get<std::byte* const>();
-    blocks = reinterpret_cast<const std::uint32_t*>(m.view_arrays.get<std::byte>() + pool_bytes);
-  }
+  // The pool list and block table of a paged view travel to the device with the launch.
+  KVS_ASSIGN_OR_RETURN(const ViewDesc out,
+                       device_view(dst, m.view_arrays, m.view_host, m.stream.get()));
   KVS_CUDA(cudaMemsetAsync(m.failures.get(), 0, p.substreams.size() * 4 + 4, m.stream.get()));
   DecodeArgs a;
   const auto* t = m.tables.get<std::byte>();
@@ -212,7 +200,7 @@ Status GpuDecoder::launch(const KvView& dst) {
   a.refs = m.refs.get<std::int32_t>();
   a.failures = m.failures.get<std::uint32_t>();
   a.next_task = a.failures + p.substreams.size();
-  a.dst = view_desc(dst, pools, blocks);
+  a.dst = out;
   a.channels_per_row = p.info.kv_heads * p.info.head_dim;
   a.token_begin = p.info.token_begin;
   if (p.info.transformed) {  // the coefficients first, into their fp32 buffer

@@ -3,10 +3,10 @@
 #include "kvstream/gpu_encoder.hpp"
 
 #include <algorithm>
-#include <cstring>
 
 #include "cuda_handles.hpp"
 #include "decode_plan.hpp"
+#include "device_view.hpp"
 #include "encode_kernel.hpp"
 #include "encode_plan.hpp"
 #include "table_bank.hpp"
@@ -57,21 +57,6 @@ Status download(T* to, const void* from, std::size_t count, cudaStream_t stream)
   return Status::ok();
 }
 
-// The device's copy of `src`'s addressing (its pool list and block table when paged).
-Expected<ViewDesc> device_view(GpuEncoder::Impl& m, const KvView& src) {
-  if (!src.is_paged()) return view_desc(src, nullptr, nullptr);
-  const std::size_t pool_bytes = src.pools().size() * sizeof(std::byte*);
-  const std::size_t block_bytes = src.block_table().size() * 4;
-  m.view_host.resize(pool_bytes + block_bytes);
-  std::memcpy(m.view_host.data(), src.pools().data(), pool_bytes);
-  std::memcpy(m.view_host.data() + pool_bytes, src.block_table().data(), block_bytes);
-  KVS_RETURN_IF_ERROR(
-      upload(m.view_arrays, m.view_host.data(), m.view_host.size(), m.stream.get()));
-  return view_desc(
-      src, m.view_arrays.get<std::byte* const>(),
-      reinterpret_cast<const std::uint32_t*>(m.view_arrays.get<std::byte>() + pool_bytes));
-}
-
 // The value at `row` + channel c of a device view, for an error message.
 Expected<float> device_value(const std::byte* row, std::uint32_t c, std::uint32_t dtype) {
   std::byte bytes[4] = {};
@@ -96,10 +81,7 @@ Status enqueue_analysis(GpuEncoder::Impl& m, const EncodeJob& job, const ViewDes
   AnalysisArgs a = analysis_args(job, src);
   a.analysis_t = m.analysis_t.get<float>();
   if (!t.frequencies.empty()) {
-    ChunkInfo info;
-    info.token_begin = job.token_begin;
-    info.token_count = job.tokens;
-    rope_angles(info, t, m.host_floats);
+    job_angles(job, m.host_floats);
     KVS_RETURN_IF_ERROR(upload(m.angles, m.host_floats.data(), m.host_floats.size(), stream));
     a.angles = m.angles.get<float>();
   }
@@ -119,26 +101,6 @@ Status enqueue_analysis(GpuEncoder::Impl& m, const EncodeJob& job, const ViewDes
   return Status::ok();
 }
 
-// The error for the least bad-value key, if any (bad[0]: the transform's source check, bad[1]:
-// the statistics of the coded values).
-Status bad_values(const EncodeJob& job, const ViewDesc& src, const EncodeArgs& a,
-                  const std::uint64_t* bad) {
-  if (bad[0] != kNoBadValue) {
-    const ValueAt at = source_value_at(job, bad[0]);
-    KVS_ASSIGN_OR_RETURN(
-        const float x,
-        device_value(src.row(at.segment, job.token_begin + at.token), at.channel, src.dtype));
-    return bad_value_status(job, at, x, false);
-  }
-  if (bad[1] != kNoBadValue) {
-    const ValueAt at = coded_value_at(job, bad[1]);
-    KVS_ASSIGN_OR_RETURN(const float x,
-                         device_value(a.row(at.segment, at.token), at.channel, a.src.dtype));
-    return bad_value_status(job, at, x, job.transform != nullptr);
-  }
-  return Status::ok();
-}
-
 Status elapsed(const Event& from, const Event& to, double& ms) {
   float f = 0;
   KVS_CUDA(cudaEventElapsedTime(&f, from.get(), to.get()));
@@ -153,7 +115,7 @@ Status run_statistics(GpuEncoder::Impl& m, const EncodeJob& job, const KvView& s
   const cudaStream_t stream = m.stream.get();
   KVS_CUDA(cudaEventRecord(m.began[0].get(), stream));
   KVS_CUDA(cudaMemsetAsync(m.bad.get(), 0xFF, 2 * sizeof(std::uint64_t), stream));
-  KVS_ASSIGN_OR_RETURN(const ViewDesc in, device_view(m, src));
+  KVS_ASSIGN_OR_RETURN(const ViewDesc in, device_view(src, m.view_arrays, m.view_host, stream));
   ViewDesc values = in;
   if (job.transform != nullptr) KVS_RETURN_IF_ERROR(enqueue_analysis(m, job, in, values));
   a = encode_args(job, values);
@@ -178,7 +140,7 @@ Status run_statistics(GpuEncoder::Impl& m, const EncodeJob& job, const KvView& s
   KVS_CUDA(cudaEventRecord(m.ended[0].get(), stream));
   KVS_CUDA(cudaStreamSynchronize(stream));
   KVS_RETURN_IF_ERROR(elapsed(m.began[0], m.ended[0], m.device_ms));
-  return bad_values(job, in, a, bad);
+  return bad_values_status(job, in, a, bad[0], bad[1], device_value);
 }
 
 // Device phase 2, from the host's choices: tokens, tables and substreams, then each
@@ -219,11 +181,13 @@ Status run_coding(GpuEncoder::Impl& m, const EncodeJob& job, const Choices& choi
   a.word_begin = m.word_begin.get<std::uint64_t>();
   KVS_CUDA(launch_coding(a, stream));
   m.table_host.resize(n);
-  m.center_host.resize(n);
   m.states_host.resize(subs * 32);
   m.begin_host.resize(subs);
   KVS_RETURN_IF_ERROR(download(m.table_host.data(), m.table.get(), n, stream));
-  KVS_RETURN_IF_ERROR(download(m.center_host.data(), m.center.get(), n, stream));
+  if (!lossy) {  // the kernels chose them; lossy centers are the host's own choices
+    m.center_host.resize(n);
+    KVS_RETURN_IF_ERROR(download(m.center_host.data(), m.center.get(), n, stream));
+  }
   KVS_RETURN_IF_ERROR(download(m.states_host.data(), m.states.get(), subs * 32, stream));
   KVS_RETURN_IF_ERROR(download(m.begin_host.data(), m.word_begin.get(), subs, stream));
   KVS_CUDA(cudaStreamSynchronize(stream));
