@@ -16,6 +16,9 @@ inline constexpr std::uint32_t kSegmentFixedSize = 8;
 inline constexpr std::uint32_t kMaxChannels = 65536;
 inline constexpr std::uint32_t kMaxTokens = 65536;
 inline constexpr std::uint32_t kMaxLayers = 65535;
+// Lossy levels refuse values beyond +-2^30 (and non-finite ones): it keeps every encoder's
+// 16.16 fixed-point channel sums within int64.
+inline constexpr float kMaxLossyMagnitude = 1073741824.0f;
 // Header flags: the chunk codes transform coefficients (FORMAT.md "Transform coding").
 inline constexpr std::uint16_t kFlagTransform = 1;
 

@@ -28,8 +28,7 @@ using namespace codec;
 
 namespace {
 
-constexpr double kFixedScale = 65536.0;              // channel statistics in 16.16 fixed point
-constexpr float kMaxLossyMagnitude = 1073741824.0f;  // 2^30: keeps fixed-point sums in int64
+constexpr double kFixedScale = 65536.0;  // channel statistics in 16.16 fixed point
 
 std::uint16_t load_bits16(const std::byte* row, std::size_t c) {
   std::uint16_t h;

@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "chunk_format.hpp"
 #include "decode_logic.hpp"
 #include "rans.hpp"  // kRansLow
 #include "symbols.hpp"
@@ -20,8 +21,6 @@
 
 namespace kvstream::gpu {
 
-// Lossy values beyond +-2^30 (or not finite) are an error: it keeps fixed-point sums in int64.
-inline constexpr float kMaxLossyMagnitude = 1073741824.0f;
 inline constexpr std::uint64_t kNoBadValue = ~std::uint64_t{0};
 
 KVS_HD float load_value(const std::byte* row, std::uint32_t c, std::uint32_t dtype) {
@@ -101,7 +100,7 @@ KVS_HD std::uint64_t check_item(const ViewDesc& src, std::uint32_t begin, std::u
                                 std::uint32_t c) {
   for (std::uint32_t t = 0; t < tokens; ++t) {
     const float x = load_value(src.row(2 * layer + part, begin + t), c, src.dtype);
-    if (!(fabsf(x) <= kMaxLossyMagnitude)) {
+    if (!(fabsf(x) <= codec::kMaxLossyMagnitude)) {
       return ((std::uint64_t{layer} * tokens + t) * 2 + part) * channels + c;
     }
   }
@@ -126,7 +125,7 @@ KVS_HD std::uint64_t sums_item(const EncodeArgs& a, std::uint32_t segment, std::
   }
   for (std::uint32_t t = 0; t < a.tokens; ++t) {
     const float x = load_value(a.row(segment, t), c, a.src.dtype);
-    if (!(fabsf(x) <= kMaxLossyMagnitude)) return a.value_index(segment, t, c);  // NaN too
+    if (!(fabsf(x) <= codec::kMaxLossyMagnitude)) return a.value_index(segment, t, c);  // NaN too
     const std::int64_t xf = to_fixed(x), magnitude = xf < 0 ? -xf : xf;
     sum += xf;
     absmax = magnitude > absmax ? magnitude : absmax;
