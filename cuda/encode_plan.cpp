@@ -17,8 +17,7 @@ Status prepare_encode(const KvView& src, std::uint32_t token_begin, std::uint32_
   KVS_RETURN_IF_ERROR(
       codec::check_encode(src, token_begin, token_count, o, job.builtin, job.profile));
   const KvLayout& l = src.layout();
-  job.options = o;
-  job.options.profile = job.profile;
+  job.level = o.level;
   job.transform = job.profile != nullptr ? job.profile->transform() : nullptr;
   job.layout = l;
   job.token_begin = token_begin;
@@ -144,8 +143,8 @@ void choose_on_host(const EncodeJob& job, std::span<const std::int64_t> sum,
     const codec::ChannelStats stats{mean.data(), dev.data() + at, step_dev.data() + at,
                                     absmax.data() + at};
     out.predicted[s] = static_cast<std::uint8_t>(codec::choose_predictor(C, job.tokens, stats));
-    codec::choose_steps(*job.profile, job.options.level, s / 2, static_cast<KvPart>(s % 2), C,
-                        job.tokens, stats, &out.step_code[at], &out.step[at], &out.center[at]);
+    codec::choose_steps(*job.profile, job.level, s / 2, static_cast<KvPart>(s % 2), C, job.tokens,
+                        stats, &out.step_code[at], &out.step[at], &out.center[at]);
   }
 }
 
@@ -173,7 +172,7 @@ Status assemble_chunk(const EncodeJob& job, const EncodedParts& p, std::vector<s
         [&](std::uint32_t k) { return p.states.subspan(32 * (first + k), job.lanes); }, w);
   }
   return codec::finish_chunk(
-      {job.options.level, &job.layout, job.token_begin, job.tokens, job.transform != nullptr,
+      {job.level, &job.layout, job.token_begin, job.tokens, job.transform != nullptr,
        job.transform != nullptr ? job.profile->transform_id() : 0},
       offsets, out);
 }

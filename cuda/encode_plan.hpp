@@ -25,7 +25,7 @@ struct EncodeJob {
   EncodeJob(const EncodeJob&) = delete;
   EncodeJob& operator=(const EncodeJob&) = delete;
 
-  EncodeOptions options;
+  std::uint8_t level = 0;
   CodecProfile builtin;
   const CodecProfile* profile = nullptr;   // null at level 0
   const KvTransform* transform = nullptr;  // transform coding
