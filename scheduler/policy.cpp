@@ -22,6 +22,7 @@ class PlannerPolicy final : public Policy {
   std::string name() const override { return "planner"; }
   bool probes_first() const override { return true; }
   bool revokes_late_recomputes() const override { return true; }
+  bool upgrades() const override { return true; }
   Decision decide(const Situation& s) override {
     if (!(s.estimate.low_bytes_per_s > 0)) {
       // Nothing known about the link (no seed, nothing landed): the first chunk probes it at its

@@ -47,6 +47,9 @@ class Policy {
   // True for a policy whose recomputes the fetch may turn into fetches while the engine has not
   // started them and they would end late (revoke.hpp). Baselines are run as published.
   virtual bool revokes_late_recomputes() const { return false; }
+  // True for a policy whose fetch, once every chunk is decided, spends the time left before the
+  // deadline fetching chunks again at better levels (upgrade.hpp).
+  virtual bool upgrades() const { return false; }
 };
 
 // Plans the rest of the context with the estimator's conservative bound for the chunks left

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "revoke.hpp"
+#include "upgrade.hpp"
 
 namespace kvstream::scheduler {
 
@@ -41,9 +42,9 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
   const auto fetch = [&](std::uint32_t c, std::uint32_t level) {
     const ChunkCosts& cc = ctx.chunks[c];
     ChunkRecord& rec = r.chunks[c];
-    rec.bytes = cc.level_bytes[level];
-    link =
-        trace.finish(std::max(link, now + setup.request_latency), static_cast<double>(rec.bytes));
+    const std::uint64_t bytes = cc.level_bytes[level];
+    rec.bytes += bytes;
+    link = trace.finish(std::max(link, now + setup.request_latency), static_cast<double>(bytes));
     rec.landed = link - t0;
     const double decode = setup.decode_bytes_per_s > 0
                               ? static_cast<double>(cc.raw_bytes) / setup.decode_bytes_per_s
@@ -51,7 +52,11 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     decoder = std::max(decoder, link) + decode;
     rec.ready = decoder - t0;
     slots.push_back(c);
-    r.bytes += rec.bytes;
+    r.bytes += bytes;
+  };
+  // The bytes of chunk c's latest transfer.
+  const auto transfer_bytes = [&](std::uint32_t c) {
+    return ctx.chunks[c].level_bytes[choices[c].level];
   };
   // Lands, in order, what the link has delivered by now; the rest is outstanding.
   std::vector<bool> fed(n, false);  // fetched chunks the estimator has seen land
@@ -62,7 +67,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
       const ChunkRecord& rec = r.chunks[c];
       if (choices[c].recompute() || fed[c]) continue;
       if (rec.landed + t0 > now) {
-        outstanding.push_back({rec.decided + t0, rec.bytes});
+        outstanding.push_back({rec.decided + t0, transfer_bytes(c)});
       } else {
         landed.push_back(c);
       }
@@ -73,8 +78,8 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     });
     for (std::uint32_t c : landed) {
       const ChunkRecord& rec = r.chunks[c];
-      estimator.add({rec.decided + t0, rec.landed + t0, rec.bytes});
-      last_throughput = static_cast<double>(rec.bytes) / (rec.landed - rec.decided);
+      estimator.add({rec.decided + t0, rec.landed + t0, transfer_bytes(c)});
+      last_throughput = static_cast<double>(transfer_bytes(c)) / (rec.landed - rec.decided);
       fed[c] = true;
     }
     std::sort(outstanding.begin(), outstanding.end(),
@@ -136,13 +141,46 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
       all_ready = std::max(all_ready, r.chunks[k].ready + t0);
     return true;
   };
+  // Once every chunk is decided and has landed, a chunk fetched again at a better level
+  // (upgrade.hpp), as in fetch_adaptive.
+  const auto upgrade = [&](const std::vector<Outstanding>& outstanding) {
+    if (!policy.upgrades() || choices.size() < n || !outstanding.empty()) return false;
+    const Estimate e = estimator.estimate(now);
+    if (e.samples == 0) return false;
+    UpgradeInput in;
+    in.ctx = &ctx;
+    in.held = choices;
+    in.now = now;
+    in.deadline = deadline - kPlanMargin * std::max(0.0, deadline - now);
+    in.link_free = std::max(link, now);
+    in.decode_free = std::max(decoder, now);
+    in.rates = rates;
+    in.rates.link_bytes_per_s = e.bound(1);
+    const auto u = choose_upgrade(in);
+    if (!u) return false;
+    ChunkRecord& rec = r.chunks[u->chunk];
+    if (!rec.upgraded_from) rec.upgraded_from = choices[u->chunk].level;
+    choices[u->chunk] = Choice::fetch(u->level);
+    rec.choice = choices[u->chunk];
+    rec.decided = now - t0;
+    rec.estimate = e.bytes_per_s;
+    rec.estimate_low = e.low_bytes_per_s;
+    rec.predicted_finish = u->ready - t0;
+    fed[u->chunk] = false;
+    fetch(u->chunk, u->level);
+    all_ready = std::max(all_ready, rec.ready + t0);
+    return true;
+  };
   while (choices.size() < n || !slots.empty()) {
     // Free the slots whose chunks are decoded by now; if all are busy (or nothing is left to
     // decide), move to the next one's decoding.
     while (!slots.empty() && r.chunks[slots.front()].ready + t0 <= now)
       slots.pop_front();
     const bool slot_free = slots.size() < std::max(setup.window, 1u);
-    if (slot_free && revoke(land())) continue;
+    if (slot_free) {
+      const std::vector<Outstanding> outstanding = land();
+      if (revoke(outstanding) || upgrade(outstanding)) continue;
+    }
     if (choices.size() == n || !slot_free) {
       if (slots.empty()) break;
       // The next landing (when a revocation may be due) or decoding, whichever is first.

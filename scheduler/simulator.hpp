@@ -4,10 +4,13 @@
 // every chunk before it is ready (finish_time's lanes); a receive slot is busy from request until
 // its chunk is decoded, as in StreamReceiver's fetch; a probing policy gets its first fetched
 // chunk's landing before it decides another fetch (Policy::probes_first); and, as in
-// fetch_adaptive, a queued recompute that would end late may become a fetch (revoke.hpp).
+// fetch_adaptive, a queued recompute that would end late may become a fetch (revoke.hpp), and once
+// every chunk is decided an upgrading policy may fetch chunks again at better levels
+// (upgrade.hpp).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,11 +35,12 @@ struct SimSetup {
 
 struct ChunkRecord {
   std::uint32_t chunk = 0;
-  Choice choice;
-  std::uint64_t bytes = 0;                    // on the wire (0 when recomputed)
-  double decided = 0, landed = 0, ready = 0;  // seconds after start
-  double estimate = 0, estimate_low = 0;      // bytes/s, when decided
-  double predicted_finish = 0;                // seconds after start (NaN: the policy has none)
+  Choice choice;                               // what its KV holds in the end
+  std::uint64_t bytes = 0;                     // on the wire, every fetch (0 when recomputed)
+  double decided = 0, landed = 0, ready = 0;   // seconds after start (of its last fetch)
+  double estimate = 0, estimate_low = 0;       // bytes/s, when decided
+  double predicted_finish = 0;                 // seconds after start (NaN: the policy has none)
+  std::optional<std::uint32_t> upgraded_from;  // the level it was first fetched at, if upgraded
 };
 
 struct RunResult {

@@ -1,6 +1,6 @@
-// The adaptive fetch: a WantSource that asks a scheduler policy before each request, and an
-// engine thread that recomputes the chunks the policy gives it, each once the chunks before it
-// are ready.
+// The adaptive fetch: a WantSource that asks a scheduler policy before each request (and, once
+// every chunk is decided, asks for upgrades), and an engine thread that recomputes the chunks
+// the policy gives it, each once the chunks before it are ready.
 #include "adaptive.hpp"
 
 #include <fmt/format.h>
@@ -16,6 +16,7 @@
 #include "estimator.hpp"
 #include "kvstream/codec.hpp"
 #include "revoke.hpp"
+#include "upgrade.hpp"
 
 namespace kvstream::transport {
 
@@ -50,7 +51,6 @@ class AdaptiveSource final : public WantSource {
     decode_rate_ = o.decode_bytes_per_s;
     report_.chunks.assign(ctx.chunk_count(), {});
     ready_.assign(ctx.chunk_count(), false);
-    landed_.assign(ctx.chunk_count(), false);
     for (std::uint32_t c = 0; c < ctx.chunk_count(); ++c)
       report_.chunks[c].chunk = c;
     if (o.recompute) engine_ = std::thread([this] { run_engine(); });
@@ -59,33 +59,30 @@ class AdaptiveSource final : public WantSource {
 
   Next next() override {
     std::lock_guard lock(mu_);
-    if (const auto w = revoke_late_recompute()) {
-      asked_.push_back(w->chunk);
-      return {Next::Kind::want, *w};
-    }
+    if (const auto w = revoke_late_recompute()) return want(*w);
     while (choices_.size() < ctx_.chunk_count()) {
       // A probing policy's first fetched chunk lands before it is asked for another.
       if (policy_.probes_first() && !asked_.empty() &&
-          std::none_of(landed_.begin(), landed_.end(), [](bool b) { return b; }))
+          std::none_of(asked_.begin(), asked_.end(), [](const Asked& a) { return a.landed; }))
         return {Next::Kind::wait, {}};
       const Choice choice = decide();
-      if (choice.fetched()) {
-        const std::uint32_t chunk = static_cast<std::uint32_t>(choices_.size()) - 1;
-        asked_.push_back(chunk);
-        return {Next::Kind::want, {chunk, choice.level}};
-      }
+      if (choice.fetched())
+        return want({static_cast<std::uint32_t>(choices_.size()) - 1, choice.level});
     }
-    // All decided; a queued recompute may still turn into a fetch after the next landing.
-    if (!in_flight().empty() && !queued_not_running().empty()) return {Next::Kind::wait, {}};
+    if (const auto w = upgrade()) return want(*w);
+    // All decided; after the next landing a queued recompute may still turn into a fetch, and
+    // the estimate may leave time for an upgrade.
+    if (!in_flight().empty() && (!queued_not_running().empty() || policy_.upgrades()))
+      return {Next::Kind::wait, {}};
     return {};
   }
 
   void landed(std::size_t i, std::size_t bytes, Clock::time_point asked,
               Clock::time_point at) override {
     std::lock_guard lock(mu_);
-    ChunkReport& r = report_.chunks[asked_[i]];
+    asked_[i].landed = true;
+    ChunkReport& r = report_.chunks[asked_[i].chunk];
     r.landed = seconds(at);
-    landed_[asked_[i]] = true;
     estimator_.add({seconds(asked), r.landed, bytes});
     const double took = r.landed - seconds(asked);
     if (took > 0) last_throughput_ = static_cast<double>(bytes) / took;
@@ -97,12 +94,18 @@ class AdaptiveSource final : public WantSource {
     const double s = std::chrono::duration<double>(took).count();
     std::lock_guard lock(mu_);
     if (decodes_++ > 0 && s > 0) {
-      const double rate = static_cast<double>(ctx_.chunks[asked_[i]].raw_bytes) / s;
+      const double rate = static_cast<double>(ctx_.chunks[asked_[i].chunk].raw_bytes) / s;
       decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
     }
   }
 
-  void taken(std::size_t i) override { mark_ready(asked_[i]); }
+  void taken(std::size_t i) override {
+    std::lock_guard lock(mu_);
+    asked_[i].taken = true;
+    ready_[asked_[i].chunk] = true;
+    report_.chunks[asked_[i].chunk].ready = seconds(Clock::now());
+    cv_.notify_all();
+  }
 
   // Waits for the engine to finish what it was given (or to fail, or to be stopped).
   Status finish_engine() {
@@ -142,13 +145,17 @@ class AdaptiveSource final : public WantSource {
     return std::chrono::duration<double>(t - start_).count();
   }
 
+  // Records a want (under mu_).
+  Next want(StreamReceiver::Want w) {
+    asked_.push_back({w.chunk, seconds(Clock::now()), ctx_.chunks[w.chunk].level_bytes[w.level]});
+    return {Next::Kind::want, w};
+  }
+
   // The fetched chunks asked for and not landed yet, oldest first (under mu_).
   std::vector<scheduler::Outstanding> in_flight() const {
     std::vector<scheduler::Outstanding> out;
-    for (std::uint32_t c : asked_) {
-      const ChunkReport& r = report_.chunks[c];
-      if (!landed_[c]) out.push_back({r.decided, r.bytes});
-    }
+    for (const Asked& a : asked_)
+      if (!a.landed) out.push_back({a.at, a.bytes});
     return out;
   }
 
@@ -211,6 +218,43 @@ class AdaptiveSource final : public WantSource {
     return StreamReceiver::Want{chunk, r->level};
   }
 
+  // Once every chunk is decided and has landed: a chunk fetched again at a better level, if the
+  // link, at the estimator's bound for one transfer, and the decoder make it ready in time
+  // (under mu_). Not sooner: the estimate behind the decision is then the best the fetch will
+  // have (a first chunk can fit into socket buffers or a pacer's burst and land at once).
+  std::optional<StreamReceiver::Want> upgrade() {
+    if (!policy_.upgrades() || choices_.size() < ctx_.chunk_count() || !in_flight().empty())
+      return {};
+    const double now = seconds(Clock::now());
+    const scheduler::Estimate e = estimator_.estimate(now);
+    if (e.samples == 0) return {};
+    scheduler::UpgradeInput in;
+    in.ctx = &ctx_;
+    in.held = choices_;
+    in.now = now;
+    in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
+    in.rates.link_bytes_per_s = e.bound(1);
+    in.rates.decode_bytes_per_s = decode_rate_;
+    double to_decode = 0;
+    for (const Asked& a : asked_)
+      if (!a.taken) to_decode += static_cast<double>(ctx_.chunks[a.chunk].raw_bytes);
+    in.link_free = now;
+    in.decode_free = decode_rate_ > 0 ? now + to_decode / decode_rate_ : now;
+    const auto u = scheduler::choose_upgrade(in);
+    if (!u) return {};
+    ChunkReport& r = report_.chunks[u->chunk];
+    if (!r.upgraded_from) r.upgraded_from = choices_[u->chunk].level;
+    choices_[u->chunk] = Choice::fetch(u->level);
+    ready_[u->chunk] = false;
+    r.choice = choices_[u->chunk];
+    r.decided = now;
+    r.estimate = e.bytes_per_s;
+    r.estimate_low = e.low_bytes_per_s;
+    r.predicted_finish = u->ready;
+    r.bytes += ctx_.chunks[u->chunk].level_bytes[u->level];
+    return StreamReceiver::Want{u->chunk, u->level};
+  }
+
   // Decides the next chunk (under mu_); a recompute goes to the engine's queue.
   Choice decide() {
     const double now = seconds(Clock::now());
@@ -262,13 +306,6 @@ class AdaptiveSource final : public WantSource {
     return choice;
   }
 
-  void mark_ready(std::uint32_t chunk) {
-    std::lock_guard lock(mu_);
-    ready_[chunk] = true;
-    report_.chunks[chunk].ready = seconds(Clock::now());
-    cv_.notify_all();
-  }
-
   // The engine thread: each queued chunk once every chunk before it is ready.
   void run_engine() {
     for (;;) {
@@ -318,9 +355,15 @@ class AdaptiveSource final : public WantSource {
   scheduler::GoodputEstimator estimator_;
   double decode_rate_ = 0, last_throughput_ = 0;
   std::uint64_t decodes_ = 0;
-  std::vector<Choice> choices_;       // by chunk, as decided
-  std::vector<std::uint32_t> asked_;  // the chunks asked, by want number
-  std::vector<bool> ready_, landed_;
+  std::vector<Choice> choices_;  // by chunk, as decided (and upgraded)
+  struct Asked {
+    std::uint32_t chunk;
+    double at;  // seconds
+    std::uint64_t bytes;
+    bool landed = false, taken = false;
+  };
+  std::vector<Asked> asked_;  // by want number
+  std::vector<bool> ready_;
   std::deque<std::uint32_t> engine_queue_;
   std::int64_t running_ = -1;  // the chunk the engine is recomputing
   Clock::time_point running_since_{};

@@ -1,11 +1,13 @@
 // Deadline-driven fetching: before each chunk request a policy (the planner by default) picks
 // the chunk's level, or hands the chunk to the engine to recompute from its tokens, using the
 // goodput estimator fed by the chunks that landed, the decode speed measured so far, and the
-// engine's prefill rate.
+// engine's prefill rate. Once every chunk is decided, the planner spends the time left before
+// the deadline fetching chunks again at better levels (its probe first of all).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -40,14 +42,17 @@ struct AdaptiveOptions {
 // What happened to each chunk; times in seconds from the start of the fetch.
 struct ChunkReport {
   std::uint32_t chunk = 0;
-  scheduler::Choice choice;
-  std::uint64_t bytes = 0;  // on the wire (0 when recomputed)
-  double decided = 0, landed = 0, ready = 0;
-  double estimate = 0, estimate_low = 0;  // bytes/s when decided
-  double predicted_finish = 0;            // the policy's, when decided (NaN: none)
+  scheduler::Choice choice;                   // what its KV holds in the end
+  std::uint64_t bytes = 0;                    // on the wire, every fetch of it (0 when recomputed)
+  double decided = 0, landed = 0, ready = 0;  // of its last fetch
+  double estimate = 0, estimate_low = 0;      // bytes/s when decided
+  double predicted_finish = 0;                // the policy's, when decided (NaN: none)
   // Handed to the engine, then fetched instead before the engine started it: its recompute
   // would have ended past the deadline (scheduler/revoke.hpp). `decided` is when it changed.
   bool revoked_recompute = false;
+  // Fetched again at a better level once every chunk was decided (scheduler/upgrade.hpp): the
+  // level it was first fetched at.
+  std::optional<std::uint32_t> upgraded_from;
 };
 
 struct AdaptiveReport {

@@ -98,11 +98,12 @@ decltype(transport::AdaptiveOptions::recompute) standin_engine(double tokens_per
 
 std::string describe_chunk(const transport::ChunkReport& c, std::uint32_t chunks) {
   return fmt::format(
-      "chunk {}/{}: {}{}, {} bytes; decided {} ms, landed {} ms, ready {} ms; estimate {} Gbit/s "
-      "(plan with {})",
+      "chunk {}/{}: {}{}{}, {} bytes; decided {} ms, landed {} ms, ready {} ms; estimate {} "
+      "Gbit/s (plan with {})",
       c.chunk + 1, chunks, to_string(c.choice),
-      c.revoked_recompute ? " (its recompute would have been late)" : "", c.bytes, ms(c.decided),
-      ms(c.landed), ms(c.ready), gbit(c.estimate), gbit(c.estimate_low));
+      c.revoked_recompute ? " (its recompute would have been late)" : "",
+      c.upgraded_from ? fmt::format(" (fetched at L{} first)", *c.upgraded_from) : "", c.bytes,
+      ms(c.decided), ms(c.landed), ms(c.ready), gbit(c.estimate), gbit(c.estimate_low));
 }
 
 std::string report_json(const transport::AdaptiveReport& r, std::string_view context,
@@ -118,11 +119,11 @@ std::string report_json(const transport::AdaptiveReport& r, std::string_view con
     out += fmt::format(
         "{}{{\"chunk\": {}, \"choice\": {}, \"level\": {}, \"bytes\": {}, \"decided_ms\": {}, "
         "\"landed_ms\": {}, \"ready_ms\": {}, \"estimate_gbps\": {}, \"estimate_low_gbps\": {}, "
-        "\"predicted_finish_ms\": {}, \"revoked_recompute\": {}}}",
+        "\"predicted_finish_ms\": {}, \"revoked_recompute\": {}, \"upgraded_from\": {}}}",
         i ? ", " : "", c.chunk, json_string(to_string(c.choice)),
         c.choice.fetched() ? std::to_string(c.choice.level) : "null", c.bytes, ms(c.decided),
         ms(c.landed), ms(c.ready), gbit(c.estimate), gbit(c.estimate_low), ms(c.predicted_finish),
-        c.revoked_recompute);
+        c.revoked_recompute, c.upgraded_from ? std::to_string(*c.upgraded_from) : "null");
   }
   return out + "]}\n";
 }

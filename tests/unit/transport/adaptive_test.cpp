@@ -58,6 +58,36 @@ TEST(Adaptive, AGenerousDeadlineFetchesEveryChunkLossless) {
   EXPECT_TRUE(same_tokens(r.kv, r.served.expected(0), 0, 116));
 }
 
+TEST(Adaptive, AProbeSentSmallOnAWrongSeedIsFetchedAgainAtTheBestLevel) {
+  Receiving r;
+  AdaptiveOptions a;
+  a.deadline_s = 5;
+  // Far below the link: the first chunk goes at its smallest level; the link then proves fast.
+  a.seed_bytes_per_s = 100;
+  for (bool thread : {false, true}) {
+    StreamReceiver::FetchOptions o;
+    o.progress_thread = thread;
+    AdaptiveReport report;
+    const KvBuffer kv = KvBuffer::create(r.served.layout).value();
+    const Status s = fetch_adaptive(r.receiver, r.info, kv.view(), o, a, report);
+    ASSERT_TRUE(s.is_ok()) << s.to_string();
+    EXPECT_TRUE(report.met);
+    ASSERT_TRUE(report.chunks[0].upgraded_from.has_value());
+    EXPECT_NE(*report.chunks[0].upgraded_from, 0u);
+    EXPECT_EQ(report.chunks[0].bytes,
+              r.info.size(0, *report.chunks[0].upgraded_from) + r.info.size(0, 0));
+    std::uint64_t bytes = 0;
+    for (const ChunkReport& c : report.chunks) {
+      EXPECT_EQ(c.choice, Choice::fetch(0)) << c.chunk;
+      bytes += c.bytes;
+    }
+    EXPECT_EQ(report.bytes, bytes);
+    EXPECT_EQ(report.expected_loss, 0);
+    // The second copy was decoded over the first.
+    EXPECT_TRUE(same_tokens(kv, r.served.expected(0), 0, 116));
+  }
+}
+
 TEST(Adaptive, ASlowLinkGetsSmallerLevels) {
   // Paced so that level 0 throughout would take about 2 s; the deadline is 1 s.
   Receiving probe;

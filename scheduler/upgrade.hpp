@@ -1,0 +1,45 @@
+// Time the deadline leaves once every chunk is decided buys quality back. The planner's first
+// fetch is a probe sized for the slowest link the deadline allows, and a chunk decided on a
+// pessimistic estimate goes at a coarser level than the link turned out to allow: fetched again
+// at a better level and decoded over its first copy, it costs bytes the link would otherwise not
+// carry, and nothing else, as long as it is ready by the deadline. So, after the last chunk is
+// decided, the fetch asks for the upgrade that saves the most loss and is still ready in time.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "costs.hpp"
+
+namespace kvstream::scheduler {
+
+struct UpgradeInput {
+  const ContextCosts* ctx = nullptr;
+  // Every chunk's choice as its KV will hold it once what is in flight lands: a fetched level
+  // (an upgrade in flight counts at its level), or a recompute.
+  std::span<const Choice> held;
+  double now = 0;
+  double deadline = 0;  // less any margin the caller keeps in hand
+  // When the link is free of the transfers in flight and the decoder of the chunks landed or
+  // in flight (at least now).
+  double link_free = 0, decode_free = 0;
+  // A conservative rate for one transfer (Estimate::bound(1)); decode as measured; the per
+  // request overhead.
+  Rates rates;
+};
+
+struct Upgrade {
+  std::uint32_t chunk = 0;
+  std::uint32_t level = 0;
+  double ready = 0;  // when it is predicted ready
+};
+
+// The upgrade (a fetched chunk, a level losing less than the one it holds) predicted ready by
+// the deadline that saves the most token-weighted loss; ties to fewer bytes, then to the
+// earlier chunk. None for a chunk with a recompute after it: the engine computed that chunk's
+// KV from the copy it holds, and a new copy would no longer match it. Nothing when no rate is
+// known.
+std::optional<Upgrade> choose_upgrade(const UpgradeInput& in);
+
+}  // namespace kvstream::scheduler
