@@ -36,6 +36,7 @@ Estimate GoodputEstimator::estimate(double now, std::span<const Outstanding> out
     }
     e.samples = used.size();
     e.bytes_per_s = bytes / time;
+    e.slowest_bytes_per_s = *std::min_element(used.begin(), used.end());
     double band = o_.one_sample_band;
     if (used.size() > 1) {
       double var = 0;

@@ -43,6 +43,9 @@ struct Estimate {
   // A stalled transfer caps all three.
   double low_bytes_per_s = 0;
   std::size_t samples = 0;  // transfers behind it (0: the seed alone)
+  // The slowest of those transfers' rates (0 with none): what a transfer that must not be late
+  // can count on (an upgrade's: upgrade.hpp).
+  double slowest_bytes_per_s = 0;
   double bound(std::size_t transfers) const;
 };
 

@@ -155,7 +155,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     in.link_free = std::max(link, now);
     in.decode_free = std::max(decoder, now);
     in.rates = rates;
-    in.rates.link_bytes_per_s = e.bound(1);
+    in.rates.link_bytes_per_s = std::min(e.bound(1), e.slowest_bytes_per_s);
     const auto u = choose_upgrade(in);
     if (!u) return false;
     ChunkRecord& rec = r.chunks[u->chunk];

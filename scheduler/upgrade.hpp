@@ -24,8 +24,10 @@ struct UpgradeInput {
   // When the link is free of the transfers in flight and the decoder of the chunks landed or
   // in flight (at least now).
   double link_free = 0, decode_free = 0;
-  // A conservative rate for one transfer (Estimate::bound(1)); decode as measured; the per
-  // request overhead.
+  // The rate to plan with, decode as measured, the per-request overhead. An upgrade is
+  // optional, and one that lands late breaks a deadline the fetch had met: the callers plan it
+  // at the lower of Estimate::bound(1) and the slowest recent transfer, so that it is in time
+  // even if the link repeats the worst it has shown lately.
   Rates rates;
 };
 

@@ -54,6 +54,21 @@ TEST(Estimator, IgnoresAnImplausiblyFastChunkButNotASlowOne) {
   const Estimate s = e.estimate(16);
   EXPECT_DOUBLE_EQ(s.bytes_per_s, 500.0 / 14);
   EXPECT_DOUBLE_EQ(s.low_bytes_per_s, 5);  // the latest rate, less the widest band
+  EXPECT_DOUBLE_EQ(s.slowest_bytes_per_s, 10);
+}
+
+TEST(Estimator, KnowsTheSlowestRecentTransferItCounts) {
+  GoodputEstimator e;
+  EXPECT_EQ(e.estimate(0).slowest_bytes_per_s, 0);
+  e.seed(1000);
+  EXPECT_EQ(e.estimate(0).slowest_bytes_per_s, 0);  // a seed is no transfer
+  e.add({0, 10, 100});                              // the first: left out once two more land
+  e.add({10, 11, 100});
+  e.add({11, 13, 100});
+  EXPECT_DOUBLE_EQ(e.estimate(13).slowest_bytes_per_s, 50);
+  for (int i = 0; i < 8; ++i)  // the window moves past it
+    e.add({13.0 + i, 14.0 + i, 100});
+  EXPECT_DOUBLE_EQ(e.estimate(21).slowest_bytes_per_s, 100);
 }
 
 TEST(Estimator, SpreadWidensTheBand) {
