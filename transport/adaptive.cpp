@@ -41,6 +41,31 @@ scheduler::ContextCosts stream_costs(const StreamInfo& info, std::span<const dou
 
 namespace {
 
+// An upgrade decodes into a window of one chunk and is copied over the chunk's first copy only
+// once it decoded whole: a chunk that fails its checks halfway (a malformed bitstream under valid
+// checksums) must not spoil a copy that was complete.
+class UpgradeWindow {
+ public:
+  Status decode(ChunkDecoder& decoder, std::span<const std::byte> bytes, const KvView& dst,
+                std::uint32_t chunk, const StreamInfo& info, const CodecProfile* profile) {
+    if (!window_) {
+      // Every block of the context's token range maps to the pool's one block.
+      const KvLayout& l = dst.layout();
+      const std::vector<std::uint32_t> table((l.tokens + info.chunk_tokens - 1) / info.chunk_tokens,
+                                             0);
+      KVS_ASSIGN_OR_RETURN(PagedKvBuffer b, PagedKvBuffer::create(l, info.chunk_tokens, 1, table));
+      window_.emplace(std::move(b));
+    }
+    KVS_RETURN_IF_ERROR(decoder.decode(bytes, window_->view(), profile));
+    const std::uint32_t begin = chunk * info.chunk_tokens;
+    return copy_tokens(window_->view(), begin, dst, begin,
+                       std::min(info.chunk_tokens, info.layout.tokens - begin));
+  }
+
+ private:
+  std::optional<PagedKvBuffer> window_;
+};
+
 class AdaptiveSource final : public WantSource {
  public:
   AdaptiveSource(const StreamInfo& info, const scheduler::ContextCosts& ctx,
@@ -69,7 +94,11 @@ class AdaptiveSource final : public WantSource {
       if (choice.fetched())
         return want({static_cast<std::uint32_t>(choices_.size()) - 1, choice.level});
     }
-    if (const auto w = upgrade()) return want(*w);
+    if (const auto w = upgrade()) {
+      Next n = want(*w);
+      asked_.back().upgrade = true;
+      return n;
+    }
     // All decided; after the next landing a queued recompute may still turn into a fetch, and
     // the estimate may leave time for an upgrade.
     if (!in_flight().empty() && (!queued_not_running().empty() || policy_.upgrades()))
@@ -97,6 +126,13 @@ class AdaptiveSource final : public WantSource {
       const double rate = static_cast<double>(ctx_.chunks[asked_[i].chunk].raw_bytes) / s;
       decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
     }
+  }
+
+  // The chunk of want `i` if it is an upgrade (a chunk fetched again).
+  std::optional<std::uint32_t> upgrade_of(std::size_t i) {
+    std::lock_guard lock(mu_);
+    if (!asked_[i].upgrade) return {};
+    return asked_[i].chunk;
   }
 
   void taken(std::size_t i) override {
@@ -360,7 +396,7 @@ class AdaptiveSource final : public WantSource {
     std::uint32_t chunk;
     double at;  // seconds
     std::uint64_t bytes;
-    bool landed = false, taken = false;
+    bool landed = false, taken = false, upgrade = false;
   };
   std::vector<Asked> asked_;  // by want number
   std::vector<bool> ready_;
@@ -405,10 +441,14 @@ Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const Kv
   // Decode here (or in the caller's consumer), timed, so that the plan uses this machine's speed.
   StreamReceiver::FetchOptions o = options;
   ChunkDecoder decoder;
+  UpgradeWindow window;
   o.consume = [&](std::size_t want, std::span<const std::byte> bytes) -> Status {
     const auto t0 = Clock::now();
+    const std::optional<std::uint32_t> upgraded = source.upgrade_of(want);
     const Status s = options.consume ? options.consume(want, bytes)
-                                     : decoder.decode(bytes, dst, options.profile);
+                     : upgraded
+                         ? window.decode(decoder, bytes, dst, *upgraded, info, options.profile)
+                         : decoder.decode(bytes, dst, options.profile);
     source.decoded(want, Clock::now() - t0);
     return s;
   };

@@ -69,7 +69,10 @@ scheduler::ContextCosts stream_costs(const StreamInfo& info, std::span<const dou
 
 // Fetches every chunk of the stream into `dst` as fetch() does (options.level and first_chunk
 // are not used), choosing each chunk's fate by `adaptive`. `report` holds every decision made,
-// also when the fetch fails.
+// also when the fetch fails. An upgrade is decoded aside and copied over the chunk only once it
+// decoded whole, so a fetch that fails in an upgrade leaves every chunk fetched before it whole,
+// at the level it held; with options.consume the consumer gets an upgraded chunk a second time
+// (under another want number) and decides itself.
 Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const KvView& dst,
                       const StreamReceiver::FetchOptions& options, const AdaptiveOptions& adaptive,
                       AdaptiveReport& report);

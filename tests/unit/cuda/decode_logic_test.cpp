@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "crc32c.hpp"
+#include "chunk_damage.hpp"
 #include "decode_cases.hpp"
 #include "decode_plan.hpp"
 
@@ -14,6 +14,7 @@ namespace kvstream {
 namespace {
 
 using testing_data::DecodeCase;
+using testing_data::reseal;
 
 std::vector<std::byte> decode_cpu(const DecodeCase& c) {
   auto buf = KvBuffer::create(c.layout).value();
@@ -78,22 +79,6 @@ TEST(GpuDecodeLogic, PagedDestinationGetsTheSameValues) {
       }
     }
   }
-}
-
-// Recomputes the checksums of segment `segment` and of the header after an edit, so that the
-// edit reaches the decoding stage.
-void reseal(std::vector<std::byte>& chunk, std::uint32_t segment) {
-  std::uint32_t offset, size;
-  const std::size_t entry = 48 + 12 * std::size_t{segment};
-  std::memcpy(&offset, chunk.data() + entry, 4);
-  std::memcpy(&size, chunk.data() + entry + 4, 4);
-  const std::uint32_t crc = codec::crc32c(std::span(chunk).subspan(offset, size));
-  std::memcpy(chunk.data() + entry + 8, &crc, 4);
-  std::uint32_t segments;
-  std::memcpy(&segments, chunk.data() + 32, 4);
-  std::uint32_t h = codec::crc32c(std::span(chunk).first(44));
-  h = codec::crc32c(std::span(chunk).subspan(48, 12 * std::size_t{segments}), h);
-  std::memcpy(chunk.data() + 44, &h, 4);
 }
 
 TEST(GpuDecodeLogic, DamagedWordsFailAsOnTheCpu) {

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "chunk_damage.hpp"
 #include "session_fixture.hpp"
 
 namespace kvstream::transport {
@@ -86,6 +87,76 @@ TEST(Adaptive, AProbeSentSmallOnAWrongSeedIsFetchedAgainAtTheBestLevel) {
     // The second copy was decoded over the first.
     EXPECT_TRUE(same_tokens(kv, r.served.expected(0), 0, 116));
   }
+}
+
+// Serves the archives in `dir`, but chunk 0 at level 0 damaged under valid checksums, so that it
+// fails the decoder's last checks, after its values were written.
+class DamagedUpgradeSource final : public ChunkSource {
+ public:
+  explicit DamagedUpgradeSource(const std::filesystem::path& dir, const KvLayout& layout)
+      : inner_(dir), layout_(layout) {}
+  Expected<std::unique_ptr<SourceStream>> open(const std::string& id) override {
+    KVS_ASSIGN_OR_RETURN(std::unique_ptr<SourceStream> s, inner_.open(id));
+    return std::unique_ptr<SourceStream>(std::make_unique<Stream>(std::move(s), layout_));
+  }
+
+ private:
+  class Stream final : public SourceStream {
+   public:
+    Stream(std::unique_ptr<SourceStream> inner, const KvLayout& layout)
+        : inner_(std::move(inner)), layout_(layout) {}
+    const StreamInfo& info() const override { return inner_->info(); }
+    Expected<std::span<const std::byte>> read(std::uint32_t chunk, std::uint32_t level,
+                                              std::vector<std::byte>& scratch) override {
+      KVS_ASSIGN_OR_RETURN(const auto bytes, inner_->read(chunk, level, scratch));
+      if (chunk != 0 || level != 0) return bytes;
+      damaged_.assign(bytes.begin(), bytes.end());
+      std::uint32_t offset, size;
+      std::memcpy(&offset, damaged_.data() + 48, 4);
+      std::memcpy(&size, damaged_.data() + 52, 4);
+      // The first flip of segment 0's last word bits that only the end-of-stream check sees.
+      KvBuffer scratch_kv = KvBuffer::create(layout_).value();
+      for (std::uint32_t bit = 0; bit < 64; ++bit) {
+        std::vector<std::byte> bad = damaged_;
+        bad[offset + size - 1 - bit / 8] ^= std::byte{static_cast<unsigned char>(1u << (bit % 8))};
+        testing_data::reseal(bad, 0);
+        const Status s = decode_chunk(bad, scratch_kv.view());
+        if (s.code() == Errc::corrupt_data) {
+          damaged_ = std::move(bad);
+          return std::span<const std::byte>(damaged_);
+        }
+      }
+      return Status(Errc::internal, "no damage found that the decoder sees");
+    }
+
+   private:
+    std::unique_ptr<SourceStream> inner_;
+    KvLayout layout_;
+    std::vector<std::byte> damaged_;
+  };
+  ArchiveSource inner_;
+  KvLayout layout_;
+};
+
+TEST(Adaptive, AnUpgradeThatFailsLeavesTheFirstCopyWhole) {
+  Served served;
+  DamagedUpgradeSource source(served.dir, served.layout);
+  Session session(source);
+  StreamReceiver receiver(*session.control, *session.link);
+  const StreamInfo info = receiver.open("ctx", Clock::now() + 5s).value();
+  const KvBuffer kv = KvBuffer::create(served.layout).value();
+  AdaptiveOptions a;
+  a.deadline_s = 5;
+  a.seed_bytes_per_s = 100;  // the probe goes small; its upgrade to level 0 is the damaged one
+  AdaptiveReport report;
+  const Status s = fetch_adaptive(receiver, info, kv.view(), {}, a, report);
+  EXPECT_EQ(s.code(), Errc::corrupt_data) << s.to_string();
+  EXPECT_EQ(s.message().rfind("chunk 0: ", 0), 0u) << s.message();
+  ASSERT_TRUE(report.chunks[0].upgraded_from.has_value());
+  // Chunk 0 still holds its first copy, whole; the others their level 0.
+  EXPECT_TRUE(same_tokens(kv, served.expected(*report.chunks[0].upgraded_from), 0, 32));
+  EXPECT_TRUE(same_tokens(kv, served.expected(0), 32, 116));
+  receiver.close(Clock::now() + 5s);
 }
 
 TEST(Adaptive, ASlowLinkGetsSmallerLevels) {
