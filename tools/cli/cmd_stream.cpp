@@ -96,6 +96,7 @@ int run_fetch(std::span<const std::string_view> args) {
               "With --deadline, a policy picks each chunk's level before asking for it (or has\n"
               "the engine recompute it from its tokens) so that the whole context is ready by\n"
               "the deadline with the least expected loss, from the goodput measured so far.\n"
+              "The planner then spends the time left fetching chunks again at better levels.\n"
               "A deadline-driven fetch that breaks off keeps no partial file.");
   p.option("--server", "ADDR:PORT", "the server's control-plane address", &server_text, true)
       .option("--context", "ID", "context id (its archive's name without .kva)", &context, true)
