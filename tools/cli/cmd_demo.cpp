@@ -67,7 +67,8 @@ Status deadline_demo(const runner::Model& model,
   transport::StreamReceiver receiver = local.connection->receiver();
   fmt::print(
       "deadline the sender paced to {:.0f} Mbit/s; each context due in {} ms; the planner picks "
-      "each\n         chunk's level from the losses above{}:\n",
+      "each\n         chunk's level from the losses above{} (La<Lb: fetched at Lb, then again at "
+      "La\n         in the time left):\n",
       a.rate_bits_per_second / 1e6, a.deadline_ms,
       a.recompute_tps > 0
           ? fmt::format(", or recompute by the reference runner slowed to {} tokens/s",
@@ -99,9 +100,11 @@ Status deadline_demo(const runner::Model& model,
     bytes += report.bytes;
     met += report.met;
     std::vector<std::string> choices;
-    for (const transport::ChunkReport& c : report.chunks)
+    for (const transport::ChunkReport& c : report.chunks) {
       choices.push_back(c.choice.recompute() ? std::string("R")
-                                             : fmt::format("L{}", c.choice.level));
+                        : c.upgraded_from ? fmt::format("L{}<L{}", c.choice.level, *c.upgraded_from)
+                                          : fmt::format("L{}", c.choice.level));
+    }
     fmt::print("         ctx{}: {}  {:7.2f} ms {}  {} bytes\n", i, fmt::join(choices, " "),
                report.load_s * 1e3, report.met ? "met" : "MISSED", report.bytes);
   }
