@@ -155,7 +155,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     in.link_free = std::max(link, now);
     in.decode_free = std::max(decoder, now);
     in.rates = rates;
-    in.rates.link_bytes_per_s = std::min(e.bound(1), e.slowest_bytes_per_s);
+    in.rates.link_bytes_per_s = upgrade_rate(e);
     const auto u = choose_upgrade(in);
     if (!u) return false;
     ChunkRecord& rec = r.chunks[u->chunk];

@@ -6,11 +6,13 @@
 // decided, the fetch asks for the upgrade that saves the most loss and is still ready in time.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
 
 #include "costs.hpp"
+#include "estimator.hpp"
 
 namespace kvstream::scheduler {
 
@@ -24,10 +26,7 @@ struct UpgradeInput {
   // When the link is free of the transfers in flight and the decoder of the chunks landed or
   // in flight (at least now).
   double link_free = 0, decode_free = 0;
-  // The rate to plan with, decode as measured, the per-request overhead. An upgrade is
-  // optional, and one that lands late breaks a deadline the fetch had met: the callers plan it
-  // at the lower of Estimate::bound(1) and the slowest recent transfer, so that it is in time
-  // even if the link repeats the worst it has shown lately.
+  // The rate to plan with (upgrade_rate), decode as measured, the per-request overhead.
   Rates rates;
 };
 
@@ -36,6 +35,13 @@ struct Upgrade {
   std::uint32_t level = 0;
   double ready = 0;  // when it is predicted ready
 };
+
+// The link rate to plan an upgrade with. An upgrade is optional, and one that lands late breaks
+// a deadline the fetch had met: the lower of the bound for one transfer and the slowest recent
+// transfer, so that it is in time even if the link repeats the worst it has shown lately.
+inline double upgrade_rate(const Estimate& e) {
+  return std::min(e.bound(1), e.slowest_bytes_per_s);
+}
 
 // The upgrade (a fetched chunk, a level losing less than the one it holds) predicted ready by
 // the deadline that saves the most token-weighted loss; ties to fewer bytes, then to the

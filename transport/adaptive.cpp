@@ -269,7 +269,7 @@ class AdaptiveSource final : public WantSource {
     in.held = choices_;
     in.now = now;
     in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
-    in.rates.link_bytes_per_s = std::min(e.bound(1), e.slowest_bytes_per_s);
+    in.rates.link_bytes_per_s = scheduler::upgrade_rate(e);
     in.rates.decode_bytes_per_s = decode_rate_;
     double to_decode = 0;
     for (const Asked& a : asked_)

@@ -104,5 +104,18 @@ TEST(Upgrade, NothingWithoutARateOrWithAHeldListOfAnotherLength) {
   EXPECT_FALSE(choose_upgrade(input(ctx, short_list, 100)).has_value());
 }
 
+TEST(Upgrade, IsPlannedAtTheSlowestRecentTransferWhenItIsBelowTheBound) {
+  GoodputEstimator g;
+  for (int i = 0; i < 4; ++i)  // 100 B/s, one at 50 B/s
+    g.add({double(i), double(i + 1), i == 2 ? 50u : 100u});
+  const Estimate e = g.estimate(4);
+  EXPECT_DOUBLE_EQ(upgrade_rate(e), 50);
+  GoodputEstimator steady;
+  for (int i = 0; i < 4; ++i)
+    steady.add({double(i), double(i + 1), 100});
+  const Estimate s = steady.estimate(4);
+  EXPECT_DOUBLE_EQ(upgrade_rate(s), s.bound(1));  // 95: the bound's band below the slowest
+}
+
 }  // namespace
 }  // namespace kvstream::scheduler
