@@ -94,11 +94,7 @@ class AdaptiveSource final : public WantSource {
       if (choice.fetched())
         return want({static_cast<std::uint32_t>(choices_.size()) - 1, choice.level});
     }
-    if (const auto w = upgrade()) {
-      Next n = want(*w);
-      asked_.back().upgrade = true;
-      return n;
-    }
+    if (const auto w = upgrade()) return want(*w, /*upgrade=*/true);
     // All decided; after the next landing a queued recompute may still turn into a fetch, and
     // the estimate may leave time for an upgrade.
     if (!in_flight().empty() && (!queued_not_running().empty() || policy_.upgrades()))
@@ -182,8 +178,9 @@ class AdaptiveSource final : public WantSource {
   }
 
   // Records a want (under mu_).
-  Next want(StreamReceiver::Want w) {
-    asked_.push_back({w.chunk, seconds(Clock::now()), ctx_.chunks[w.chunk].level_bytes[w.level]});
+  Next want(StreamReceiver::Want w, bool upgrade = false) {
+    asked_.push_back(
+        {w.chunk, seconds(Clock::now()), ctx_.chunks[w.chunk].level_bytes[w.level], upgrade});
     return {Next::Kind::want, w};
   }
 
@@ -396,7 +393,8 @@ class AdaptiveSource final : public WantSource {
     std::uint32_t chunk;
     double at;  // seconds
     std::uint64_t bytes;
-    bool landed = false, taken = false, upgrade = false;
+    bool upgrade;  // the chunk fetched again (upgrade())
+    bool landed = false, taken = false;
   };
   std::vector<Asked> asked_;  // by want number
   std::vector<bool> ready_;
