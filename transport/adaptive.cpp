@@ -121,6 +121,7 @@ class AdaptiveSource final : public WantSource {
     if (decodes_++ > 0 && s > 0) {
       const double rate = static_cast<double>(ctx_.chunks[asked_[i].chunk].raw_bytes) / s;
       decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
+      slowest_decode_ = slowest_decode_ > 0 ? std::min(slowest_decode_, rate) : rate;
     }
   }
 
@@ -252,9 +253,10 @@ class AdaptiveSource final : public WantSource {
   }
 
   // Once every chunk is decided and has landed: a chunk fetched again at a better level, if the
-  // link, at the estimator's bound for one transfer, and the decoder make it ready in time
-  // (under mu_). Not sooner: the estimate behind the decision is then the best the fetch will
-  // have (a first chunk can fit into socket buffers or a pacer's burst and land at once).
+  // link (at upgrade_rate) and the decoder (at the slowest decode measured: level 0 decodes
+  // slower than the lossy levels that set the running mean) make it ready in time (under mu_).
+  // Not sooner: the estimate behind the decision is then the best the fetch will have (a first
+  // chunk can fit into socket buffers or a pacer's burst and land at once).
   std::optional<StreamReceiver::Want> upgrade() {
     if (!policy_.upgrades() || choices_.size() < ctx_.chunk_count() || !in_flight().empty())
       return {};
@@ -267,12 +269,13 @@ class AdaptiveSource final : public WantSource {
     in.now = now;
     in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
     in.rates.link_bytes_per_s = scheduler::upgrade_rate(e);
-    in.rates.decode_bytes_per_s = decode_rate_;
+    const double decode = slowest_decode_ > 0 ? slowest_decode_ : decode_rate_;
+    in.rates.decode_bytes_per_s = decode;
     double to_decode = 0;
     for (const Asked& a : asked_)
       if (!a.taken) to_decode += static_cast<double>(ctx_.chunks[a.chunk].raw_bytes);
     in.link_free = now;
-    in.decode_free = decode_rate_ > 0 ? now + to_decode / decode_rate_ : now;
+    in.decode_free = decode > 0 ? now + to_decode / decode : now;
     const auto u = scheduler::choose_upgrade(in);
     if (!u) return {};
     ChunkReport& r = report_.chunks[u->chunk];
@@ -387,6 +390,7 @@ class AdaptiveSource final : public WantSource {
   std::condition_variable cv_;
   scheduler::GoodputEstimator estimator_;
   double decode_rate_ = 0, last_throughput_ = 0;
+  double slowest_decode_ = 0;  // of the decodes measured (bytes/s; 0: none yet)
   std::uint64_t decodes_ = 0;
   std::vector<Choice> choices_;  // by chunk, as decided (and upgraded)
   struct Asked {
