@@ -36,7 +36,7 @@ class PlannerPolicy final : public Policy {
         s.estimate.low_bytes_per_s > 0 ? s.estimate.bound(s.ctx->chunk_count() - s.next()) : 0.0,
         s.estimate.bytes_per_s);
     in.lanes = s.lanes;
-    in.deadline = s.deadline - margin_ * std::max(0.0, s.deadline - s.now);
+    in.deadline = deadline_in_hand(s.deadline, s.now, margin_);
     in.first = s.first;
     in.committed = s.committed;
     in.done_loss = s.done_loss;

@@ -3,6 +3,7 @@
 // interface drives the simulator and a real fetch.
 #pragma once
 
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <string>
@@ -56,8 +57,12 @@ class Policy {
 // (Estimate::bound), or, when no plan meets the deadline at that rate, with its point estimate.
 // It keeps `margin` of the time left to the deadline in hand, for what no model sees (jitter,
 // a slow decode).
-// The planner keeps `margin` of the time left in hand (deadline - margin * (deadline - now)).
 inline constexpr double kPlanMargin = 0.05;
+// The deadline a plan aims at: `margin` of the time left kept in hand. The planner, and the
+// revocations and upgrades of the fetch and the simulator, all plan to it.
+inline double deadline_in_hand(double deadline, double now, double margin = kPlanMargin) {
+  return deadline - margin * std::max(0.0, deadline - now);
+}
 std::unique_ptr<Policy> planner_policy(double margin = kPlanMargin);
 // Always `level` (with a one-level context: fp16 or int8 sent as they are).
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name);

@@ -106,7 +106,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     RevokeInput in;
     in.ctx = &ctx;
     in.now = now;
-    in.deadline = deadline - kPlanMargin * std::max(0.0, deadline - now);
+    in.deadline = deadline_in_hand(deadline, now);
     in.queued = queued;
     in.engine_free = engine_free;
     in.link_free = std::max(link, now);
@@ -151,7 +151,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     in.ctx = &ctx;
     in.held = choices;
     in.now = now;
-    in.deadline = deadline - kPlanMargin * std::max(0.0, deadline - now);
+    in.deadline = deadline_in_hand(deadline, now);
     in.link_free = std::max(link, now);
     in.decode_free = std::max(decoder, now);
     in.rates = rates;

@@ -225,7 +225,7 @@ class AdaptiveSource final : public WantSource {
     scheduler::RevokeInput in;
     in.ctx = &ctx_;
     in.now = now;
-    in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
+    in.deadline = scheduler::deadline_in_hand(o_.deadline_s, now);
     in.queued = queued;
     in.engine_free = running_ >= 0 ? running_end() : now;
     // As the planner falls back to when nothing fits: the rate the link has shown lately.
@@ -267,7 +267,7 @@ class AdaptiveSource final : public WantSource {
     in.ctx = &ctx_;
     in.held = choices_;
     in.now = now;
-    in.deadline = o_.deadline_s - scheduler::kPlanMargin * std::max(0.0, o_.deadline_s - now);
+    in.deadline = scheduler::deadline_in_hand(o_.deadline_s, now);
     in.rates.link_bytes_per_s = scheduler::upgrade_rate(e);
     const double decode = slowest_decode_ > 0 ? slowest_decode_ : decode_rate_;
     in.rates.decode_bytes_per_s = decode;
