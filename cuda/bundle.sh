@@ -5,8 +5,10 @@
 #   cuda/bundle.sh [BUILD_DIR]          (default build-cuda; the bundle is BUILD_DIR/bundle)
 #   BUILD_DIR/bundle/run.sh [tests|bench|all]   on the GPU machine
 # KVSTREAM_CUDA_ARCH picks the architectures (default 90, Hopper); KVSTREAM_MODELS the folder
-# holding stories260K.bin (default ../shared/models). The checkpoint is copied into the bundle,
-# a build output, never into the source tree.
+# holding stories260K.bin (default ../shared/models); KVSTREAM_UCX_PREFIX a UCX built with CUDA
+# support by cuda/build_ucx_cuda.sh, packed instead of Debian's (its CUDA modules included), so
+# that on the GPU machine UCX reports device memory it can register. The checkpoint is copied
+# into the bundle, a build output, never into the source tree.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(realpath -m "${1:-$root/build-cuda}")
@@ -25,19 +27,30 @@ cmake --build "$build" --target gpu_codec_test gpu_codec_bench unit_gpu_logic kv
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/models"
 for b in "${bins[@]}"; do cp "$build/$b" "$out/bin/"; done
-# UCX for kvstream perf: ucx_perftest as the baseline, and the cross-memory-attach module UCX
-# loads at run time (UCX_MODULE_DIR in run.sh; TCP and POSIX shared memory are in libuct).
-cp "$(command -v ucx_perftest)" "$out/bin/"
+# UCX for kvstream perf: ucx_perftest as the baseline, and the modules UCX loads at run time
+# (UCX_MODULE_DIR in run.sh; TCP and POSIX shared memory are in libuct): Debian's
+# cross-memory-attach module, or every module of a UCX built with CUDA.
 mkdir -p "$out/lib/ucx"
-cp -L "$(pkg-config --variable=libdir ucx)/ucx/libuct_cma.so.0" "$out/lib/ucx/"
+if [[ -n ${KVSTREAM_UCX_PREFIX:-} ]]; then
+  ucx=$(realpath "$KVSTREAM_UCX_PREFIX")
+  ls "$ucx"/lib/ucx/libuct_cuda.so.0 >/dev/null ||
+    { echo "bundle: $ucx holds no UCX built with CUDA (cuda/build_ucx_cuda.sh)" >&2; exit 1; }
+  cp "$ucx/bin/ucx_perftest" "$ucx/bin/ucx_info" "$out/bin/"
+  cp -L "$ucx"/lib/ucx/*.so.0 "$out/lib/ucx/"
+  # ldd below then finds this UCX's libraries, which keep Debian's sonames.
+  export LD_LIBRARY_PATH=$ucx/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+else
+  cp "$(command -v ucx_perftest)" "$out/bin/"
+  cp -L "$(pkg-config --variable=libdir ucx)/ucx/libuct_cma.so.0" "$out/lib/ucx/"
+fi
 cp "$root/tools/bench/perf_compare.sh" "$out/bin/"
-# Every shared library the binaries load, except the C library's own and the CUDA driver,
-# which belong to the GPU machine.
+# Every shared library the binaries load, except the C library's own and the CUDA driver's
+# (libcuda, NVML), which belong to the GPU machine.
 for b in "$out"/bin/* "$out"/lib/ucx/*; do
   [[ $b == *.sh ]] || ldd "$b" | awk '/=> \//{print $3}'
 done | sort -u | while read -r lib; do
   case $(basename "$lib") in
-    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*) ;;
+    libc.so*|libm.so*|libpthread.so*|libdl.so*|librt.so*|ld-linux*|libcuda.so*|libnvidia-ml.so*) ;;
     *) cp -L "$lib" "$out/lib/" ;;
   esac
 done
@@ -53,6 +66,8 @@ cat > "$out/run.sh" <<'RUN'
 # run.sh timeline [SIZE]: one stream of 32 chunks of about SIZE bytes (8 MiB) on loopback,
 # decoded on the GPU through staged slots; prints when each chunk landed and was ready, and
 # whether the load ended within one chunk's decode of the last landing.
+# run.sh ucx: the bundled UCX's version, memory domains and transports (ucx_info; bundles made
+# with KVSTREAM_UCX_PREFIX), to see whether it loaded its CUDA transports.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 export LD_LIBRARY_PATH=$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -67,6 +82,11 @@ if [[ ${1:-} == perf ]]; then
       "$here/bin/perf_compare.sh" "$here/bin/kvstream" "$rounds" $extra || rc=1
   done
   exit $rc
+fi
+if [[ ${1:-} == ucx ]]; then
+  [[ -x $here/bin/ucx_info ]] || { echo "run.sh: no ucx_info (bundle made without KVSTREAM_UCX_PREFIX)" >&2; exit 1; }
+  "$here/bin/ucx_info" -v && "$here/bin/ucx_info" -d | grep -E 'Memory domain|Component|Transport'
+  exit
 fi
 if [[ ${1:-} == timeline ]]; then
   export KVSTREAM_SECRET=${KVSTREAM_SECRET:-bundle-timeline-secret-0123456789}
