@@ -10,6 +10,7 @@
 #include "decoder_avx2.hpp"
 #include "kvstream/codec.hpp"
 #include "kvstream/half.hpp"
+#include "kvstream/parallel.hpp"
 #include "rans.hpp"
 #include "symbols.hpp"
 #include "transform.hpp"
@@ -26,10 +27,16 @@ struct Channel;
 
 // Everything decoding allocates, kept between chunks by a ChunkDecoder.
 struct ChunkDecoder::Scratch {
+  // What each of the decoding threads works in.
+  struct Worker {
+    std::vector<Channel> channels;
+    std::vector<std::int32_t> ref;  // per channel: the reference of its next value
+    std::vector<float> z, k;        // a layer's synthesized rows, and its K turned by RoPE
+    SparseScratch sparse;           // the coefficients' nonzeros, token by token
+  };
+  std::vector<Worker> workers;
   std::vector<SegmentEntry> segments;
   std::vector<SegmentView> views;
-  std::vector<Channel> channels;
-  std::vector<std::int32_t> ref;  // per channel: the reference of its next value
   // The vector path: per segment channel arrays (C entries each), and one job per substream.
   std::vector<std::int32_t> simd_lut, simd_ref;
   std::vector<float> simd_step;
@@ -37,11 +44,10 @@ struct ChunkDecoder::Scratch {
   std::vector<SimdJob> jobs;
   std::vector<std::size_t> first_job;  // per segment: its first job, or kNoJobs
   std::vector<std::byte> tail_copy;    // the chunk's last substream, padded (decode_simd)
-  // Transform coding: the decoded coefficients (fp32, tokens from 0), one layer's synthesized
-  // rows, RoPE turn tables, and S transposed for the transform it was made from.
+  // Transform coding: the decoded coefficients (fp32, tokens from 0), RoPE turn tables, and S
+  // transposed for the transform it was made from.
   std::unique_ptr<KvBuffer> coefficients;
-  std::vector<float> z, k, synthesis_t;  // a layer's synthesized rows, and its K turned by RoPE
-  SparseScratch sparse;                  // the coefficients' nonzeros, token by token
+  std::vector<float> synthesis_t;
   TurnCache turns;
   std::shared_ptr<const KvTransform> transposed_for;
 };
@@ -141,7 +147,7 @@ constexpr std::size_t kNoJobs = SIZE_MAX;
 template <Coding kCoding, DType kOut>
 Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
                          const ChunkInfo& info, const KvView& dst, std::uint32_t index,
-                         const SimdJob* resume, ChunkDecoder::Scratch& scratch) {
+                         const SimdJob* resume, ChunkDecoder::Scratch::Worker& scratch) {
   const auto& bank = table_bank();
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   std::vector<Channel>& channels = scratch.channels;
@@ -256,7 +262,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
 template <Coding kCoding>
 Status decode_segment_to(const SegmentView& s, std::uint32_t layer, KvPart part,
                          const ChunkInfo& info, const KvView& dst, std::uint32_t index,
-                         const SimdJob* resume, ChunkDecoder::Scratch& scratch) {
+                         const SimdJob* resume, ChunkDecoder::Scratch::Worker& scratch) {
   switch (dst.layout().dtype) {
     case DType::f32:
       return decode_segment_as<kCoding, DType::f32>(s, layer, part, info, dst, index, resume,
@@ -273,7 +279,7 @@ Status decode_segment_to(const SegmentView& s, std::uint32_t layer, KvPart part,
 
 Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
                       const KvView& dst, std::uint32_t index, const SimdJob* resume,
-                      ChunkDecoder::Scratch& scratch) {
+                      ChunkDecoder::Scratch::Worker& scratch) {
   switch (s.coding) {
     case Coding::quantized:
       return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index, resume,
@@ -303,9 +309,10 @@ SimdPath simd_path(const ChunkInfo& info, const KvView& dst) {
 }
 
 // Runs the vector path over every 8-lane substream of the chunk, all segments together, and
-// records in `first_job` where each segment's substreams were left.
+// records in `first_job` where each segment's substreams were left. Substreams are independent:
+// with several threads, each takes a run of them holding about as many values as the others.
 void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
-                 const std::byte* chunk_end, ChunkDecoder::Scratch& sc) {
+                 const std::byte* chunk_end, unsigned threads, ChunkDecoder::Scratch& sc) {
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   const std::size_t segments = sc.views.size();
   sc.simd_lut.resize(segments * C);
@@ -372,14 +379,35 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
     job.copy_begin = job.p = sc.tail_copy.data();
     job.limit = sc.tail_copy.data() + sc.tail_copy.size();
   }
-  if (path == SimdPath::quantized_f16) {
-    decode_jobs_quantized_f16_avx2(sc.jobs);
-  } else if (path == SimdPath::quantized_f32) {
-    decode_jobs_quantized_f32_avx2(sc.jobs);
-  } else {
-    const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
-    decode_jobs_split16_avx2(sc.jobs, R, std::int32_t{1} << (15 - R));
+  const std::uint32_t R = split_shift(static_cast<std::uint8_t>(info.dtype));
+  const auto run = [&](std::span<SimdJob> jobs) {
+    if (path == SimdPath::quantized_f16) {
+      decode_jobs_quantized_f16_avx2(jobs);
+    } else if (path == SimdPath::quantized_f32) {
+      decode_jobs_quantized_f32_avx2(jobs);
+    } else {
+      decode_jobs_split16_avx2(jobs, R, std::int32_t{1} << (15 - R));
+    }
+  };
+  const std::size_t parts = std::min<std::size_t>(threads, sc.jobs.size());
+  if (parts <= 1) {
+    run(sc.jobs);
+    return;
   }
+  std::size_t total = 0;
+  for (const SimdJob& job : sc.jobs)
+    total += job.left;
+  std::vector<std::size_t> bounds{0};
+  std::size_t values = 0;
+  for (std::size_t j = 0; j < sc.jobs.size() && bounds.size() < parts; ++j) {
+    values += sc.jobs[j].left;
+    if (values * parts >= total * bounds.size()) bounds.push_back(j + 1);
+  }
+  bounds.push_back(sc.jobs.size());
+  parallel_for(bounds.size() - 1, threads, [&](unsigned, std::size_t i) {
+    run(std::span(sc.jobs).subspan(bounds[i], bounds[i + 1] - bounds[i]));
+    return Status::ok();
+  }).ignore();  // the runs cannot fail: the scalar pass reports what they found
 }
 
 }  // namespace
@@ -389,7 +417,11 @@ Expected<ChunkInfo> read_chunk_info(std::span<const std::byte> chunk) {
   return parse_header(chunk, segments);
 }
 
-ChunkDecoder::ChunkDecoder() : scratch_(std::make_unique<Scratch>()) {}
+ChunkDecoder::ChunkDecoder() : ChunkDecoder(1) {}
+ChunkDecoder::ChunkDecoder(unsigned threads)
+    : scratch_(std::make_unique<Scratch>()), threads_(std::max(1u, threads)) {
+  scratch_->workers.resize(threads_);
+}
 ChunkDecoder::~ChunkDecoder() = default;
 ChunkDecoder::ChunkDecoder(ChunkDecoder&&) noexcept = default;
 ChunkDecoder& ChunkDecoder::operator=(ChunkDecoder&&) noexcept = default;
@@ -432,24 +464,28 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
   const RopeTurns* turns = rotated ? &sc.turns.rows(sc.transposed_for, 1.0f, info.token_begin,
                                                     info.token_count, first_row)
                                    : nullptr;
-  sc.z.resize(T * n);
-  sc.k.resize(T * C);
   const DType out = dst.layout().dtype;
-  for (std::uint32_t layer = 0; layer < info.layers; ++layer) {
+  // Layers are independent: one thread each at a time, in its own rows.
+  parallel_for(info.layers, threads_, [&](unsigned worker, std::size_t layer) {
+    Scratch::Worker& w = sc.workers[worker];
+    w.z.resize(T * n);
+    w.k.resize(T * C);
+    const auto l = static_cast<std::uint32_t>(layer);
     // The coefficient buffer is contiguous: the layer's "K" rows, then its "V" rows.
-    const auto* k_rows = reinterpret_cast<const float*>(coefficients.row(layer, KvPart::key, 0));
-    const auto* v_rows = reinterpret_cast<const float*>(coefficients.row(layer, KvPart::value, 0));
+    const auto* k_rows = reinterpret_cast<const float*>(coefficients.row(l, KvPart::key, 0));
+    const auto* v_rows = reinterpret_cast<const float*>(coefficients.row(l, KvPart::value, 0));
     // At low rates most coefficients quantize to zero.
     multiply_sparse_rows(n, std::span(sc.synthesis_t).subspan(layer * n * n, n * n), T,
                          HalfRows<const float>{k_rows, v_rows - C, C, C},
-                         HalfRows<float>{sc.z.data(), sc.z.data(), C, n}, sc.sparse);
-    if (rotated) turn_keys(t, *turns, first_row, T, sc.z.data(), n, sc.k.data(), C);
+                         HalfRows<float>{w.z.data(), w.z.data(), C, n}, w.sparse);
+    if (rotated) turn_keys(t, *turns, first_row, T, w.z.data(), n, w.k.data(), C);
     for (std::size_t i = 0; i < T; ++i) {
       const auto token = info.token_begin + static_cast<std::uint32_t>(i);
-      store_row(rotated ? &sc.k[i * C] : &sc.z[i * n], C, out, dst.row(layer, KvPart::key, token));
-      store_row(&sc.z[i * n + C], C, out, dst.row(layer, KvPart::value, token));
+      store_row(rotated ? &w.k[i * C] : &w.z[i * n], C, out, dst.row(l, KvPart::key, token));
+      store_row(&w.z[i * n + C], C, out, dst.row(l, KvPart::value, token));
     }
-  }
+    return Status::ok();
+  }).ignore();  // no layer can fail
 }
 
 Status ChunkDecoder::decode_values(std::span<const std::byte> chunk, const ChunkInfo& info,
@@ -461,16 +497,19 @@ Status ChunkDecoder::decode_values(std::span<const std::byte> chunk, const Chunk
   }
   const SimdPath path = simd_path(info, dst);
   if (path != SimdPath::none) {
-    decode_simd(path, info, dst, chunk.data() + chunk.size(), sc);
+    decode_simd(path, info, dst, chunk.data() + chunk.size(), threads_, sc);
   } else {
     sc.first_job.assign(sc.views.size(), kNoJobs);
   }
-  for (std::uint32_t i = 0; i < sc.views.size(); ++i) {
+  // The scalar loop finishes what the vector path left (a few values per substream), or, where
+  // it did not run, decodes every segment: only that is worth the threads.
+  const unsigned threads = path == SimdPath::none ? threads_ : 1;
+  return parallel_for(sc.views.size(), threads, [&](unsigned worker, std::size_t i) {
     const SimdJob* resume = sc.first_job[i] == kNoJobs ? nullptr : &sc.jobs[sc.first_job[i]];
-    KVS_RETURN_IF_ERROR(
-        decode_segment(sc.views[i], i / 2, static_cast<KvPart>(i % 2), info, dst, i, resume, sc));
-  }
-  return Status::ok();
+    const auto index = static_cast<std::uint32_t>(i);
+    return decode_segment(sc.views[i], index / 2, static_cast<KvPart>(index % 2), info, dst, index,
+                          resume, sc.workers[worker]);
+  });
 }
 
 Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst,

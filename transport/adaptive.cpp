@@ -442,7 +442,7 @@ Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const Kv
   AdaptiveSource source(info, ctx, adaptive, policy, seed, seed_kind, report);
   // Decode here (or in the caller's consumer), timed, so that the plan uses this machine's speed.
   StreamReceiver::FetchOptions o = options;
-  ChunkDecoder decoder;
+  ChunkDecoder decoder(options.decode_threads);
   UpgradeWindow window;
   o.consume = [&](std::size_t want, std::span<const std::byte> bytes) -> Status {
     const auto t0 = Clock::now();

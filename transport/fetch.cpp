@@ -150,7 +150,8 @@ class Requester {
 // Hands a landed chunk to the consumer or the CPU decoder.
 class Taker {
  public:
-  Taker(const KvView& dst, const StreamReceiver::FetchOptions& o) : dst_(dst), o_(o) {}
+  Taker(const KvView& dst, const StreamReceiver::FetchOptions& o)
+      : dst_(dst), o_(o), decoder_(o.decode_threads) {}
   Status take(const Landed& l, std::span<const std::byte> bytes) {
     const Status s =
         o_.consume ? o_.consume(l.want, bytes) : decoder_.decode(bytes, dst_, o_.profile);

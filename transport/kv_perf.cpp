@@ -114,6 +114,7 @@ Expected<KvPerfResult> run_kv_perf(ControlChannel& control, UcxDataLink& link, c
   o.window = p.test == "kv_lat" ? 1 : p.window;
   o.chunk_timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   o.progress_thread = options.progress_thread;
+  o.decode_threads = options.decode_threads;
   if (!options.decode) {
     o.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };
   }

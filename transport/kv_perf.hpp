@@ -77,6 +77,7 @@ class KvPerfSink {
 struct KvPerfOptions {
   bool decode = true;            // false: each chunk's header is checked, nothing decoded
   bool progress_thread = false;  // StreamReceiver::FetchOptions::progress_thread
+  unsigned decode_threads = 1;   // StreamReceiver::FetchOptions::decode_threads
   KvPerfSink* sink = nullptr;    // not null: takes the chunks (when decode is true)
   SlotAllocator slots;           // the receive slots' memory (empty: the heap)
 };

@@ -102,6 +102,9 @@ class StreamReceiver {
     // thread decodes, so that decoding overlaps the chunks in flight. UCX wants one thread per
     // worker: that thread makes every call on the link and the channel until the fetch returns.
     bool progress_thread = false;
+    // Threads that decode each chunk on the CPU (ChunkDecoder's), this one among them; the
+    // progress thread is not. Unused with `consume`.
+    unsigned decode_threads = 1;
     // Takes each chunk (already checked to be the one asked for) instead of the CPU decoder,
     // e.g. to hand it to a GPU decoder, or to drop it in a transport measurement; `dst` is then
     // not written. Its error ends the fetch.

@@ -44,22 +44,34 @@ void BM_Encode(benchmark::State& state) {
       8.0 * static_cast<double>(chunk.size()) / static_cast<double>(f.kv.layout().total_values());
 }
 
-void BM_Decode(benchmark::State& state) {
-  Fixture f(static_cast<int>(state.range(0)));
+// Decodes shape `which` coded at `level`, again and again, with one decoder (reused, as on a
+// hot path) of `threads` threads.
+void decode_loop(benchmark::State& state, int which, std::int64_t level, unsigned threads) {
+  Fixture f(which);
   EncodeOptions o;
-  o.level = static_cast<std::uint8_t>(state.range(1));
+  o.level = static_cast<std::uint8_t>(level);
   std::vector<std::byte> chunk;
   if (!encode_chunk(f.kv.view(), 0, f.kv.layout().tokens, o, chunk).is_ok()) {
     state.SkipWithError("encode failed");
     return;
   }
-  ChunkDecoder decoder;  // reused, as on a hot path
+  ChunkDecoder decoder(threads);
   for (auto _ : state) {
     if (!decoder.decode(chunk, f.out.view()).is_ok()) state.SkipWithError("decode failed");
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(
       static_cast<std::int64_t>(state.iterations() * f.kv.layout().total_bytes()));
+}
+
+void BM_Decode(benchmark::State& state) {
+  decode_loop(state, static_cast<int>(state.range(0)), state.range(1), 1);
+}
+
+// The 7B-like slice decoded by one ChunkDecoder on range(1) threads, at level range(0): wall
+// time, so that a second core shows as speed (against BM_Decode, one core, in the same run).
+void BM_DecodeThreads(benchmark::State& state) {
+  decode_loop(state, 1, state.range(0), static_cast<unsigned>(state.range(1)));
 }
 
 // Transform coding on the stories260K shape (the test transform of kv_test_data.hpp, its level
@@ -146,6 +158,10 @@ void BM_TransformMultiply(benchmark::State& state) {
 // Args: {shape (0 stories chunk, 1 7B-like slice), level}.
 BENCHMARK(BM_Encode)->ArgsProduct({{0, 1}, {0, 2, 5}})->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Decode)->ArgsProduct({{0, 1}, {0, 2, 5}})->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_DecodeThreads)
+    ->ArgsProduct({{0, 2}, {1, 2}})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_EncodeTransform)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_DecodeTransform)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Crc32c)->Unit(benchmark::kMicrosecond);

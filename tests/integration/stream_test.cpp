@@ -109,13 +109,14 @@ class Served : public ::testing::Test {
   static inline int pid_ = 0, port_ = 0;
 };
 
+// Odd levels decode on two threads, against the archive decoded on one.
 TEST_F(Served, EveryLevelArrivesAsTheArchiveDecodes) {
   for (int level = 0; level <= 5; ++level) {
     const auto out = temp_dir() / fmt::format("fetched{}.raw", level);
     const Outcome r =
         run(fmt::format("fetch --server {} --context story --level {} --out '{}' "
-                        "--window {}",
-                        server(), level, out.string(), 1 + level % 3));
+                        "--window {} --decode-threads {}",
+                        server(), level, out.string(), 1 + level % 3, 1 + level % 2));
     ASSERT_EQ(r.code, 0) << r.err;
     EXPECT_NE(r.out.find("fetched story: 6 chunks at level"), std::string::npos) << r.out;
     EXPECT_NE(r.err.find("chunk 6/6"), std::string::npos) << r.err;

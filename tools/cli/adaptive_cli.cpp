@@ -221,6 +221,7 @@ int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a) {
   f.window = static_cast<std::uint32_t>(a.window);
   f.chunk_timeout = std::chrono::milliseconds(a.timeout_ms);
   f.progress_thread = a.progress_thread;
+  f.decode_threads = static_cast<unsigned>(a.decode_threads);
   if (a.no_decode) {
     // Landed chunks are already checked to be the ones asked for; nothing else is done.
     f.consume = [](std::size_t, std::span<const std::byte>) { return Status::ok(); };

@@ -121,7 +121,7 @@ int codec_inspect(std::span<const std::string_view> args) {
 int codec_decode(std::span<const std::string_view> args) {
   std::string archive_path, out_path, profile_path;
   std::optional<DType> dtype;
-  std::int64_t level = 0;
+  std::int64_t level = 0, threads = 1;
   ArgParser p("kvstream codec decode",
               "Decodes every chunk of a context archive at one level and writes the KV cache as\n"
               "raw values laid out [layer][K|V][token][head][dim] (atomically).");
@@ -131,7 +131,8 @@ int codec_decode(std::span<const std::string_view> args) {
       .option("--profile", "FILE",
               "the profile the archive was encoded with (needed when it holds a transform)",
               &profile_path)
-      .option("--dtype", "T", "dtype written (default: the archive's)", &dtype);
+      .option("--dtype", "T", "dtype written (default: the archive's)", &dtype)
+      .option("--threads", "N", "threads that decode each chunk", &threads, 1, 256);
   if (auto rc = parse_or_exit(p, args)) return *rc;
   std::optional<CodecProfile> profile;
   if (!profile_path.empty()) {
@@ -146,7 +147,7 @@ int codec_decode(std::span<const std::string_view> args) {
   auto kv = KvBuffer::create(layout);
   if (!kv) return report_failure(p.command(), kv.error());
   std::vector<std::byte> chunk;
-  ChunkDecoder decoder;
+  ChunkDecoder decoder(static_cast<unsigned>(threads));
   for (std::uint32_t i = 0; i < r->info().chunk_count; ++i) {
     Status s = r->read_chunk(i, static_cast<std::uint32_t>(level), chunk);
     if (s.is_ok()) s = decoder.decode(chunk, kv->view(), profile ? &*profile : nullptr);

@@ -51,6 +51,7 @@ constexpr std::string_view kUsage =
     "              buffer; more measures memory too)\n"
     "  --no-decode kv tests: check each chunk's header but do not decode it\n"
     "  --progress-thread  kv tests: a thread drives UCX while this one decodes\n"
+    "  --decode-threads N  kv tests: threads that decode each chunk on the CPU (1)\n"
     "  --timeline  kv tests: when each chunk landed and was decoded, and whether decoding\n"
     "              overlapped the transfer (the tail after the last landing)\n"
     "  --model F   kv tests, server: the checkpoint whose KV fills the cache\n"
@@ -115,13 +116,14 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
       o.params.test = std::string(v);
     } else if (a == "-s" || a == "-n" || a == "-w" || a == "-O" || a == "-p" || a == "--level" ||
-               a == "--chunks" || a == "--timeout") {
+               a == "--chunks" || a == "--timeout" || a == "--decode-threads") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
-      const std::uint64_t max = a == "-p"         ? 65535
-                                : a == "-O"       ? 1u << 20
-                                : a == "--level"  ? kMaxLevel
-                                : a == "--chunks" ? 4096
-                                                  : std::uint64_t{1} << 40;
+      const std::uint64_t max = a == "-p"                 ? 65535
+                                : a == "-O"               ? 1u << 20
+                                : a == "--level"          ? kMaxLevel
+                                : a == "--chunks"         ? 4096
+                                : a == "--decode-threads" ? 256
+                                                          : std::uint64_t{1} << 40;
       KVS_ASSIGN_OR_RETURN(const std::uint64_t n, number(a, v, max));
       if (a == "-s") o.params.size = n;
       if (a == "-n") o.params.iterations = n;
@@ -131,6 +133,8 @@ Expected<Options> parse(std::span<const std::string_view> args, bool& help) {
       if (a == "--level") o.params.level = static_cast<std::uint8_t>(n);
       if (a == "--chunks") o.params.chunks = static_cast<std::uint32_t>(n);
       if (a == "--timeout") o.timeout_s = static_cast<std::int64_t>(n);
+      if (a == "--decode-threads")
+        o.kv.decode_threads = std::max<unsigned>(1, static_cast<unsigned>(n));
     } else if (a == "-m") {
       KVS_ASSIGN_OR_RETURN(const auto v, value());
       if (v != "host" && (v != "cuda" || !kHaveCuda)) {

@@ -84,7 +84,7 @@ int run_serve(std::span<const std::string_view> args) {
 
 int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
-  std::int64_t level = 0, window = 4, timeout_ms = 5000;
+  std::int64_t level = 0, window = 4, timeout_ms = 5000, decode_threads = 1;
   bool resume = false, progress_thread = false;
   AdaptiveArgs a;  // the options of --deadline are parsed straight into it
   ArgParser p("kvstream fetch",
@@ -108,6 +108,8 @@ int run_fetch(std::span<const std::string_view> args) {
       .flag("--resume", "fetch only the chunks OUT.partial lacks", &resume)
       .flag("--progress-thread", "drive UCX from a second thread while this one decodes",
             &progress_thread)
+      .option("--decode-threads", "N", "threads that decode each chunk (this one among them)",
+              &decode_threads, 1, 256)
       .option("--deadline", "MS", "pick each chunk's level to have everything by MS ms",
               &a.deadline_ms, 0, 1e9)
       .option("--policy", "P", "with --deadline: planner, cachegen, recompute or L<level>",
@@ -147,6 +149,7 @@ int run_fetch(std::span<const std::string_view> args) {
     a.window = window;
     a.timeout_ms = timeout_ms;
     a.progress_thread = progress_thread;
+    a.decode_threads = decode_threads;
     return run_adaptive_fetch(p.command(), a);
   }
   for (const bool given : {!a.model_path.empty(), !a.losses.empty(), !a.json_path.empty(),
@@ -207,6 +210,7 @@ int run_fetch(std::span<const std::string_view> args) {
   o.window = static_cast<std::uint32_t>(window);
   o.chunk_timeout = std::chrono::milliseconds(timeout_ms);
   o.progress_thread = progress_thread;
+  o.decode_threads = static_cast<unsigned>(decode_threads);
   std::uint64_t bytes = 0;
   const Status s = receiver.fetch_chunks(*info, *kv, wants, o, [&](std::size_t i) {
     const std::uint32_t chunk = wants[i].chunk;
