@@ -62,7 +62,8 @@ cat > "$out/run.sh" <<'RUN'
 # [bench args];
 # run.sh perf [ROUNDS]: kvstream perf kv_stream_bw, chunks decoded on the GPU (-m cuda, with and
 # without the progress thread that keeps UCX moving while the GPU decodes), on the
-# CPU and not at all, against ucx_perftest tag_bw on loopback (tools/bench/perf_compare.sh).
+# CPU (one thread, and eight with the progress thread) and not at all, against ucx_perftest
+# tag_bw on loopback (tools/bench/perf_compare.sh).
 # run.sh timeline [SIZE]: one stream of 32 chunks of about SIZE bytes (8 MiB) on loopback,
 # decoded on the GPU through staged slots; prints when each chunk landed and was ready, and
 # whether the load ended within one chunk's decode of the last landing.
@@ -76,7 +77,8 @@ export UCX_MODULE_DIR=$here/lib/ucx PATH=$here/bin:$PATH
 if [[ ${1:-} == perf ]]; then
   rounds=${2:-3}
   rc=0
-  for extra in "-m cuda --progress-thread" "-m cuda" "" "--no-decode"; do
+  for extra in "-m cuda --progress-thread" "-m cuda" "" "--decode-threads 8 --progress-thread" \
+    "--no-decode"; do
     echo "== kv_stream_bw ${extra:-(CPU decode)}"
     PERF_WINDOW=${PERF_WINDOW:-2} PERF_SIZES=${PERF_SIZES:-1048576 8388608 33554432} \
       "$here/bin/perf_compare.sh" "$here/bin/kvstream" "$rounds" $extra || rc=1
