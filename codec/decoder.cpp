@@ -312,7 +312,7 @@ SimdPath simd_path(const ChunkInfo& info, const KvView& dst) {
 // records in `first_job` where each segment's substreams were left. Substreams are independent:
 // with several threads, each takes a run of them holding about as many values as the others.
 void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
-                 const std::byte* chunk_end, unsigned threads, ChunkDecoder::Scratch& sc) {
+                 const std::byte* chunk_end, WorkerPool* pool, ChunkDecoder::Scratch& sc) {
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   const std::size_t segments = sc.views.size();
   sc.simd_lut.resize(segments * C);
@@ -389,7 +389,8 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       decode_jobs_split16_avx2(jobs, R, std::int32_t{1} << (15 - R));
     }
   };
-  const std::size_t parts = std::min<std::size_t>(threads, sc.jobs.size());
+  const std::size_t parts =
+      pool == nullptr ? 1 : std::min<std::size_t>(pool->threads(), sc.jobs.size());
   if (parts <= 1) {
     run(sc.jobs);
     return;
@@ -404,10 +405,12 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
     if (values * parts >= total * bounds.size()) bounds.push_back(j + 1);
   }
   bounds.push_back(sc.jobs.size());
-  parallel_for(bounds.size() - 1, threads, [&](unsigned, std::size_t i) {
-    run(std::span(sc.jobs).subspan(bounds[i], bounds[i + 1] - bounds[i]));
-    return Status::ok();
-  }).ignore();  // the runs cannot fail: the scalar pass reports what they found
+  pool->run(bounds.size() - 1,
+            [&](unsigned, std::size_t i) {
+              run(std::span(sc.jobs).subspan(bounds[i], bounds[i + 1] - bounds[i]));
+              return Status::ok();
+            })
+      .ignore();  // the runs cannot fail: the scalar pass reports what they found
 }
 
 }  // namespace
@@ -418,9 +421,9 @@ Expected<ChunkInfo> read_chunk_info(std::span<const std::byte> chunk) {
 }
 
 ChunkDecoder::ChunkDecoder() : ChunkDecoder(1) {}
-ChunkDecoder::ChunkDecoder(unsigned threads)
-    : scratch_(std::make_unique<Scratch>()), threads_(std::max(1u, threads)) {
-  scratch_->workers.resize(threads_);
+ChunkDecoder::ChunkDecoder(unsigned threads) : scratch_(std::make_unique<Scratch>()) {
+  if (threads > 1) pool_ = std::make_unique<WorkerPool>(threads);
+  scratch_->workers.resize(std::max(1u, threads));
 }
 ChunkDecoder::~ChunkDecoder() = default;
 ChunkDecoder::ChunkDecoder(ChunkDecoder&&) noexcept = default;
@@ -431,6 +434,9 @@ Status ChunkDecoder::decode(std::span<const std::byte> chunk, const KvView& dst,
   Scratch& sc = *scratch_;
   KVS_ASSIGN_OR_RETURN(const ChunkInfo info, parse_header(chunk, sc.segments));
   KVS_RETURN_IF_ERROR(check_destination(info, dst));
+  split_ = pool_ != nullptr &&
+           std::size_t{2} * info.layers * info.kv_heads * info.head_dim * info.token_count >=
+               kMinValuesToSplit;
   if (!info.transformed) return decode_values(chunk, info, dst);
   KVS_ASSIGN_OR_RETURN(const KvTransform* t, chunk_transform(info, profile));
   if (sc.transposed_for != profile->shared_transform()) {
@@ -466,7 +472,7 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
                                    : nullptr;
   const DType out = dst.layout().dtype;
   // Layers are independent: one thread each at a time, in its own rows.
-  parallel_for(info.layers, threads_, [&](unsigned worker, std::size_t layer) {
+  for_items(split_, info.layers, [&](unsigned worker, std::size_t layer) {
     Scratch::Worker& w = sc.workers[worker];
     w.z.resize(T * n);
     w.k.resize(T * C);
@@ -497,19 +503,24 @@ Status ChunkDecoder::decode_values(std::span<const std::byte> chunk, const Chunk
   }
   const SimdPath path = simd_path(info, dst);
   if (path != SimdPath::none) {
-    decode_simd(path, info, dst, chunk.data() + chunk.size(), threads_, sc);
+    decode_simd(path, info, dst, chunk.data() + chunk.size(), split_ ? pool_.get() : nullptr, sc);
   } else {
     sc.first_job.assign(sc.views.size(), kNoJobs);
   }
-  // The scalar loop finishes what the vector path left (a few values per substream), or, where
-  // it did not run, decodes every segment: only that is worth the threads.
-  const unsigned threads = path == SimdPath::none ? threads_ : 1;
-  return parallel_for(sc.views.size(), threads, [&](unsigned worker, std::size_t i) {
+  // The scalar loop finishes what the vector path left (a few values per substream), and decodes
+  // the segments it did not take (no vector path, or lanes other than 8, as streams for GPUs
+  // have), segment by segment.
+  return for_items(split_, sc.views.size(), [&](unsigned worker, std::size_t i) {
     const SimdJob* resume = sc.first_job[i] == kNoJobs ? nullptr : &sc.jobs[sc.first_job[i]];
     const auto index = static_cast<std::uint32_t>(i);
     return decode_segment(sc.views[i], index / 2, static_cast<KvPart>(index % 2), info, dst, index,
                           resume, sc.workers[worker]);
   });
+}
+
+Status ChunkDecoder::for_items(bool split, std::size_t count,
+                               const std::function<Status(unsigned, std::size_t)>& fn) {
+  return split ? pool_->run(count, fn) : parallel_for(count, 1, fn);
 }
 
 Status decode_chunk(std::span<const std::byte> chunk, const KvView& dst,

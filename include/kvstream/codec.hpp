@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -163,16 +164,22 @@ struct ChunkInfo {
 // Validates the header and segment table (not the segments) and describes the chunk.
 Expected<ChunkInfo> read_chunk_info(std::span<const std::byte> chunk);
 
+class WorkerPool;  // kvstream/parallel.hpp
+
 // Decodes chunks with reusable scratch memory: once it has seen a chunk of a given shape, it
 // decodes further ones without allocating. Not thread-safe: one per thread.
 class ChunkDecoder {
  public:
   ChunkDecoder();
-  // Decodes each chunk on up to `threads` threads, the caller's among them (more from the
-  // second): its substreams, segments and transform layers are split among them, and the
-  // output and errors are those of one thread. Threads are started per chunk (tens of
-  // microseconds, against milliseconds of decoding for a chunk worth splitting).
+  // Decodes each chunk large enough to be worth it (kMinValuesToSplit) on `threads` threads,
+  // the caller's and threads - 1 of the decoder's own, kept from chunk to chunk: its
+  // substreams, segments and transform layers are split among them, and the output and errors
+  // are those of one thread.
   explicit ChunkDecoder(unsigned threads);
+  // About a quarter of a millisecond of decoding on one core: the least a chunk holds (values
+  // of all its segments) to be split among threads, each of which takes some microseconds to
+  // wake.
+  static constexpr std::size_t kMinValuesToSplit = std::size_t{1} << 17;
   ~ChunkDecoder();
   ChunkDecoder(ChunkDecoder&&) noexcept;
   ChunkDecoder& operator=(ChunkDecoder&&) noexcept;
@@ -189,8 +196,12 @@ class ChunkDecoder {
   Status decode_values(std::span<const std::byte> chunk, const ChunkInfo& info, const KvView& dst);
   void synthesize(const KvTransform& t, const ChunkInfo& info, const KvView& coefficients,
                   const KvView& dst);
+  // Runs fn(worker, item) for items [0, count): on the pool when `split`, else on this thread.
+  Status for_items(bool split, std::size_t count,
+                   const std::function<Status(unsigned, std::size_t)>& fn);
   std::unique_ptr<Scratch> scratch_;
-  unsigned threads_ = 1;
+  std::unique_ptr<WorkerPool> pool_;  // null: one thread
+  bool split_ = false;                // the chunk being decoded runs on the pool
 };
 
 // Validates the whole chunk, then decodes it into tokens [token_begin, token_begin + count) of

@@ -1,6 +1,7 @@
 // ChunkDecoder on several threads: the bytes it writes and the errors it returns are those of
 // one thread, on every decoding path (vector and scalar, plain and transform-coded, contiguous
-// and paged destinations).
+// and paged destinations). Every chunk here holds at least ChunkDecoder::kMinValuesToSplit
+// values, so that it is split.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -50,27 +51,32 @@ void expect_all_equal(const std::vector<std::vector<std::byte>>& all, const std:
 }
 
 TEST(ThreadedDecode, EveryThreadCountWritesTheBytesOfOne) {
-  // More substreams than threads and fewer; lossless and lossy; every source dtype.
+  // Lossless and lossy; every source dtype; substreams of 8 lanes (the vector path's, several
+  // per segment) and of 4 (left to the scalar loop).
   const KvLayout layouts[] = {
-      {5, 4, 8, DType::f16, 150}, {2, 8, 16, DType::bf16, 97}, {3, 2, 8, DType::f32, 64}};
+      {5, 8, 16, DType::f16, 150}, {4, 8, 16, DType::bf16, 131}, {3, 4, 16, DType::f32, 360}};
   for (const bool simd : {true, false}) {
     codec::set_simd_decode_enabled(simd);
     for (const KvLayout& layout : layouts) {
       auto src = KvBuffer::create(layout);
       ASSERT_TRUE(src);
       testing_data::fill_synthetic(src->view(), 5, false);
+      ASSERT_GE(layout.total_values(), ChunkDecoder::kMinValuesToSplit);
       for (std::uint8_t level : {0, 1, 3, 5}) {
-        EncodeOptions o;
-        o.level = level;
-        o.substream_values = 2048;
-        std::vector<std::byte> chunk;
-        ASSERT_TRUE(encode_chunk(src->view(), 0, layout.tokens, o, chunk).is_ok());
-        KvLayout out = layout;
-        out.dtype = level == 0 ? layout.dtype : DType::f16;
-        for (const bool paged : {false, true}) {
-          expect_all_equal(decode_each(chunk, out, paged, nullptr),
-                           "level " + std::to_string(level) + (simd ? " vector" : " scalar") +
-                               (paged ? " paged" : ""));
+        for (std::uint32_t substream_values : {2048u, 6000u}) {
+          EncodeOptions o;
+          o.level = level;
+          o.substream_values = substream_values;
+          std::vector<std::byte> chunk;
+          ASSERT_TRUE(encode_chunk(src->view(), 0, layout.tokens, o, chunk).is_ok());
+          KvLayout out = layout;
+          out.dtype = level == 0 ? layout.dtype : DType::f16;
+          for (const bool paged : {false, true}) {
+            expect_all_equal(decode_each(chunk, out, paged, nullptr),
+                             "level " + std::to_string(level) + (simd ? " vector" : " scalar") +
+                                 (paged ? " paged" : "") + ", substreams of " +
+                                 std::to_string(substream_values) + " values");
+          }
         }
       }
     }
@@ -79,8 +85,8 @@ TEST(ThreadedDecode, EveryThreadCountWritesTheBytesOfOne) {
 }
 
 TEST(ThreadedDecode, TransformCodedChunksToo) {
-  const KvLayout layout{3, 2, 8, DType::f16, 120};
-  const CodecProfile profile = testing_data::make_transform_profile(3, 2, 8, 5);
+  const KvLayout layout{8, 4, 16, DType::f16, 140};
+  const CodecProfile profile = testing_data::make_transform_profile(8, 4, 16, 5);
   auto src = KvBuffer::create(layout);
   ASSERT_TRUE(src);
   testing_data::fill_synthetic(src->view(), 9, false);
@@ -92,9 +98,9 @@ TEST(ThreadedDecode, TransformCodedChunksToo) {
       o.level = level;
       o.profile = &profile;
       std::vector<std::byte> chunk;
-      ASSERT_TRUE(encode_chunk(src->view(), 10, 100, o, chunk).is_ok());
+      static_assert(std::size_t{2} * 8 * 64 * 130 >= ChunkDecoder::kMinValuesToSplit);
+      ASSERT_TRUE(encode_chunk(src->view(), 10, 130, o, chunk).is_ok());
       KvLayout out = layout;
-      out.tokens = 110;
       for (const bool paged : {false, true})
         expect_all_equal(decode_each(chunk, out, paged, &profile),
                          "transform level " + std::to_string(level));
@@ -105,7 +111,8 @@ TEST(ThreadedDecode, TransformCodedChunksToo) {
 }
 
 TEST(ThreadedDecode, ErrorsAreThoseOfOneThread) {
-  const KvLayout layout{4, 4, 8, DType::f16, 128};
+  const KvLayout layout{4, 8, 16, DType::f16, 128};
+  ASSERT_GE(layout.total_values(), ChunkDecoder::kMinValuesToSplit);
   auto src = KvBuffer::create(layout);
   ASSERT_TRUE(src);
   testing_data::fill_synthetic(src->view(), 7, false);
