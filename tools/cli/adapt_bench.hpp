@@ -47,6 +47,7 @@ struct BenchPlan {
   std::uint32_t runs = 1, window = 2;
   double recompute_tps = 0;
   bool decode = true;                       // false: chunks land and are checked, not decoded
+  unsigned decode_threads = 1;              // of the real runs' fetch
   double seed_gbps = 10, latency_s = 1e-4;  // the simulator's
 };
 

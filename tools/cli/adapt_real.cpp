@@ -184,6 +184,8 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
                                   "--timeout-ms",
                                   "30000",
                                   "--progress-thread",
+                                  "--decode-threads",
+                                  std::to_string(plan.decode_threads),
                                   "--decode-gbps",
                                   fmt::format("{}", setup.decode_bytes_per_s / 1e9)};
     if (!plan.decode) argv.push_back("--no-decode");

@@ -74,9 +74,9 @@ Expected<std::unique_ptr<AdaptSetup>> prepare_adapt(const AdaptSetupOptions& o) 
   KVS_ASSIGN_OR_RETURN(ArchiveReader archive, ArchiveReader::open(o.archive_path));
   const ArchiveInfo& info = archive.info();
 
-  // Decode speed, one core, every chunk at every level.
+  // Decode speed, every chunk at every level, on the threads the fetch will decode with.
   KVS_ASSIGN_OR_RETURN(KvBuffer out, KvBuffer::create(shape));
-  ChunkDecoder decoder;
+  ChunkDecoder decoder(o.decode_threads);
   std::vector<std::byte> bytes;
   double seconds = 0, decoded = 0;
   for (std::uint32_t l = 0; l < info.levels; ++l) {

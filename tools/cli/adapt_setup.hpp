@@ -24,8 +24,9 @@ struct AdaptSetupOptions {
   std::uint32_t max_level = 5;
   KvLayout shape{32, 8, 128, DType::f16, 0};  // the stream's (tokens: ctx)
   std::uint64_t seed = 7;
-  unsigned threads = 1;
-  std::string archive_path;  // the stream's archive, written here
+  unsigned threads = 1;         // quality scoring
+  unsigned decode_threads = 1;  // each chunk's decode, as the fetch will decode it
+  std::string archive_path;     // the stream's archive, written here
 };
 
 // Which representation a policy's chunks travel in.
@@ -40,7 +41,7 @@ struct AdaptSetup {
   scheduler::ContextCosts fp16, int8;  // one option each
   std::vector<QualityScore> level_quality;
   QualityScore int8_quality;
-  double decode_bytes_per_s = 0;  // one core, the stream's chunks over every level
+  double decode_bytes_per_s = 0;  // options.decode_threads, the stream's chunks over every level
   double fp16_decode_bytes_per_s = 0, int8_decode_bytes_per_s = 0;  // `codec eval`'s, one core
   double decode_rate(Carrier c) const {
     return c == Carrier::levels ? decode_bytes_per_s

@@ -77,7 +77,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   std::string policies_text = "planner,cachegen,fp16,int8,L0,L1,L2,L3,L4,L5,recompute";
   std::string out_dir = "adapt-results", shape_text = "32x8x128";
   std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2,
-               threads = runner::default_threads();
+               threads = runner::default_threads(), decode_threads = 1;
   double recompute_tps = 500, seed_gbps = 10;
   std::string from_csv;
   bool sim = false, real = false, no_decode = false;
@@ -109,6 +109,10 @@ int bench_adapt(std::span<const std::string_view> args) {
       .option("--from-csv", "FILE",
               "summarize and plot a finished sweep's results CSV again (nothing is run)", &from_csv)
       .option("--threads", "N", "threads for quality scoring", &threads, 1, 256)
+      .option("--decode-threads", "N",
+              "threads that decode each chunk: the real runs' fetch, and the decode speed "
+              "measured for the simulator and the planner's start",
+              &decode_threads, 1, 256)
       .option("--out", "DIR", "folder for results.csv and the plots", &out_dir)
       .flag("--no-decode",
             "chunks land and are checked but not decoded (as a GPU decoder would hide it; "
@@ -146,6 +150,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   plan.window = static_cast<std::uint32_t>(window);
   plan.recompute_tps = recompute_tps;
   plan.decode = !no_decode;
+  plan.decode_threads = static_cast<unsigned>(decode_threads);
   plan.seed_gbps = seed_gbps;
 
   std::error_code ec;
@@ -160,6 +165,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   so.ctx = static_cast<std::uint32_t>(ctx);
   so.chunk = static_cast<std::uint32_t>(chunk);
   so.threads = static_cast<unsigned>(threads);
+  so.decode_threads = static_cast<unsigned>(decode_threads);
   so.archive_path = (std::filesystem::path(out_dir) / "stream.kva").string();
   {
     unsigned layers = 0, heads = 0, dim = 0;
