@@ -69,10 +69,7 @@ double finish_time(const ContextCosts& ctx, const Rates& rates, Lanes lanes, std
     } else {
       lanes.link += static_cast<double>(c.level_bytes[plan[k].level]) / rates.link_bytes_per_s +
                     rates.chunk_overhead_s;
-      const double decode = rates.decode_bytes_per_s > 0
-                                ? static_cast<double>(c.raw_bytes) / rates.decode_bytes_per_s
-                                : 0.0;
-      lanes.decode = std::max(lanes.decode, lanes.link) + decode;
+      lanes.decode = std::max(lanes.decode, lanes.link) + rates.decode_s(c);
       done = lanes.decode;
     }
     all_before = std::max(all_before, done);

@@ -41,6 +41,10 @@ struct Rates {
   double decode_bytes_per_s = 0;      // raw bytes decoded per second; 0: decoding is free
   double recompute_tokens_per_s = 0;  // the engine's prefill rate; 0: it cannot recompute
   double chunk_overhead_s = 0;        // link time per request beyond its bytes (latency not hidden)
+  // Seconds the decoder takes for chunk `c` (0 when decoding is free).
+  double decode_s(const ChunkCosts& c) const {
+    return decode_bytes_per_s > 0 ? static_cast<double>(c.raw_bytes) / decode_bytes_per_s : 0.0;
+  }
 };
 
 // What to do with one chunk: fetch it at a level, or have the engine recompute it from its

@@ -132,7 +132,7 @@ class Search {
       double after = 0;  // decoding from i on
       for (std::size_t i = count; i-- > 0;) {
         if (!cand.all[i].fetched()) continue;
-        after += decode_seconds(in_.first + static_cast<std::uint32_t>(i));
+        after += r.decode_s(ctx_.chunks[in_.first + i]);
         slack[i] = in_.deadline - tail - (link_at[i] + after);
       }
       MinTree tree(slack);
@@ -179,11 +179,6 @@ class Search {
   }
   double seconds(std::size_t chunk, std::uint32_t level) const {
     return static_cast<double>(ctx_.chunks[chunk].level_bytes[level]) / in_.rates.link_bytes_per_s;
-  }
-  double decode_seconds(std::uint32_t chunk) const {
-    return in_.rates.decode_bytes_per_s > 0
-               ? static_cast<double>(ctx_.chunks[chunk].raw_bytes) / in_.rates.decode_bytes_per_s
-               : 0.0;
   }
   const PlanInput& in_;
   const ContextCosts& ctx_;

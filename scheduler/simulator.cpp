@@ -46,10 +46,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     rec.bytes += bytes;
     link = trace.finish(std::max(link, now + setup.request_latency), static_cast<double>(bytes));
     rec.landed = link - t0;
-    const double decode = setup.decode_bytes_per_s > 0
-                              ? static_cast<double>(cc.raw_bytes) / setup.decode_bytes_per_s
-                              : 0.0;
-    decoder = std::max(decoder, link) + decode;
+    decoder = std::max(decoder, link) + rates.decode_s(cc);
     rec.ready = decoder - t0;
     slots.push_back(c);
     r.bytes += bytes;

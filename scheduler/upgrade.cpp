@@ -19,9 +19,7 @@ std::optional<Upgrade> choose_upgrade(const UpgradeInput& in) {
   for (std::uint32_t c = from; c < in.held.size(); ++c) {
     if (!in.held[c].fetched()) continue;
     const ChunkCosts& cc = ctx.chunks[c];
-    const double decode = in.rates.decode_bytes_per_s > 0
-                              ? static_cast<double>(cc.raw_bytes) / in.rates.decode_bytes_per_s
-                              : 0.0;
+    const double decode = in.rates.decode_s(cc);
     const double held_loss = ctx.level_loss[in.held[c].level];
     for (std::uint32_t l = 0; l < ctx.levels(); ++l) {
       const double saved = (held_loss - ctx.level_loss[l]) * cc.tokens;
