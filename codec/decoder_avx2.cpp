@@ -145,7 +145,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_rows(SimdJob* jobs, const G
     for (std::size_t c = 0; c < C; c += 8) {
       // Every job's tokens, then every job's rest. Each job's group is one long chain, and GCC
       // leaves x86 code in source order: one group after another, the out-of-order window saw
-      // little more than one job at a time (this split measured 1.2-1.5x faster on the AVX2
+      // little more than one job at a time (this split measured 1.2-1.3x faster on the AVX2
       // EPYC, codec_bench's BM_Decode).
       const __m256i e[] = {decode_token(x[I], jobs[I].ch->lut_offset + c, lut)...};
       (group(x[I], e[I], p[I], jobs[I], c, permutations), ...);
