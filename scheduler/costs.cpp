@@ -69,7 +69,7 @@ double finish_time(const ContextCosts& ctx, const Rates& rates, Lanes lanes, std
     } else {
       lanes.link += static_cast<double>(c.level_bytes[plan[k].level]) / rates.link_bytes_per_s +
                     rates.chunk_overhead_s;
-      lanes.decode = std::max(lanes.decode, lanes.link) + rates.decode_s(c);
+      lanes.decode = std::max(lanes.decode, lanes.link) + rates.decode_s(c, plan[k].level);
       done = lanes.decode;
     }
     all_before = std::max(all_before, done);

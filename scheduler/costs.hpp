@@ -41,9 +41,19 @@ struct Rates {
   double decode_bytes_per_s = 0;      // raw bytes decoded per second; 0: decoding is free
   double recompute_tokens_per_s = 0;  // the engine's prefill rate; 0: it cannot recompute
   double chunk_overhead_s = 0;        // link time per request beyond its bytes (latency not hidden)
-  // Seconds the decoder takes for chunk `c` (0 when decoding is free).
-  double decode_s(const ChunkCosts& c) const {
-    return decode_bytes_per_s > 0 ? static_cast<double>(c.raw_bytes) / decode_bytes_per_s : 0.0;
+  // Decode speed per level, where it differs: level 0 (lossless) decodes at a fraction of the
+  // lossy levels' speed on the CPU, and a planner that saw one speed for all chose it for chunks
+  // the decoder then made late. Levels without an entry (or with 0) decode at decode_bytes_per_s.
+  std::vector<double> level_decode_bytes_per_s;
+  double decode_rate(std::uint32_t level) const {
+    return level < level_decode_bytes_per_s.size() && level_decode_bytes_per_s[level] > 0
+               ? level_decode_bytes_per_s[level]
+               : decode_bytes_per_s;
+  }
+  // Seconds the decoder takes for chunk `c` at `level` (0 when decoding is free).
+  double decode_s(const ChunkCosts& c, std::uint32_t level) const {
+    const double rate = decode_rate(level);
+    return rate > 0 ? static_cast<double>(c.raw_bytes) / rate : 0.0;
   }
 };
 

@@ -39,8 +39,8 @@ std::vector<std::uint32_t> hull(const ChunkCosts& c, std::span<const double> los
   }
 }
 
-// Slack per chunk position: the minimum from a position to the end, and adding to every position
-// from one on, each in O(log n) (a segment tree with lazy additions).
+// Slack per position: the minimum over a range of positions, and adding to every position of a
+// range, each in O(log n) (a segment tree with lazy additions).
 class MinTree {
  public:
   explicit MinTree(const std::vector<double>& v) {
@@ -53,27 +53,31 @@ class MinTree {
     for (std::size_t i = size_; i-- > 1;)
       min_[i] = std::min(min_[2 * i], min_[2 * i + 1]);
   }
-  double min_from(std::size_t from) const { return min(1, 0, size_, from); }
-  void add_from(std::size_t from, double x) { add(1, 0, size_, from, x); }
+  // Over [from, to).
+  double min(std::size_t from, std::size_t to) const { return min(1, 0, size_, from, to); }
+  void add(std::size_t from, std::size_t to, double x) { add(1, 0, size_, from, to, x); }
 
  private:
   // Node `node` covers [lo, hi); add_[node] applies to all of it and is counted in min_[node].
-  double min(std::size_t node, std::size_t lo, std::size_t hi, std::size_t from) const {
-    if (hi <= from) return std::numeric_limits<double>::infinity();
-    if (lo >= from) return min_[node];
+  double min(std::size_t node, std::size_t lo, std::size_t hi, std::size_t from,
+             std::size_t to) const {
+    if (hi <= from || lo >= to) return std::numeric_limits<double>::infinity();
+    if (lo >= from && hi <= to) return min_[node];
     const std::size_t mid = (lo + hi) / 2;
-    return add_[node] + std::min(min(2 * node, lo, mid, from), min(2 * node + 1, mid, hi, from));
+    return add_[node] +
+           std::min(min(2 * node, lo, mid, from, to), min(2 * node + 1, mid, hi, from, to));
   }
-  void add(std::size_t node, std::size_t lo, std::size_t hi, std::size_t from, double x) {
-    if (hi <= from) return;
-    if (lo >= from) {
+  void add(std::size_t node, std::size_t lo, std::size_t hi, std::size_t from, std::size_t to,
+           double x) {
+    if (hi <= from || lo >= to) return;
+    if (lo >= from && hi <= to) {
       min_[node] += x;
       add_[node] += x;
       return;
     }
     const std::size_t mid = (lo + hi) / 2;
-    add(2 * node, lo, mid, from, x);
-    add(2 * node + 1, mid, hi, from, x);
+    add(2 * node, lo, mid, from, to, x);
+    add(2 * node + 1, mid, hi, from, to, x);
     min_[node] = add_[node] + std::min(min_[2 * node], min_[2 * node + 1]);
   }
   std::size_t size_ = 1;
@@ -105,8 +109,9 @@ class Search {
   // chunks before it, and the tail starts once everything before it is ready. Unrolling the
   // decoder's lane, it finishes at max(decode_free + all decoding, max over fetched chunks i of
   // link_i + decoding from i on), and that must leave the tail its recompute time before the
-  // deadline: an upgrade of chunk c by x seconds of link fits iff every fetched i >= c has x of
-  // slack.
+  // deadline. Each of those terms has a slack; an upgrade of chunk c that takes x more seconds
+  // of link and y more of decoding takes x from the terms of the fetched i >= c and y from the
+  // decoder's own and those of the i <= c, and fits iff none goes below zero.
   Candidate build(std::uint32_t k, std::uint32_t m) const {
     Candidate cand;
     cand.all.assign(in_.committed.begin(), in_.committed.end());
@@ -128,13 +133,15 @@ class Search {
         if (ch.fetched()) link += seconds(in_.first + i, ch.level) + r.chunk_overhead_s;
         link_at[i] = link;
       }
-      std::vector<double> slack(count, std::numeric_limits<double>::infinity());
+      // Position 0: the decoder's own term; 1 + i: fetched chunk i's.
+      std::vector<double> slack(count + 1, std::numeric_limits<double>::infinity());
       double after = 0;  // decoding from i on
       for (std::size_t i = count; i-- > 0;) {
         if (!cand.all[i].fetched()) continue;
-        after += r.decode_s(ctx_.chunks[in_.first + i]);
-        slack[i] = in_.deadline - tail - (link_at[i] + after);
+        after += r.decode_s(ctx_.chunks[in_.first + i], cand.all[i].level);
+        slack[1 + i] = in_.deadline - tail - (link_at[i] + after);
       }
+      slack[0] = in_.deadline - tail - (in_.lanes.decode + after);
       MinTree tree(slack);
       std::vector<Step> steps;
       for (std::uint32_t c = k; c < m; ++c) {
@@ -158,12 +165,20 @@ class Search {
         if (at == kBlocked || at + 1 != s.index) continue;
         const std::size_t pos = base + (s.chunk - next_);
         Choice& slot = cand.all[pos];
-        const double extra = seconds(s.chunk, s.level) - seconds(s.chunk, slot.level);
-        if (tree.min_from(pos) >= extra) {
-          tree.add_from(pos, -extra);
+        const ChunkCosts& cc = ctx_.chunks[s.chunk];
+        const double link_extra = seconds(s.chunk, s.level) - seconds(s.chunk, slot.level);
+        const double decode_extra = r.decode_s(cc, s.level) - r.decode_s(cc, slot.level);
+        tree.add(0, pos + 2, -decode_extra);
+        tree.add(pos + 1, count + 1, -link_extra);
+        double least = std::numeric_limits<double>::infinity();
+        if (decode_extra > 0) least = std::min(least, tree.min(0, pos + 2));
+        if (link_extra > 0) least = std::min(least, tree.min(pos + 1, count + 1));
+        if (least >= 0) {
           slot = Choice::fetch(s.level);
           at = s.index;
         } else {
+          tree.add(0, pos + 2, decode_extra);
+          tree.add(pos + 1, count + 1, link_extra);
           at = kBlocked;  // a larger step of this chunk cannot fit either
         }
       }

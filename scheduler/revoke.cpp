@@ -14,10 +14,10 @@ std::optional<Revoke> revoke_late_recompute(const RevokeInput& in) {
     if (engine <= in.deadline) continue;
     // Fetched now: after the bytes in flight and before the undecided rest, then decoded.
     const double rate = in.rates.link_bytes_per_s;
-    const double decode = in.rates.decode_s(c);
     const double start = std::max(in.link_free, in.now);
     const auto ends = [&](std::uint32_t l) {
-      return start + (static_cast<double>(c.level_bytes[l]) + in.rest_bytes) / rate + decode;
+      return start + (static_cast<double>(c.level_bytes[l]) + in.rest_bytes) / rate +
+             in.rates.decode_s(c, l);
     };
     std::optional<std::uint32_t> best;
     for (std::uint32_t l = 0; l < ctx.levels(); ++l) {

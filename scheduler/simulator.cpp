@@ -19,6 +19,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
   if (setup.seed_bytes_per_s > 0) estimator.seed(setup.seed_bytes_per_s);
   Rates rates;
   rates.decode_bytes_per_s = setup.decode_bytes_per_s;
+  rates.level_decode_bytes_per_s = setup.level_decode_bytes_per_s;
   rates.recompute_tokens_per_s = setup.recompute_tokens_per_s;
   // With one slot every request waits for the previous chunk: its latency is on the critical
   // path. With more, requests go out while earlier chunks are on the wire.
@@ -46,7 +47,7 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     rec.bytes += bytes;
     link = trace.finish(std::max(link, now + setup.request_latency), static_cast<double>(bytes));
     rec.landed = link - t0;
-    decoder = std::max(decoder, link) + rates.decode_s(cc);
+    decoder = std::max(decoder, link) + rates.decode_s(cc, level);
     rec.ready = decoder - t0;
     slots.push_back(c);
     r.bytes += bytes;

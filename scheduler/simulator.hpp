@@ -24,13 +24,14 @@ namespace kvstream::scheduler {
 struct SimSetup {
   const ContextCosts* ctx = nullptr;  // the options the policy picks from
   const Trace* trace = nullptr;
-  double start = 0;                   // when in the trace the fetch begins
-  double deadline = 1;                // seconds after start
-  double request_latency = 0;         // request to first byte
-  std::uint32_t window = 1;           // fetched chunks in flight (receive slots)
-  double decode_bytes_per_s = 0;      // 0: free
-  double recompute_tokens_per_s = 0;  // 0: the engine cannot recompute
-  double seed_bytes_per_s = 0;        // the estimator's prior
+  double start = 0;                              // when in the trace the fetch begins
+  double deadline = 1;                           // seconds after start
+  double request_latency = 0;                    // request to first byte
+  std::uint32_t window = 1;                      // fetched chunks in flight (receive slots)
+  double decode_bytes_per_s = 0;                 // 0: free
+  std::vector<double> level_decode_bytes_per_s;  // where a level differs (Rates)
+  double recompute_tokens_per_s = 0;             // 0: the engine cannot recompute
+  double seed_bytes_per_s = 0;                   // the estimator's prior
 };
 
 struct ChunkRecord {

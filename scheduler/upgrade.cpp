@@ -19,14 +19,13 @@ std::optional<Upgrade> choose_upgrade(const UpgradeInput& in) {
   for (std::uint32_t c = from; c < in.held.size(); ++c) {
     if (!in.held[c].fetched()) continue;
     const ChunkCosts& cc = ctx.chunks[c];
-    const double decode = in.rates.decode_s(cc);
     const double held_loss = ctx.level_loss[in.held[c].level];
     for (std::uint32_t l = 0; l < ctx.levels(); ++l) {
       const double saved = (held_loss - ctx.level_loss[l]) * cc.tokens;
       if (!(saved > 0)) continue;
       const std::uint64_t bytes = cc.level_bytes[l];
-      const double ready =
-          std::max(start + static_cast<double>(bytes) / rate, in.decode_free) + decode;
+      const double ready = std::max(start + static_cast<double>(bytes) / rate, in.decode_free) +
+                           in.rates.decode_s(cc, l);
       if (ready > in.deadline) continue;
       if (!best || saved > best_saved || (saved == best_saved && bytes < best_bytes)) {
         best = Upgrade{c, l, ready};

@@ -13,6 +13,7 @@
 #include <optional>
 #include <thread>
 
+#include "decode_speed.hpp"
 #include "estimator.hpp"
 #include "kvstream/codec.hpp"
 #include "revoke.hpp"
@@ -71,9 +72,13 @@ class AdaptiveSource final : public WantSource {
   AdaptiveSource(const StreamInfo& info, const scheduler::ContextCosts& ctx,
                  const AdaptiveOptions& o, scheduler::Policy& policy, double seed,
                  scheduler::GoodputEstimator::Seed seed_kind, AdaptiveReport& report)
-      : info_(info), ctx_(ctx), o_(o), policy_(policy), report_(report) {
+      : info_(info),
+        ctx_(ctx),
+        o_(o),
+        policy_(policy),
+        report_(report),
+        decode_speed_(ctx.levels(), o.decode_bytes_per_s, o.level_decode_bytes_per_s) {
     if (seed > 0) estimator_.seed(seed, seed_kind);
-    decode_rate_ = o.decode_bytes_per_s;
     report_.chunks.assign(ctx.chunk_count(), {});
     ready_.assign(ctx.chunk_count(), false);
     for (std::uint32_t c = 0; c < ctx.chunk_count(); ++c)
@@ -118,10 +123,9 @@ class AdaptiveSource final : public WantSource {
   void decoded(std::size_t i, Clock::duration took) {
     const double s = std::chrono::duration<double>(took).count();
     std::lock_guard lock(mu_);
-    if (decodes_++ > 0 && s > 0) {
-      const double rate = static_cast<double>(ctx_.chunks[asked_[i].chunk].raw_bytes) / s;
-      decode_rate_ = decode_rate_ > 0 ? 0.7 * decode_rate_ + 0.3 * rate : rate;
-      slowest_decode_ = slowest_decode_ > 0 ? std::min(slowest_decode_, rate) : rate;
+    if (decodes_++ > 0) {
+      decode_speed_.add(asked_[i].level,
+                        static_cast<double>(ctx_.chunks[asked_[i].chunk].raw_bytes), s);
     }
   }
 
@@ -164,6 +168,9 @@ class AdaptiveSource final : public WantSource {
     std::lock_guard lock(mu_);
     report_.policy = policy_.name();
     report_.load_s = end;
+    report_.decode_bytes_per_s.clear();
+    for (std::uint32_t l = 0; l < ctx_.levels(); ++l)
+      report_.decode_bytes_per_s.push_back(decode_speed_.rate(l));
     report_.met = choices_.size() == ctx_.chunk_count() &&
                   std::all_of(ready_.begin(), ready_.end(), [](bool b) { return b; }) &&
                   end <= o_.deadline_s;
@@ -180,8 +187,8 @@ class AdaptiveSource final : public WantSource {
 
   // Records a want (under mu_).
   Next want(StreamReceiver::Want w, bool upgrade = false) {
-    asked_.push_back(
-        {w.chunk, seconds(Clock::now()), ctx_.chunks[w.chunk].level_bytes[w.level], upgrade});
+    asked_.push_back({w.chunk, w.level, seconds(Clock::now()),
+                      ctx_.chunks[w.chunk].level_bytes[w.level], upgrade});
     return {Next::Kind::want, w};
   }
 
@@ -230,7 +237,7 @@ class AdaptiveSource final : public WantSource {
     in.engine_free = running_ >= 0 ? running_end() : now;
     // As the planner falls back to when nothing fits: the rate the link has shown lately.
     in.rates.link_bytes_per_s = e.recent_bytes_per_s;
-    in.rates.decode_bytes_per_s = decode_rate_;
+    decode_speed_.fill(in.rates);
     in.rates.recompute_tokens_per_s = o_.recompute_tokens_per_s;
     in.link_free = now + in_flight_bytes / e.recent_bytes_per_s;
     in.rest_bytes =
@@ -269,13 +276,12 @@ class AdaptiveSource final : public WantSource {
     in.now = now;
     in.deadline = scheduler::deadline_in_hand(o_.deadline_s, now);
     in.rates.link_bytes_per_s = scheduler::upgrade_rate(e);
-    const double decode = slowest_decode_ > 0 ? slowest_decode_ : decode_rate_;
-    in.rates.decode_bytes_per_s = decode;
+    decode_speed_.fill(in.rates, /*slowest=*/true);
     double to_decode = 0;
     for (const Asked& a : asked_)
-      if (!a.taken) to_decode += static_cast<double>(ctx_.chunks[a.chunk].raw_bytes);
+      if (!a.taken) to_decode += in.rates.decode_s(ctx_.chunks[a.chunk], a.level);
     in.link_free = now;
-    in.decode_free = decode > 0 ? now + to_decode / decode : now;
+    in.decode_free = now + to_decode;
     const auto u = scheduler::choose_upgrade(in);
     if (!u) return {};
     ChunkReport& r = report_.chunks[u->chunk];
@@ -317,7 +323,7 @@ class AdaptiveSource final : public WantSource {
     s.committed = committed;
     s.estimate = estimator_.estimate(now, in_flight());
     s.last_throughput = last_throughput_;
-    s.rates.decode_bytes_per_s = decode_rate_;
+    decode_speed_.fill(s.rates);
     s.rates.recompute_tokens_per_s = o_.recompute ? o_.recompute_tokens_per_s : 0.0;
     const scheduler::Decision d = policy_.decide(s);
 
@@ -389,12 +395,12 @@ class AdaptiveSource final : public WantSource {
   std::mutex mu_;
   std::condition_variable cv_;
   scheduler::GoodputEstimator estimator_;
-  double decode_rate_ = 0, last_throughput_ = 0;
-  double slowest_decode_ = 0;  // of the decodes measured (bytes/s; 0: none yet)
+  double last_throughput_ = 0;
+  scheduler::DecodeSpeed decode_speed_;
   std::uint64_t decodes_ = 0;
   std::vector<Choice> choices_;  // by chunk, as decided (and upgraded)
   struct Asked {
-    std::uint32_t chunk;
+    std::uint32_t chunk, level;
     double at;  // seconds
     std::uint64_t bytes;
     bool upgrade;  // the chunk fetched again (upgrade())

@@ -27,9 +27,13 @@ struct AdaptiveOptions {
   // 0: UCX's estimate for the endpoint, if any (the interface's nominal rate: planned with at a
   // tenth).
   double seed_bytes_per_s = 0;
-  // Until two chunks are decoded (0: free); then measured (the first one is not: it pays for
-  // the decoder's scratch).
+  // Decode speed (raw bytes per second) to plan with until decodes are timed (the first one is
+  // not: it pays for the decoder's scratch); 0: free. Per level where known (level 0 decodes
+  // slower than the lossy ones on the CPU); levels without one use decode_bytes_per_s. Then
+  // each level plans with its own timed decodes, or its prior scaled as the others' measured
+  // against theirs (scheduler/decode_speed.hpp).
   double decode_bytes_per_s = 0;
+  std::vector<double> level_decode_bytes_per_s;
   // The engine: writes the KV of `chunk` (its tokens begin.. begin+tokens.size()) into the
   // destination, whose chunks before it are all there by then. Called in chunk order from a
   // thread of the fetch's own. Null, or a zero rate: the planner never recomputes.
@@ -62,6 +66,10 @@ struct AdaptiveReport {
   bool met = false;
   double expected_loss = 0;  // token-weighted level_loss of the choices
   std::uint64_t bytes = 0;
+  // Per level, the decode speed the fetch would plan with now (its timed decodes; a prior where
+  // it timed none; 0: not known): a receiver's next fetch can start from it, as a long-running
+  // one would (`kvstream fetch --decode-gbps`).
+  std::vector<double> decode_bytes_per_s;
 };
 
 // The planner's view of a stream: its chunks' sizes at every level and the given losses.

@@ -79,6 +79,7 @@ struct FetchJson {
   double load_s = 0;
   std::uint64_t bytes = 0;
   std::vector<Choice> choices;
+  std::string decode_gbps;  // as the fetch reported it: "G0, G1, .." (empty: none)
 };
 
 Expected<FetchJson> read_fetch_json(const std::string& text) {
@@ -96,6 +97,10 @@ Expected<FetchJson> read_fetch_json(const std::string& text) {
   f.met = met == "true";
   f.load_s = std::stod(load) / 1e3;
   f.bytes = std::stoull(bytes);
+  if (const std::size_t at = text.find("\"decode_gbps\": ["); at != std::string::npos) {
+    const std::size_t b = at + 16;
+    f.decode_gbps = text.substr(b, text.find(']', b) - b);
+  }
   for (std::size_t at = 0; (at = text.find("\"choice\": \"", at)) != std::string::npos;) {
     at += 11;
     const std::string c = text.substr(at, text.find('"', at) - at);
@@ -153,9 +158,29 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
                   fmt::format("kvstream serve did not start: {}", slurp(out / "serve.log")));
   }
   const std::string where = fmt::format("{}:{}", link->server_address(), port);
-  std::string losses;
+  std::string losses, decode_gbps;
   for (double l : setup.levels.level_loss)
     losses += fmt::format("{}{:.6f}", losses.empty() ? "" : ",", l);
+  for (double g : setup.level_decode_bytes_per_s)
+    decode_gbps += fmt::format("{}{}", decode_gbps.empty() ? "" : ",", g / 1e9);
+  // Each fetch starts from the decode speeds the one before it ended with, as a long-running
+  // receiver would: measured alone (the setup), decoding runs faster than next to the link's
+  // and the server's threads on this machine, and the first chunks are planned before any
+  // decode of this fetch is timed.
+  const auto carry_decode_speed = [&](const std::string& text) {
+    const auto f = read_fetch_json(text);
+    if (!f || f->decode_gbps.empty()) return;
+    std::string next;
+    std::stringstream ss(f->decode_gbps);
+    for (std::string g; std::getline(ss, g, ',');) {
+      const std::size_t from = g.find_first_not_of(' ');
+      if (from == std::string::npos) return;
+      const auto v = parse_number(std::string_view(g).substr(from), "decode speed");
+      if (!v || !(*v > 0)) return;  // one not known: keep the ones before
+      next += fmt::format("{}{}", next.empty() ? "" : ",", *v);
+    }
+    decode_gbps = next;
+  };
 
   // `kvstream fetch` in the client namespace, under `policy` and `deadline_s`; `streaming` runs
   // when it starts streaming (the deadline's clock).
@@ -187,7 +212,7 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
                                   "--decode-threads",
                                   std::to_string(plan.decode_threads),
                                   "--decode-gbps",
-                                  fmt::format("{}", setup.decode_bytes_per_s / 1e9)};
+                                  decode_gbps};
     if (!plan.decode) argv.push_back("--no-decode");
     if (plan.recompute_tps > 0) {
       argv.insert(argv.end(),
@@ -212,6 +237,7 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
       return Status(Errc::io_error, fmt::format("the warm-up kvstream fetch exited with {}: see {}",
                                                 rc, (out / "fetch.log").string()));
     }
+    carry_decode_speed(slurp(out / "fetch.json"));
   }
 
   std::filesystem::remove(out / "decisions_real.jsonl");
@@ -239,6 +265,7 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
           }
           const std::string text = slurp(out / "fetch.json");
           KVS_ASSIGN_OR_RETURN(const FetchJson f, read_fetch_json(text));
+          carry_decode_speed(text);
           // Every run's per-chunk decisions, one JSON object per line.
           std::ofstream(out / "decisions_real.jsonl", std::ios::app)
               << fmt::format("{{\"trace\": \"{}\", \"deadline_s\": {}, \"run\": {}, \"fetch\": ",

@@ -80,13 +80,16 @@ Expected<std::unique_ptr<AdaptSetup>> prepare_adapt(const AdaptSetupOptions& o) 
   std::vector<std::byte> bytes;
   double seconds = 0, decoded = 0;
   for (std::uint32_t l = 0; l < info.levels; ++l) {
+    double level_seconds = 0;
     for (std::uint32_t c = 0; c < info.chunk_count; ++c) {
       KVS_RETURN_IF_ERROR(archive.read_chunk(c, l, bytes));
       const auto t0 = std::chrono::steady_clock::now();
       KVS_RETURN_IF_ERROR(decoder.decode(bytes, out.view()));
-      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      level_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
+    seconds += level_seconds;
     decoded += static_cast<double>(shape.total_bytes());
+    s->level_decode_bytes_per_s.push_back(static_cast<double>(shape.total_bytes()) / level_seconds);
   }
   s->decode_bytes_per_s = decoded / seconds;
 

@@ -42,6 +42,7 @@ struct AdaptSetup {
   std::vector<QualityScore> level_quality;
   QualityScore int8_quality;
   double decode_bytes_per_s = 0;  // options.decode_threads, the stream's chunks over every level
+  std::vector<double> level_decode_bytes_per_s;                     // the same, level by level
   double fp16_decode_bytes_per_s = 0, int8_decode_bytes_per_s = 0;  // `codec eval`'s, one core
   double decode_rate(Carrier c) const {
     return c == Carrier::levels ? decode_bytes_per_s

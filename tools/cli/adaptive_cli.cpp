@@ -111,9 +111,12 @@ std::string report_json(const transport::AdaptiveReport& r, std::string_view con
   std::string out = fmt::format(
       "{{\"context\": {}, \"policy\": {}, \"deadline_ms\": {}, \"met\": {}, \"load_ms\": {}, "
       "\"bytes\": {}, \"expected_loss\": {:.6g}, \"engine\": {{\"kind\": {}, \"tokens_per_s\": "
-      "{}}}, \"chunks\": [",
+      "{}}}, \"decode_gbps\": [",
       json_string(context), json_string(r.policy), ms(deadline_s), r.met, ms(r.load_s), r.bytes,
       r.expected_loss, json_string(engine.kind), engine.tokens_per_s);
+  for (std::size_t l = 0; l < r.decode_bytes_per_s.size(); ++l)
+    out += fmt::format("{}{:.4g}", l ? ", " : "", r.decode_bytes_per_s[l] / 1e9);
+  out += "], \"chunks\": [";
   for (std::size_t i = 0; i < r.chunks.size(); ++i) {
     const transport::ChunkReport& c = r.chunks[i];
     out += fmt::format(
@@ -161,6 +164,18 @@ int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a) {
     if (!parsed) return report_failure(command, parsed.error());
     losses = std::move(*parsed);
   }
+  std::vector<double> decode_gbps;
+  if (!a.decode_gbps.empty()) {
+    auto parsed = parse_numbers(a.decode_gbps, "decode speed");
+    if (!parsed) return report_failure(command, parsed.error());
+    for (double v : *parsed) {
+      if (!(v > 0)) {
+        return report_failure(command, Status(Errc::invalid_argument,
+                                              fmt::format("decode speed {} is not positive", v)));
+      }
+    }
+    decode_gbps = std::move(*parsed);
+  }
   if (!a.model_path.empty() && a.standin) {
     return report_failure(
         command, Status(Errc::invalid_argument, "--model and --standin-engine: choose one engine"));
@@ -197,7 +212,18 @@ int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a) {
   o.level_loss = losses;
   o.policy = policy->get();
   o.seed_bytes_per_s = a.initial_gbps * 1e9 / 8;
-  o.decode_bytes_per_s = a.decode_gbps * 1e9;
+  if (decode_gbps.size() == 1) {
+    o.decode_bytes_per_s = decode_gbps[0] * 1e9;
+  } else if (!decode_gbps.empty()) {
+    if (decode_gbps.size() != info->levels) {
+      return report_failure(command, Status(Errc::invalid_argument,
+                                            fmt::format("--decode-gbps: {} speeds for a stream "
+                                                        "of {} levels (give one, or one per level)",
+                                                        decode_gbps.size(), info->levels)));
+    }
+    for (double g : decode_gbps)
+      o.level_decode_bytes_per_s.push_back(g * 1e9);
+  }
   Engine engine;
   if (model) {
     auto run = runner_engine(*model, *kv, a.recompute_tps);

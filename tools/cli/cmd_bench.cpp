@@ -42,6 +42,8 @@ Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchP
                  s.request_latency = plan.latency_s;
                  s.window = plan.window;
                  s.decode_bytes_per_s = plan.decode ? setup.decode_rate(p.carrier) : 0;
+                 if (plan.decode && p.carrier == Carrier::levels)
+                   s.level_decode_bytes_per_s = setup.level_decode_bytes_per_s;
                  s.recompute_tokens_per_s = plan.recompute_tps;
                  s.seed_bytes_per_s = plan.seed_gbps * scheduler::kBytesPerGbit;
                  const auto policy = p.make();
@@ -208,8 +210,9 @@ int bench_adapt(std::span<const std::string_view> args) {
     std::uint64_t bytes = 0;
     for (const auto& c : s.levels.chunks)
       bytes += c.level_bytes[l];
-    fmt::print("  L{}: {:.3f} of fp16, ΔPPL {:+.3f}%\n", l, double(bytes) / double(fp16_bytes),
-               s.level_quality[l].delta_ppl_pct);
+    fmt::print("  L{}: {:.3f} of fp16, ΔPPL {:+.3f}%, decode {:.2f} GB/s\n", l,
+               double(bytes) / double(fp16_bytes), s.level_quality[l].delta_ppl_pct,
+               s.level_decode_bytes_per_s[l] / 1e9);
   }
   std::uint64_t int8_bytes = 0;
   for (const auto& c : s.int8.chunks)

@@ -127,9 +127,10 @@ int run_fetch(std::span<const std::string_view> args) {
             &a.standin)
       .option("--initial-gbps", "G", "link estimate before a chunk lands (default: UCX's)",
               &a.initial_gbps, 0, 1e6)
-      .option("--decode-gbps", "G",
-              "decode speed (GB/s of fp16) to plan with until it is measured (default: free)",
-              &a.decode_gbps, 0, 1e6)
+      .option("--decode-gbps", "G|G0,G1,..",
+              "decode speed (GB/s of fp16) to plan with until it is measured, for every level "
+              "or per level (default: free)",
+              &a.decode_gbps)
       .option("--json", "FILE", "write the per-chunk decisions as JSON", &a.json_path)
       .flag("--no-decode",
             "check each chunk but do not decode it (transport measurements; OUT gets zeros)",
@@ -153,8 +154,8 @@ int run_fetch(std::span<const std::string_view> args) {
     return run_adaptive_fetch(p.command(), a);
   }
   for (const bool given : {!a.model_path.empty(), !a.losses.empty(), !a.json_path.empty(),
-                           a.standin, a.recompute_tps > 0, a.initial_gbps > 0, a.decode_gbps > 0,
-                           a.no_decode, a.policy != "planner"}) {
+                           a.standin, a.recompute_tps > 0, a.initial_gbps > 0,
+                           !a.decode_gbps.empty(), a.no_decode, a.policy != "planner"}) {
     if (given) {
       return usage_error(p.command(),
                          Status(Errc::invalid_argument,

@@ -28,7 +28,7 @@ TEST(Costs, CheckNamesTheInconsistentChunk) {
 
 TEST(Costs, FetchedChunksWaitForTheLinkAndDecodeInOrder) {
   const ContextCosts ctx = toy_context();
-  const Rates rates{100, 1000, 100, 0};  // 8 s for an L0 chunk on the link, 1 s to decode
+  const Rates rates{100, 1000, 100, 0, {}};  // 8 s for an L0 chunk on the link, 1 s to decode
   const std::vector<Choice> plan{L0, L0, L0};
   // Links land at 8, 16, 24; each decode follows its landing.
   EXPECT_DOUBLE_EQ(finish_time(ctx, rates, {0, 0}, 0, plan), 25);
@@ -37,13 +37,13 @@ TEST(Costs, FetchedChunksWaitForTheLinkAndDecodeInOrder) {
 
 TEST(Costs, ARecomputedHeadOverlapsTheFetchedRest) {
   const ContextCosts ctx = toy_context();
-  const Rates rates{100, 1000, 100, 0};
+  const Rates rates{100, 1000, 100, 0, {}};
   const std::vector<Choice> plan{R, L1, L2};
   // Recompute 0..1 s; chunk 1 lands at 4, decoded by 5; chunk 2 lands at 6, decoded by 7.
   EXPECT_DOUBLE_EQ(finish_time(ctx, rates, {0, 0}, 0, plan), 7);
   EXPECT_DOUBLE_EQ(plan_loss(ctx, 0, plan), 5.0 / 3);
   // A per-request overhead adds to each fetched chunk's link time.
-  EXPECT_DOUBLE_EQ(finish_time(ctx, {100, 1000, 100, 0.5}, {0, 0}, 0, plan), 8);
+  EXPECT_DOUBLE_EQ(finish_time(ctx, {100, 1000, 100, 0.5, {}}, {0, 0}, 0, plan), 8);
 }
 
 PlanInput input(const ContextCosts& ctx, Rates rates, double deadline) {
@@ -58,7 +58,7 @@ TEST(Planner, SpendsTheWholeBudgetOnEvenUpgrades) {
   const ContextCosts ctx = toy_context();
   // 1200 bytes fit in 12 s: every chunk goes 200 -> 400 bytes (3 loss saved per 200 bytes)
   // before any goes to 800 (1 per 400).
-  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0}, 12));
+  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0, {}}, 12));
   EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L1}));
   EXPECT_TRUE(p.meets_deadline);
   EXPECT_DOUBLE_EQ(p.finish, 12);
@@ -69,7 +69,7 @@ TEST(Planner, MixesLevelsWhenTheBudgetFallsBetweenThem) {
   const ContextCosts ctx = toy_context();
   // 1000 bytes: two chunks at L1, one left at L2: the first, so that the chunks asked later
   // can give their upgrades back if the link slows down.
-  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0}, 10));
+  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0, {}}, 10));
   EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L1, L1}));
   EXPECT_DOUBLE_EQ(p.finish, 10);
   EXPECT_DOUBLE_EQ(p.loss, 2);
@@ -77,7 +77,7 @@ TEST(Planner, MixesLevelsWhenTheBudgetFallsBetweenThem) {
 
 TEST(Planner, WhenNothingFitsTakesTheFastestPlan) {
   const ContextCosts ctx = toy_context();
-  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0}, 5));  // the smallest plan needs 6 s
+  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0, {}}, 5));  // the smallest plan needs 6 s
   EXPECT_FALSE(p.meets_deadline);
   EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L2, L2}));
   EXPECT_DOUBLE_EQ(p.finish, 6);
@@ -88,7 +88,7 @@ TEST(Planner, RecomputesAHeadWhileTheLinkCarriesTheRest) {
   // Recompute takes 2 s a chunk, the link 2 s for an L2 chunk: all-fetch needs 6 s, all-recompute
   // 6 s. Recomputing chunks 0-1 (until 4 s) while chunk 2 comes at L1 (4 s) loses only 1/3;
   // recomputing only chunk 0 leaves 4 s of link for chunks 1 and 2, so both stay at L2 (8/3).
-  const Plan p = plan_rest(input(ctx, {100, 0, 50, 0}, 5));
+  const Plan p = plan_rest(input(ctx, {100, 0, 50, 0, {}}, 5));
   EXPECT_EQ(p.choices, (std::vector<Choice>{R, R, L1}));
   EXPECT_TRUE(p.meets_deadline);
   EXPECT_DOUBLE_EQ(p.finish, 4);
@@ -97,7 +97,7 @@ TEST(Planner, RecomputesAHeadWhileTheLinkCarriesTheRest) {
 
 TEST(Planner, RecomputesEverythingWhenThatIsBothFastEnoughAndLossless) {
   const ContextCosts ctx = toy_context();
-  const Plan p = plan_rest(input(ctx, {100, 0, 100, 0}, 5));  // 3 s of recompute
+  const Plan p = plan_rest(input(ctx, {100, 0, 100, 0, {}}, 5));  // 3 s of recompute
   EXPECT_EQ(p.choices, (std::vector<Choice>{R, R, R}));
   EXPECT_DOUBLE_EQ(p.loss, 0);
 }
@@ -107,7 +107,7 @@ TEST(Planner, RecomputesTheTailWhenTheLinkCollapsesMidContext) {
   // Chunk 0 is ready at L0; chunk 1 is in flight at L0 and the link is now 10 B/s: it still
   // needs 80 s. Recompute (2 s a chunk) of chunk 2 after it beats fetching chunk 2 (20 s more).
   const std::vector<Choice> committed{L0};
-  PlanInput in = input(ctx, {10, 0, 50, 0}, 100);
+  PlanInput in = input(ctx, {10, 0, 50, 0, {}}, 100);
   in.first = 1;
   in.committed = committed;
   const Plan p = plan_rest(in);
@@ -121,7 +121,7 @@ TEST(Planner, ReadyChunksAmongTheCommittedCostNothing) {
   // Chunk 0 is still being recomputed (8 s a chunk), chunk 1 behind it has landed: only chunk 2
   // is left for the link, and 12 s leave room for L0 (recomputing it would end at 16 s).
   const std::vector<Choice> committed{R, Choice::done()};
-  PlanInput in = input(ctx, {100, 0, 12.5, 0}, 12);
+  PlanInput in = input(ctx, {100, 0, 12.5, 0, {}}, 12);
   in.committed = committed;
   in.done_loss = 1.0 / 3;  // chunk 1 came at L1
   const Plan p = plan_rest(in);
@@ -135,7 +135,7 @@ TEST(Planner, TheEnginesRunningRecomputeIsCountedOnce) {
   // Chunk 0's recompute (2 s a chunk) is running and ends at 1 s: recomputing chunks 1 and 2
   // after it ends at 5 s, in time and lossless. Counting chunk 0's 2 s again would miss.
   const std::vector<Choice> committed{Choice::done()};
-  PlanInput in = input(ctx, {100, 0, 50, 0}, 5);
+  PlanInput in = input(ctx, {100, 0, 50, 0, {}}, 5);
   in.lanes = {0, 0, 1};
   in.committed = committed;
   const Plan p = plan_rest(in);
@@ -148,7 +148,7 @@ TEST(Planner, CommittedChunksUseTheirLaneTimeFirst) {
   const ContextCosts ctx = toy_context();
   // Chunk 0 committed at L0 takes 8 of the 12 s: chunks 1 and 2 share 400 bytes.
   const std::vector<Choice> committed{L0};
-  PlanInput in = input(ctx, {100, 0, 0, 0}, 12);
+  PlanInput in = input(ctx, {100, 0, 0, 0, {}}, 12);
   in.committed = committed;
   const Plan p = plan_rest(in);
   EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L2}));
@@ -159,7 +159,7 @@ TEST(Planner, CommittedChunksUseTheirLaneTimeFirst) {
 TEST(Planner, SkipsLevelsThatCostMoreBytesForNoLessLoss) {
   ContextCosts ctx = toy_context();
   ctx.level_loss = {0, 4, 4};  // L1 is L2's loss at twice its size: never worth it
-  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0}, 12));
+  const Plan p = plan_rest(input(ctx, {100, 0, 0, 0, {}}, 12));
   // 1200 bytes: one chunk to L0 (800) + two at L2 (400) = 1200.
   EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L2, L0}));
   EXPECT_DOUBLE_EQ(p.loss, 8.0 / 3);
@@ -169,10 +169,42 @@ TEST(Planner, PlansLongContextsQuickly) {
   // 2000 chunks: the split points are sampled, so this stays well under a second even in a
   // sanitizer build. Checks the result is sane, not the time.
   const ContextCosts ctx = toy_context(2000);
-  const Plan p = plan_rest(input(ctx, {100, 0, 1000, 0}, 3000));
+  const Plan p = plan_rest(input(ctx, {100, 0, 1000, 0, {}}, 3000));
   EXPECT_EQ(p.choices.size(), 2000u);
   EXPECT_TRUE(p.meets_deadline);
   EXPECT_LE(p.finish, 3000);
+}
+
+TEST(Planner, PlansEachLevelAtItsOwnDecodeSpeed) {
+  const ContextCosts ctx = toy_context();
+  // 100 B/s: L2 2 s, L1 4 s, L0 8 s on the link. Decoding at 1 s a chunk, everything at L1
+  // finishes at 13 s and the last chunk fits at L0 by 17 s (its link ends at 16).
+  Rates rates{100, 1000, 0, 0, {}};
+  Plan p = plan_rest(input(ctx, rates, 17));
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L0}));
+  EXPECT_DOUBLE_EQ(p.finish, 17);
+  // Level 0 decoding at a tenth of that (10 s a chunk) is ready at 26 s at the earliest: no
+  // chunk can take it.
+  rates.level_decode_bytes_per_s = {100};
+  p = plan_rest(input(ctx, rates, 17));
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L1}));
+  EXPECT_TRUE(p.meets_deadline);
+  EXPECT_DOUBLE_EQ(p.finish, 13);
+  EXPECT_DOUBLE_EQ(finish_time(ctx, rates, {0, 0, 0}, 0, std::vector<Choice>{L1, L1, L0}), 26);
+}
+
+TEST(Planner, UpgradesKeepTheBusyDecoderInTime) {
+  const ContextCosts ctx = toy_context();
+  // The link is fast (L0 in 0.8 s) and the decoder busy until 10 s; L1 and L2 decode in 1 s,
+  // L0 in 3 s. By 16 s the decoder has 6 s: one chunk at L0 (3 + 1 + 1 s), not two.
+  Rates rates{1000, 1000, 0, 0, {1000.0 / 3}};
+  PlanInput in = input(ctx, rates, 16);
+  in.lanes = {0, 10, 0};
+  const Plan p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L0}));
+  EXPECT_TRUE(p.meets_deadline);
+  EXPECT_NEAR(p.finish, 15, 1e-9);
+  EXPECT_DOUBLE_EQ(p.loss, 2.0 / 3);
 }
 
 }  // namespace

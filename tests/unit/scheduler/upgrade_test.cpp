@@ -73,6 +73,23 @@ TEST(Upgrade, DecodingCountsAfterTheLandingAndAfterTheDecoderIsFree) {
   EXPECT_DOUBLE_EQ(choose_upgrade(in)->ready, 7);
 }
 
+TEST(Upgrade, EachLevelDecodesAtItsOwnSpeed) {
+  const ContextCosts ctx = toy_context();
+  const std::vector<Choice> held{L2, L1, L1};
+  // Level 0 of chunk 0 lands at 8 s and, decoding in 1 s, is ready by 9.
+  UpgradeInput in = input(ctx, held, 9);
+  in.rates.decode_bytes_per_s = 1000;
+  ASSERT_TRUE(choose_upgrade(in).has_value());
+  EXPECT_EQ(choose_upgrade(in)->level, 0u);
+  // Decoding level 0 takes 4 s: only level 1 (ready at 5 s) is in time.
+  in.rates.level_decode_bytes_per_s = {250};
+  const auto r = choose_upgrade(in);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->chunk, 0u);
+  EXPECT_EQ(r->level, 1u);
+  EXPECT_DOUBLE_EQ(r->ready, 5);
+}
+
 TEST(Upgrade, NoChunkBeforeARecomputeIsFetchedAgain) {
   const ContextCosts ctx = toy_context();
   const std::vector<Choice> held{L2, Choice::recomputed(), L1};
