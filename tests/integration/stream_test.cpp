@@ -140,6 +140,25 @@ TEST_F(Served, ADeadlineFetchReportsEveryChunkItChose) {
   EXPECT_NE(report.find("\"policy\": \"planner\""), std::string::npos) << report;
   EXPECT_NE(report.find("\"met\": true"), std::string::npos) << report;
   EXPECT_EQ(std::count(report.begin(), report.end(), '{') - 2, 6) << report;  // + outer, engine
+  // The decode speeds it ended with, one per level, to start the next fetch from.
+  const std::size_t at = report.find("\"decode_gbps\": [");
+  ASSERT_NE(at, std::string::npos) << report;
+  const std::string speeds = report.substr(at, report.find(']', at) - at);
+  EXPECT_EQ(std::count(speeds.begin(), speeds.end(), ','), 5) << speeds;
+}
+
+TEST_F(Served, ADeadlineFetchTakesADecodeSpeedPerLevel) {
+  const auto out = temp_dir() / "speeds.raw";
+  const std::string base =
+      fmt::format("fetch --server {} --context story --out '{}' --deadline 20000 --initial-gbps 1 ",
+                  server(), out.string());
+  const Outcome r = run(base + "--decode-gbps 0.3,1,1,1,1,1");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_EQ(slurp(out), reference(0));
+  const Outcome bad = run(base + "--decode-gbps 1,2");
+  EXPECT_EQ(bad.code, 1);
+  EXPECT_NE(bad.err.find("--decode-gbps: 2 speeds for a stream of 6 levels"), std::string::npos)
+      << bad.err;
 }
 
 TEST_F(Served, TheReferenceRunnerRecomputesWhatThePolicyHandsIt) {

@@ -170,8 +170,9 @@ int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a) {
     if (!parsed) return report_failure(command, parsed.error());
     for (double v : *parsed) {
       if (!(v > 0)) {
-        return report_failure(command, Status(Errc::invalid_argument,
-                                              fmt::format("decode speed {} is not positive", v)));
+        return report_failure(
+            command, Status(Errc::invalid_argument,
+                            fmt::format("--decode-gbps: decode speed {} is not positive", v)));
       }
     }
     decode_gbps = std::move(*parsed);

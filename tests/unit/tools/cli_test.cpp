@@ -200,6 +200,13 @@ TEST(Cli, PerfRefusesAWrongSecretAndBadOptions) {
                         "policy 'fast'");
   expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --level-loss 0,x"),
                         1, "level loss 'x'");
+  expect_one_line_error(
+      run("fetch --server h:1 --context c --out x --deadline 9 --decode-gbps 1,x"), 1,
+      "decode speed 'x'");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --decode-gbps 0"),
+                        1, "--decode-gbps: decode speed 0 is not positive");
+  expect_one_line_error(run("fetch --server h:1 --context c --out x --decode-gbps 1"), 2,
+                        "need --deadline");
   expect_one_line_error(run("fetch --server h:1 --context c --out x --deadline 9 --standin-engine"),
                         1, "--standin-engine needs --recompute-tps");
   expect_one_line_error(
