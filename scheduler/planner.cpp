@@ -87,6 +87,7 @@ class MinTree {
 struct Candidate {
   std::vector<Choice> all;  // committed, then the plan
   double finish = 0, loss = 0;
+  double first_given_up = 0;  // by the first planned chunk, to the tolerance
 };
 
 class Search {
@@ -160,6 +161,11 @@ class Search {
       });
       std::vector<std::uint32_t> reached(m - k, 0);  // hull index per chunk, or blocked
       constexpr std::uint32_t kBlocked = 0xFFFFFFFF;
+      struct Taken {
+        std::size_t pos;
+        std::uint32_t from;  // the level before the step
+      };
+      std::vector<Taken> taken;  // best gain per byte first
       for (const Step& s : steps) {
         std::uint32_t& at = reached[s.chunk - k];
         if (at == kBlocked || at + 1 != s.index) continue;
@@ -174,6 +180,7 @@ class Search {
         if (decode_extra > 0) least = std::min(least, tree.min(0, pos + 2));
         if (link_extra > 0) least = std::min(least, tree.min(pos + 1, count + 1));
         if (least >= 0) {
+          taken.push_back({pos, slot.level});
           slot = Choice::fetch(s.level);
           at = s.index;
         } else {
@@ -181,6 +188,19 @@ class Search {
           tree.add(pos + 1, count + 1, link_extra);
           at = kBlocked;  // a larger step of this chunk cannot fit either
         }
+      }
+      // The tolerance: undo the steps that saved the least per byte (taken last; a chunk's
+      // steps come off from its best level down) while what they saved fits in it.
+      const double total = static_cast<double>(ctx_.total_tokens());
+      double given_up = 0;
+      for (auto t = taken.rbegin(); t != taken.rend(); ++t) {
+        Choice& slot = cand.all[t->pos];
+        const double saved = (ctx_.level_loss[t->from] - ctx_.level_loss[slot.level]) *
+                             ctx_.chunks[in_.first + t->pos].tokens / total;
+        if (given_up + saved > in_.tolerance) break;
+        given_up += saved;
+        slot = Choice::fetch(t->from);
+        if (t->pos == base) cand.first_given_up += saved;
       }
       cand.finish = finish(cand.all);
     }
@@ -261,6 +281,7 @@ Plan plan_rest(const PlanInput& in) {
   plan.finish = chosen.finish;
   plan.loss = chosen.loss;
   plan.meets_deadline = have_best;
+  plan.first_given_up = chosen.first_given_up;
   return plan;
 }
 

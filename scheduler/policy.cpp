@@ -18,7 +18,7 @@ constexpr double kNan = std::numeric_limits<double>::quiet_NaN();
 
 class PlannerPolicy final : public Policy {
  public:
-  explicit PlannerPolicy(double margin) : margin_(margin) {}
+  PlannerPolicy(double margin, double tolerance) : margin_(margin), tolerance_(tolerance) {}
   std::string name() const override { return "planner"; }
   bool probes_first() const override { return true; }
   bool revokes_late_recomputes() const override { return true; }
@@ -40,6 +40,8 @@ class PlannerPolicy final : public Policy {
     in.first = s.first;
     in.committed = s.committed;
     in.done_loss = s.done_loss;
+    // What earlier choices gave up counts against the tolerance: it bounds the whole context's.
+    in.tolerance = std::max(0.0, tolerance_ - given_up_);
     Plan p = plan_rest(in);
     if (!p.meets_deadline && s.estimate.samples > 0 &&
         s.estimate.recent_bytes_per_s > in.rates.link_bytes_per_s) {
@@ -50,11 +52,13 @@ class PlannerPolicy final : public Policy {
       in.rates.link_bytes_per_s = s.estimate.recent_bytes_per_s;
       p = plan_rest(in);
     }
+    given_up_ += p.first_given_up;
     return {p.choices.front(), p.finish, p.loss};
   }
 
  private:
-  double margin_;
+  double margin_, tolerance_;
+  double given_up_ = 0;  // by the choices made so far
 };
 
 class FixedPolicy final : public Policy {
@@ -99,8 +103,8 @@ class CacheGenPolicy final : public Policy {
 
 }  // namespace
 
-std::unique_ptr<Policy> planner_policy(double margin) {
-  return std::make_unique<PlannerPolicy>(margin);
+std::unique_ptr<Policy> planner_policy(double margin, double tolerance) {
+  return std::make_unique<PlannerPolicy>(margin, tolerance);
 }
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name) {
   return std::make_unique<FixedPolicy>(level, std::move(name));

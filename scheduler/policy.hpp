@@ -63,7 +63,12 @@ inline constexpr double kPlanMargin = 0.05;
 inline double deadline_in_hand(double deadline, double now, double margin = kPlanMargin) {
   return deadline - margin * std::max(0.0, deadline - now);
 }
-std::unique_ptr<Policy> planner_policy(double margin = kPlanMargin);
+// It gives up at most `tolerance` of expected loss over the whole context for plans that send
+// fewer bytes (PlanInput::tolerance): in the loss's unit, ΔPPL percentage points when the
+// losses are measured ones.
+inline constexpr double kQualityTolerance = 0.05;
+std::unique_ptr<Policy> planner_policy(double margin = kPlanMargin,
+                                       double tolerance = kQualityTolerance);
 // Always `level` (with a one-level context: fp16 or int8 sent as they are).
 std::unique_ptr<Policy> fixed_policy(std::uint32_t level, std::string name);
 std::unique_ptr<Policy> recompute_policy();

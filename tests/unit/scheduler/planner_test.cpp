@@ -207,5 +207,26 @@ TEST(Planner, UpgradesKeepTheBusyDecoderInTime) {
   EXPECT_DOUBLE_EQ(p.loss, 2.0 / 3);
 }
 
+TEST(Planner, TheToleranceUndoesTheCheapestGainsNextChunkFirst) {
+  const ContextCosts ctx = toy_context();
+  // 24 s at 100 B/s: every chunk at L0 (8 s each). Each L1 -> L0 step saves a third of a unit.
+  PlanInput in = input(ctx, {100, 0, 0, 0, {}}, 24);
+  Plan p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L0, L0, L0}));
+  EXPECT_EQ(p.first_given_up, 0);
+  in.tolerance = 0.4;  // one step: the next chunk's
+  p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L0, L0}));
+  EXPECT_DOUBLE_EQ(p.first_given_up, 1.0 / 3);
+  EXPECT_DOUBLE_EQ(p.loss, 1.0 / 3);
+  EXPECT_DOUBLE_EQ(p.finish, 20);
+  in.tolerance = 0.7;  // two; never a step that saves more per byte (L2 -> L1)
+  p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L0}));
+  in.tolerance = 10;
+  p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L2, L2}));
+}
+
 }  // namespace
 }  // namespace kvstream::scheduler
