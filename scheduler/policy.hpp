@@ -65,7 +65,7 @@ inline double deadline_in_hand(double deadline, double now, double margin = kPla
 }
 // It gives up at most `tolerance` of expected loss over the whole context for plans that send
 // fewer bytes (PlanInput::tolerance): in the loss's unit, ΔPPL percentage points when the
-// losses are measured ones.
+// losses are measured ones. It counts what its choices gave up, so one planner serves one fetch.
 inline constexpr double kQualityTolerance = 0.05;
 std::unique_ptr<Policy> planner_policy(double margin = kPlanMargin,
                                        double tolerance = kQualityTolerance);

@@ -22,7 +22,7 @@ struct AdaptiveOptions {
   // Expected loss at each level (e.g. ΔPPL % from `kvstream codec eval`); empty: each level
   // worse than the one below it by one unit, so the planner takes the lowest level that fits.
   std::vector<double> level_loss;
-  scheduler::Policy* policy = nullptr;  // null: the planner
+  scheduler::Policy* policy = nullptr;  // null: a new planner (a policy serves one fetch)
   // The link's goodput before any chunk lands, as configured (trusted like one landed chunk);
   // 0: UCX's estimate for the endpoint, if any (the interface's nominal rate: planned with at a
   // tenth).
