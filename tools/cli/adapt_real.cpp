@@ -79,7 +79,7 @@ struct FetchJson {
   double load_s = 0;
   std::uint64_t bytes = 0;
   std::vector<Choice> choices;
-  std::string decode_gbps;  // as the fetch reported it: "G0, G1, .." (empty: none)
+  std::vector<double> decode_gbps;  // as the fetch reported it (empty: none, or one unreadable)
 };
 
 Expected<FetchJson> read_fetch_json(const std::string& text) {
@@ -99,7 +99,9 @@ Expected<FetchJson> read_fetch_json(const std::string& text) {
   f.bytes = std::stoull(bytes);
   if (const std::size_t at = text.find("\"decode_gbps\": ["); at != std::string::npos) {
     const std::size_t b = at + 16;
-    f.decode_gbps = text.substr(b, text.find(']', b) - b);
+    std::string list = text.substr(b, text.find(']', b) - b);
+    std::erase(list, ' ');
+    if (auto v = parse_numbers(list, "decode speed")) f.decode_gbps = std::move(*v);
   }
   for (std::size_t at = 0; (at = text.find("\"choice\": \"", at)) != std::string::npos;) {
     at += 11;
@@ -167,17 +169,12 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
   // receiver would: measured alone (the setup), decoding runs faster than next to the link's
   // and the server's threads on this machine, and the first chunks are planned before any
   // decode of this fetch is timed.
-  const auto carry_decode_speed = [&](const std::string& text) {
-    const auto f = read_fetch_json(text);
-    if (!f || f->decode_gbps.empty()) return;
+  const auto carry_decode_speed = [&](const FetchJson& f) {
+    if (f.decode_gbps.empty()) return;
     std::string next;
-    std::stringstream ss(f->decode_gbps);
-    for (std::string g; std::getline(ss, g, ',');) {
-      const std::size_t from = g.find_first_not_of(' ');
-      if (from == std::string::npos) return;
-      const auto v = parse_number(std::string_view(g).substr(from), "decode speed");
-      if (!v || !(*v > 0)) return;  // one not known: keep the ones before
-      next += fmt::format("{}{}", next.empty() ? "" : ",", *v);
+    for (double v : f.decode_gbps) {
+      if (!(v > 0)) return;  // one not known: keep the ones before
+      next += fmt::format("{}{}", next.empty() ? "" : ",", v);
     }
     decode_gbps = next;
   };
@@ -237,7 +234,7 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
       return Status(Errc::io_error, fmt::format("the warm-up kvstream fetch exited with {}: see {}",
                                                 rc, (out / "fetch.log").string()));
     }
-    carry_decode_speed(slurp(out / "fetch.json"));
+    if (const auto f = read_fetch_json(slurp(out / "fetch.json"))) carry_decode_speed(*f);
   }
 
   std::filesystem::remove(out / "decisions_real.jsonl");
@@ -265,7 +262,7 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
           }
           const std::string text = slurp(out / "fetch.json");
           KVS_ASSIGN_OR_RETURN(const FetchJson f, read_fetch_json(text));
-          carry_decode_speed(text);
+          carry_decode_speed(f);
           // Every run's per-chunk decisions, one JSON object per line.
           std::ofstream(out / "decisions_real.jsonl", std::ios::app)
               << fmt::format("{{\"trace\": \"{}\", \"deadline_s\": {}, \"run\": {}, \"fetch\": ",
