@@ -121,11 +121,12 @@ std::uint16_t free_port() {
 }
 
 // Starts `kvstream perf` as a server in the background and waits until it listens; its
-// stderr goes to the returned file.
+// stderr goes to the returned file. Its --timeout bounds its whole session, the kv tests' model
+// runs included, which take about 25 s in the sanitizer build on a loaded 2-core machine.
 std::filesystem::path start_perf_server(std::uint16_t port, const std::string& env) {
   static int n = 0;
   const auto err = temp_dir() / fmt::format("perf-server{}", n++);
-  const std::string cmd = fmt::format("{} '{}' perf -p {} --timeout 30 >/dev/null 2>'{}' &", env,
+  const std::string cmd = fmt::format("{} '{}' perf -p {} --timeout 300 >/dev/null 2>'{}' &", env,
                                       KVSTREAM_CLI, port, err.string());
   EXPECT_EQ(std::system(cmd.c_str()), 0);
   for (int i = 0; i < 500 && slurp(err).find("Waiting for connection") == std::string::npos; ++i)
@@ -155,10 +156,12 @@ TEST(Cli, PerfMeasuresTagBandwidthBetweenTwoProcesses) {
 TEST(Cli, PerfStreamsKvChunksAndReportsTheEfficiency) {
   ::setenv("KVSTREAM_SECRET", "the cli test's secret, 32 bytes.", 1);
   std::uint16_t port = free_port();
-  start_perf_server(port, "");
+  auto server_err = start_perf_server(port, "");
   Result r = run(fmt::format(
-      "perf 127.0.0.1 -p {} -t kv_stream_bw -s 262144 -n 40 -w 4 -O 4 --level 2 --chunks 3", port));
-  EXPECT_EQ(r.exit_code, 0) << r.err;
+      "perf 127.0.0.1 -p {} -t kv_stream_bw -s 262144 -n 40 -w 4 -O 4 --level 2 --chunks 3 "
+      "--timeout 300",
+      port));
+  EXPECT_EQ(r.exit_code, 0) << r.err << "server: " << slurp(server_err);
   EXPECT_NE(r.out.find("KV chunk streaming bandwidth, decoded (kv_stream_bw)"), std::string::npos)
       << r.out;
   EXPECT_NE(r.out.find("Final:                    40 "), std::string::npos) << r.out;
@@ -166,9 +169,10 @@ TEST(Cli, PerfStreamsKvChunksAndReportsTheEfficiency) {
   EXPECT_NE(r.out.find("% of tag_bw over the same endpoints at "), std::string::npos) << r.out;
 
   port = free_port();
-  start_perf_server(port, "");
-  r = run(fmt::format("perf 127.0.0.1 -p {} -t kv_lat -s 65536 -n 20 -w 2 -v --no-decode", port));
-  EXPECT_EQ(r.exit_code, 0) << r.err;
+  server_err = start_perf_server(port, "");
+  r = run(fmt::format(
+      "perf 127.0.0.1 -p {} -t kv_lat -s 65536 -n 20 -w 2 -v --no-decode --timeout 300", port));
+  EXPECT_EQ(r.exit_code, 0) << r.err << "server: " << slurp(server_err);
   EXPECT_EQ(r.out.rfind("20,", 0), 0u) << r.out;
   EXPECT_NE(r.out.find("\nefficiency,"), std::string::npos) << r.out;
 }
