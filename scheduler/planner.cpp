@@ -246,7 +246,12 @@ Plan plan_rest(const PlanInput& in) {
       if (m != n) shapes.emplace_back(next, m);
   }
   // Least loss; at equal loss the fewest recomputed tokens (the engine's compute is what
-  // fetching the cache saves), then the earliest finish.
+  // fetching the cache saves), then the earliest finish. Shapes compete on their loss after the
+  // tolerance's undo: a shape that recomputes more has fewer upgrades to give up, so when the
+  // engine has the time it keeps a lossless plan that also sends less. Comparing before the undo
+  // (the shape that recomputes least, then trimmed) measured worse: in the simulator's sweep it
+  // fetched a first chunk at level 0 on the prior's word over a 0.2 Gbit/s link (1.0% ΔPPL at
+  // 0.6 s where this gives 0.09%), and met 28 of 30 feasible runs against 29.
   const auto recomputed = [&](const Candidate& c) {
     std::uint64_t tokens = 0;
     for (std::size_t i = in.committed.size(); i < c.all.size(); ++i)

@@ -228,5 +228,25 @@ TEST(Planner, TheToleranceUndoesTheCheapestGainsNextChunkFirst) {
   EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L2, L2}));
 }
 
+TEST(Planner, ShapesCompeteAfterTheToleranceSoSpareTimeGoesToTheEngine) {
+  // Chunk 0 has 100 tokens and saves 1 per 1200 bytes at L0; chunk 1 has 300 and saves 1 per
+  // 600. 31 s at 100 B/s fetch both at L0, loss 0; so does recomputing chunk 0 (100 tokens at
+  // 5/s, 20 s) while chunk 1 comes at L0 (15 s).
+  ContextCosts ctx;
+  ctx.level_loss = {0, 1};
+  ctx.chunks = {{100, 1000, {1600, 400}}, {300, 3000, {1500, 900}}};
+  PlanInput in = input(ctx, {100, 0, 5, 0, {}}, 31);
+  in.tolerance = 0.3;
+  const Plan p = plan_rest(in);
+  // Fetching both gives up chunk 0's step to the tolerance (0.25 of loss over the context);
+  // recomputing chunk 0 has no step that small to give up, so it stays lossless and wins.
+  EXPECT_EQ(p.choices, (std::vector<Choice>{R, L0}));
+  EXPECT_DOUBLE_EQ(p.loss, 0);
+  EXPECT_DOUBLE_EQ(p.finish, 20);
+  // Without the tolerance both are lossless, and fetching recomputes nothing.
+  in.tolerance = 0;
+  EXPECT_EQ(plan_rest(in).choices, (std::vector<Choice>{L0, L0}));
+}
+
 }  // namespace
 }  // namespace kvstream::scheduler
