@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <filesystem>
 #include <fstream>
@@ -170,13 +171,11 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
   // and the server's threads on this machine, and the first chunks are planned before any
   // decode of this fetch is timed.
   const auto carry_decode_speed = [&](const FetchJson& f) {
-    if (f.decode_gbps.empty()) return;
-    std::string next;
-    for (double v : f.decode_gbps) {
-      if (!(v > 0)) return;  // one not known: keep the ones before
-      next += fmt::format("{}{}", next.empty() ? "" : ",", v);
-    }
-    decode_gbps = next;
+    // One speed not known: keep the ones before.
+    if (f.decode_gbps.empty() ||
+        !std::all_of(f.decode_gbps.begin(), f.decode_gbps.end(), [](double v) { return v > 0; }))
+      return;
+    decode_gbps = fmt::format("{}", fmt::join(f.decode_gbps, ","));
   };
 
   // `kvstream fetch` in the client namespace, under `policy` and `deadline_s`; `streaming` runs
