@@ -8,7 +8,10 @@
 namespace kvstream::codec {
 
 inline constexpr char kMagic[4] = {'K', 'V', 'S', 'C'};
-inline constexpr std::uint16_t kVersion = 1;
+// Encoders write kVersion; decoders read every version from 1 (FORMAT.md: version 2 added the
+// segments' constant tails).
+inline constexpr std::uint16_t kVersion = 2;
+inline constexpr std::uint16_t kOldestVersion = 1;
 inline constexpr std::uint32_t kHeaderSize = 48;
 inline constexpr std::uint32_t kHeaderCrcOffset = 44;
 inline constexpr std::uint32_t kSegmentEntrySize = 12;
@@ -35,6 +38,20 @@ constexpr std::uint32_t split_shift(std::uint8_t dtype) noexcept {
 
 constexpr bool valid_lanes(std::uint32_t l) noexcept {
   return l == 1 || l == 2 || l == 4 || l == 8 || l == 16 || l == 32;
+}
+
+// How many trailing channels of C a quantized segment leaves out of its words (FORMAT.md
+// "Constant tail"), given whether every value of channel c equals its center (`constant(c)`):
+// the longest such run, less as few channels as keep C - tail a multiple of 8 when C is one.
+// Written once for the CPU encoder and the GPU one.
+template <class Constant>
+constexpr std::uint32_t constant_tail(std::uint32_t C, Constant&& constant) noexcept {
+  std::uint32_t coded = C;
+  while (coded > 0 && constant(coded - 1))
+    --coded;
+  if (C % 8 == 0) coded = (coded + 7) / 8 * 8;
+  const std::uint32_t tail = C - coded;
+  return tail > 65535 ? 65535 : tail;  // the field's width (only C = 65536 can reach it)
 }
 
 // Step of a quantized channel: (8 + (s & 7)) * 2^((s >> 3) - 19), exact in fp32.

@@ -32,9 +32,10 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
     r.get(m);
   if (std::memcmp(magic, kMagic, 4) != 0) return corrupt("bad magic (not a kvstream chunk)");
   r.get(version);
-  if (version != kVersion) {
-    return Status(Errc::unsupported, fmt::format("chunk: format version {} (this decoder reads {})",
-                                                 version, kVersion));
+  if (version < kOldestVersion || version > kVersion) {
+    return Status(Errc::unsupported,
+                  fmt::format("chunk: format version {} (this decoder reads {} to {})", version,
+                              kOldestVersion, kVersion));
   }
   r.get(header_size);
   r.get(level);
@@ -77,9 +78,12 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
   crc = crc32c(chunk.subspan(kHeaderSize, table_end - kHeaderSize), crc);
   if (crc != header_crc) return corrupt("header checksum mismatch");
 
-  const ChunkInfo info{
-      level,      static_cast<DType>(dtype), layers, heads, dim, begin, count, total, reserved,
-      transformed};
+  const ChunkInfo info{level,    static_cast<DType>(dtype),
+                       layers,   heads,
+                       dim,      begin,
+                       count,    total,
+                       reserved, transformed,
+                       version};
   segments_out.resize(segments);
   std::size_t expected_offset = table_end;
   for (std::uint32_t i = 0; i < segments; ++i) {
@@ -111,13 +115,13 @@ Status parse_segment(std::span<const std::byte> chunk, const SegmentEntry& entry
   const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
   ByteReader r(seg);
   std::uint8_t coding = 0, predictor = 0, lanes = 0, res8 = 0;
-  std::uint16_t substreams = 0, res16 = 0;
+  std::uint16_t substreams = 0, tail = 0;
   r.get(coding);
   r.get(predictor);
   r.get(lanes);
   r.get(res8);
   r.get(substreams);
-  r.get(res16);
+  r.get(tail);
   const Coding want = info.level > 0             ? Coding::quantized
                       : info.dtype == DType::f32 ? Coding::split32
                                                  : Coding::split16;
@@ -130,7 +134,12 @@ Status parse_segment(std::span<const std::byte> chunk, const SegmentEntry& entry
     return bad(fmt::format("predictor {} with coding {}", predictor, coding));
   }
   if (!valid_lanes(lanes)) return bad(fmt::format("{} lanes", lanes));
-  if (res8 != 0 || res16 != 0) return bad("reserved bits set");
+  if (res8 != 0) return bad("reserved bits set");
+  if (tail != 0 && (info.version < 2 || coding != static_cast<std::uint8_t>(Coding::quantized))) {
+    return bad(fmt::format("a constant tail of {} channels in a version {} chunk with coding {}",
+                           tail, info.version, coding));
+  }
+  if (tail > C) return bad(fmt::format("a constant tail of {} of its {} channels", tail, C));
   if (substreams == 0 || substreams > info.token_count) {
     return bad(fmt::format("{} substreams for {} tokens", substreams, info.token_count));
   }
@@ -142,6 +151,7 @@ Status parse_segment(std::span<const std::byte> chunk, const SegmentEntry& entry
   s.predictor = static_cast<Predictor>(predictor);
   s.lanes = lanes;
   s.substreams = substreams;
+  s.coded = static_cast<std::uint32_t>(C - tail);
   if (s.coding == Coding::quantized && !r.get_bytes(C, s.step_codes)) return bad("truncated steps");
   if (!r.get_bytes(C, s.table_ids)) return bad("truncated table ids");
   for (std::byte id : s.table_ids) {

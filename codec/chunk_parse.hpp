@@ -31,6 +31,7 @@ struct SegmentView {
   Coding coding;
   Predictor predictor;
   std::uint32_t lanes, substreams;
+  std::uint32_t coded;  // C': the channels the words code, before the constant tail
   std::span<const std::byte> step_codes, table_ids;
   std::vector<std::int32_t> centers;
   std::vector<std::uint32_t> stream_bytes;

@@ -169,6 +169,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
 
   const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
   const std::uint32_t L = s.lanes;
+  const std::uint32_t coded = s.coded;  // the rest of a row is the constant tail
   std::uint32_t x[32];
   // One group of L values (one per lane) at a time, step by step across the lanes.
   std::byte* rows[32];
@@ -190,7 +191,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     std::uint32_t t = k * per;
     std::uint32_t c = 0;
     std::byte* row = dst.row(layer, part, info.token_begin + t);
-    std::size_t left = std::size_t{t_end - t} * C;
+    std::size_t left = std::size_t{t_end - t} * coded;
     bool values_ok = true;
     // Each value's reference (FORMAT.md "Symbols"): the centers, then, with the previous-token
     // predictor, the last value decoded in each channel.
@@ -212,7 +213,7 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
       for (std::uint32_t j = 0; j < g; ++j) {  // step 1: tokens
         rows[j] = row;
         cols[j] = c;
-        if (++c == C) {
+        if (++c == coded) {
           c = 0;
           if (++t < t_end) row = dst.row(layer, part, info.token_begin + t);
         }
@@ -254,6 +255,13 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     if (words.p != words.end) return fail("words left over");
     for (std::uint32_t j = 0; j < L; ++j) {
       if (x[j] != kRansLow) return fail("final lane state is not the initial one");
+    }
+  }
+  if constexpr (kCoding == Coding::quantized) {
+    for (std::uint32_t t = 0; t < info.token_count && coded < C; ++t) {
+      std::byte* tail_row = dst.row(layer, part, info.token_begin + t);
+      for (std::size_t c = coded; c < C; ++c)
+        store(tail_row, c, kOut, static_cast<float>(s.centers[c]) * channels[c].step);
     }
   }
   return Status::ok();
@@ -323,7 +331,8 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
   std::size_t last_bytes = 0;  // of the last job's substream
   for (std::size_t i = 0; i < segments; ++i) {
     SegmentView& s = sc.views[i];
-    if (s.lanes != 8) continue;
+    // Groups of eight channels never straddle a row (so whole tails, as encoders write them).
+    if (s.lanes != 8 || s.coded == 0 || s.coded % 8 != 0) continue;
     for (std::size_t c = 0; c < C; ++c) {
       sc.simd_lut[i * C + c] =
           static_cast<std::int32_t>(static_cast<std::uint8_t>(s.table_ids[c]) * kProbScale);
@@ -331,7 +340,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
                                     ? step_table()[static_cast<std::uint8_t>(s.step_codes[c])]
                                     : 0.0f;
     }
-    sc.simd_channels[i] = {&sc.simd_lut[i * C], &sc.simd_step[i * C], C};
+    sc.simd_channels[i] = {&sc.simd_lut[i * C], &sc.simd_step[i * C], s.coded};
     sc.first_job[i] = sc.jobs.size();
     const std::uint32_t per = (info.token_count + s.substreams - 1) / s.substreams;
     const auto layer = static_cast<std::uint32_t>(i / 2);
@@ -349,7 +358,7 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
       job.t = k * per;
       job.t_end = std::min(info.token_count, (k + 1) * per);
       job.c = 0;
-      job.left = std::size_t{job.t_end - job.t} * C;
+      job.left = std::size_t{job.t_end - job.t} * s.coded;
       job.row = dst.row(layer, part, info.token_begin + job.t);
       job.ch = &sc.simd_channels[i];
       job.dst = &dst;

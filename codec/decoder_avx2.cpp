@@ -137,7 +137,7 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_rows(SimdJob* jobs, const G
                                                           std::index_sequence<I...>) {
   const std::array<std::int32_t, 8>* permutations = refill_permutations().data();
   const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
-  const std::size_t C = jobs[0].ch->count;  // the same for every segment of a chunk
+  const std::size_t C = jobs[0].ch->count;  // the same for every job here (see run_all)
   const std::ptrdiff_t row_bytes = static_cast<std::ptrdiff_t>(C / 8) * Group::kGroupBytes;
   __m256i x[] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(jobs[I].x))...};
   const std::byte* p[] = {jobs[I].p...};
@@ -153,6 +153,42 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_rows(SimdJob* jobs, const G
     (jobs[I].next_row(), ...);
   }
   ((_mm256_store_si256(reinterpret_cast<__m256i*>(jobs[I].x), x[I]), jobs[I].p = p[I]), ...);
+}
+
+// N jobs side by side whose rows differ in length (segments with constant tails of their own),
+// a few groups of each per round, each job wrapping its rows where its own end.
+template <class Group, std::size_t... I>
+__attribute__((target("avx2,f16c,popcnt"))) void run_mixed(SimdJob* jobs, const Group& group,
+                                                           std::index_sequence<I...>) {
+  constexpr std::ptrdiff_t kGroups = 8;  // per job and round, between the checks
+  const std::array<std::int32_t, 8>* permutations = refill_permutations().data();
+  const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
+  __m256i x[] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(jobs[I].x))...};
+  const std::byte* p[] = {jobs[I].p...};
+  const auto ready = [&](const SimdJob& j, const std::byte* at) {
+    return j.left >= 8 * std::size_t{kGroups} && j.limit - at >= kGroups * Group::kGroupBytes;
+  };
+  while ((ready(jobs[I], p[I]) && ...)) {
+    for (std::ptrdiff_t g = 0; g < kGroups; ++g) {
+      const __m256i e[] = {decode_token(x[I], jobs[I].ch->lut_offset + jobs[I].c, lut)...};
+      (group(x[I], e[I], p[I], jobs[I], jobs[I].c, permutations), ...);
+      (jobs[I].next_group(), ...);
+    }
+  }
+  ((_mm256_store_si256(reinterpret_cast<__m256i*>(jobs[I].x), x[I]), jobs[I].p = p[I]), ...);
+}
+
+// N jobs from `jobs`, row by row when their rows are as long, else group by group.
+template <std::size_t N, class Group>
+void run_batch(SimdJob* jobs, const Group& group) {
+  bool same = true;
+  for (std::size_t i = 1; i < N; ++i)
+    same &= jobs[i].ch->count == jobs[0].ch->count;
+  if (same) {
+    run_rows(jobs, group, std::make_index_sequence<N>());
+  } else {
+    run_mixed(jobs, group, std::make_index_sequence<N>());
+  }
 }
 
 // One job, group by group, while it has a whole group and the words one can read.
@@ -175,9 +211,9 @@ template <class Group>
 // Jobs before `i` have had their whole rows decoded already (by the AVX-512 variant).
 void run_all(std::span<SimdJob> jobs, const Group& group, std::size_t i = 0) {
   for (; i + 4 <= jobs.size(); i += 4)
-    run_rows(&jobs[i], group, std::make_index_sequence<4>());
+    run_batch<4>(&jobs[i], group);
   if (jobs.size() - i >= 2) {
-    run_rows(&jobs[i], group, std::make_index_sequence<2>());
+    run_batch<2>(&jobs[i], group);
     i += 2;
   }
   // What the batches left (the last rows, whose words may run short) goes group by group.

@@ -16,7 +16,7 @@ namespace kvstream::codec {
 struct SimdChannels {
   const std::int32_t* lut_offset;  // per channel: table id * 4096, into table_bank_luts()
   const float* step;
-  std::size_t count;  // C, a multiple of 8
+  std::size_t count;  // the coded channels of a row (FORMAT.md's C'), a multiple of 8
 };
 
 // One substream being decoded: where it is, and where its values go.

@@ -164,9 +164,15 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
 }
 
 // Batches of three pairs where possible, since a batch of one pair is latency-bound; ten jobs
-// (a 5-layer model's segments) go as 6 + 4. Returns how many leading jobs it took.
+// (a 5-layer model's segments) go as 6 + 4. Returns how many leading jobs it took: the pairs
+// share their channel offsets, so it stops at the first job whose rows are not as long as the
+// first one's (segments with constant tails of their own), and leaves the rest to the AVX2 path.
 template <class Group>
 std::size_t run_pairs(std::span<SimdJob> jobs, const Group& group) {
+  std::size_t same = 1;
+  while (same < jobs.size() && jobs[same].ch->count == jobs[0].ch->count)
+    ++same;
+  jobs = jobs.first(same);
   std::size_t i = 0;
   while (jobs.size() - i >= 2) {
     const std::size_t left = jobs.size() - i;

@@ -87,8 +87,9 @@ struct SegmentScratch {
   std::vector<std::uint32_t> hist;  // per channel, per token
   std::vector<std::uint8_t> token;  // per value
   std::vector<std::uint16_t> raw;   // per value: the token's raw bits
-  // Its substreams: `per` tokens each (the last may have fewer), `lanes` lanes.
-  std::uint32_t per = 0, substreams = 0, lanes = 0;
+  // Its substreams: `per` tokens each (the last may have fewer), `lanes` lanes; they code the
+  // first `coded` channels of each token, the rest being its constant tail.
+  std::uint32_t per = 0, substreams = 0, lanes = 0, coded = 0;
   RansSymbols symbols{};
   std::vector<RansStream> streams;
 };
@@ -300,8 +301,21 @@ void choose_tables(std::size_t C, std::uint32_t values, SegmentScratch& s) {
     s.table_row[c] = s.table[c] * kTokens;
 }
 
-// A segment's substreams (substream_tokens each), their lanes, and the symbols the entropy
-// coder reads.
+// A quantized segment's constant tail (FORMAT.md): its channels whose every token is 0, which
+// leave the symbols, whose rows close up to the coded channels.
+void drop_constant_tail(std::uint32_t tokens, std::size_t C, SegmentScratch& s) {
+  s.coded = static_cast<std::uint32_t>(C) -
+            constant_tail(static_cast<std::uint32_t>(C),
+                          [&](std::uint32_t c) { return s.hist[c * kTokens] == tokens; });
+  if (s.coded == C) return;
+  for (std::uint32_t t = 1; t < tokens; ++t) {  // row t moves down to t * coded (overlap-safe)
+    std::memmove(&s.token[t * s.coded], &s.token[t * C], s.coded);
+    std::memmove(&s.raw[t * s.coded], &s.raw[t * C], s.coded * sizeof(std::uint16_t));
+  }
+}
+
+// A segment's substreams (substream_tokens each, as quantize's predictor assumed), their lanes,
+// and the symbols the entropy coder reads.
 void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size_t C,
                      const EncodeOptions& o, SegmentScratch& s) {
   s.per = substream_tokens(tokens, C, o);
@@ -312,14 +326,14 @@ void plan_substreams(Coding coding, DType dtype, std::uint32_t tokens, std::size
                coding == Coding::quantized ? nullptr : s.extra.data(),
                coding == Coding::quantized ? 0 : split_shift(static_cast<std::uint8_t>(dtype)) + 1,
                s.table_row.data(),
-               C};
+               s.coded};
   s.streams.resize(s.substreams);
 }
 
-void add_jobs(std::uint32_t tokens, std::size_t C, SegmentScratch& s, std::vector<RansJob>& jobs) {
+void add_jobs(std::uint32_t tokens, SegmentScratch& s, std::vector<RansJob>& jobs) {
   for (std::uint32_t k = 0; k < s.substreams; ++k) {
-    const std::size_t first = std::size_t{k} * s.per * C;
-    const std::size_t last = std::min<std::size_t>(std::size_t{k + 1} * s.per, tokens) * C;
+    const std::size_t first = std::size_t{k} * s.per * s.coded;
+    const std::size_t last = std::min<std::size_t>(std::size_t{k + 1} * s.per, tokens) * s.coded;
     jobs.push_back({&s.symbols, first, last, s.lanes, &s.streams[k]});
   }
 }
@@ -329,6 +343,7 @@ void write_segment(Coding coding, std::size_t C, const SegmentScratch& s, ByteWr
                         s.predictor,
                         s.lanes,
                         s.substreams,
+                        static_cast<std::uint32_t>(C) - s.coded,
                         coding == Coding::quantized ? std::span(s.step_code.data(), C)
                                                     : std::span<const std::uint8_t>(),
                         std::span(s.table.data(), C),
@@ -460,8 +475,10 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
         split(rows, l.dtype, seg);
       }
       choose_tables(C, token_count, seg);
+      seg.coded = static_cast<std::uint32_t>(C);
+      if (coding == Coding::quantized) drop_constant_tail(token_count, C, seg);
       plan_substreams(coding, l.dtype, token_count, C, o, seg);
-      add_jobs(token_count, C, seg, scratch.jobs);
+      add_jobs(token_count, seg, scratch.jobs);
     }
     rans_encode(scratch.jobs);
     for (std::uint32_t i = 0; i < count; ++i) {

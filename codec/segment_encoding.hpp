@@ -57,6 +57,7 @@ struct SegmentFields {
   Coding coding;
   Predictor predictor;
   std::uint32_t lanes, substreams;
+  std::uint32_t tail;  // FORMAT.md "Constant tail" (0 for lossless codings)
   std::span<const std::uint8_t> step_codes, tables;
   std::span<const std::int32_t> centers;
 };
@@ -70,7 +71,7 @@ void write_segment(const SegmentFields& f, Words words, States states, ByteWrite
   w.put(static_cast<std::uint8_t>(f.lanes));
   w.put(std::uint8_t{0});
   w.put(static_cast<std::uint16_t>(f.substreams));
-  w.put(std::uint16_t{0});
+  w.put(static_cast<std::uint16_t>(f.tail));
   w.put_bytes(std::as_bytes(f.step_codes));
   w.put_bytes(std::as_bytes(f.tables));
   for (std::int32_t c : f.centers)

@@ -50,6 +50,7 @@ struct PlanSegment {
   std::uint32_t predicted;  // previous-token predictor
   std::uint32_t lanes;
   std::uint32_t first_channel;  // its C words in the channel array
+  std::uint32_t coded;          // C': the channels its words code, before the constant tail
 };
 
 struct PlanSubstream {
@@ -298,7 +299,8 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
                         std::uint32_t task_index) {
   const PlanTask task = a.tasks[task_index];
   const PlanSegment seg = a.segments[task.segment];
-  const std::uint32_t L = seg.lanes, C = a.channels_per_row;
+  // Lanes walk the coded channels of each row; the constant tail is written at the end.
+  const std::uint32_t L = seg.lanes, C = seg.coded;
   const std::uint32_t* channels = a.channels + seg.first_channel;
   typename Team::template Var<Lane> lanes;
   team.each([&](unsigned l) {
@@ -315,8 +317,8 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
     ln.cursor = 0;
     ln.w0 = stream_word(ln, ln.j);
     ln.w1 = stream_word(ln, L + ln.j);
-    ln.t = ln.s.t_begin + ln.j / C;  // value j of the substream
-    ln.c = ln.j % C;
+    ln.t = C == 0 ? ln.s.t_end : ln.s.t_begin + ln.j / C;  // value j of the substream
+    ln.c = C == 0 ? 0 : ln.j % C;
     ln.has = ln.t < ln.s.t_end;
     if (ln.has) ln.row = a.dst.row(task.segment, a.token_begin + ln.t);
     ln.ch_next = ln.has ? channels[ln.c] : 0u;
@@ -333,7 +335,7 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
   const std::uint32_t extra_bits = R + 1 < 16 ? R + 1 : 16;
   const std::uint32_t extra2_bits = R + 1 > 16 ? R + 1 - 16 : 0;
   // Values of one group that share a channel (C < L) take their references in value order.
-  const std::uint32_t rounds = seg.predicted && C < L ? (L - 1) / C + 1 : 1;
+  const std::uint32_t rounds = seg.predicted && C != 0 && C < L ? (L - 1) / C + 1 : 1;
 
   const auto group = [&]<bool kFull>() {
     team.each([&](unsigned l) {  // step 1: tokens
@@ -416,6 +418,20 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
     } else {
       group.template operator()<false>();  // a partial group, or substreams of fewer lanes
     }
+  }
+  if constexpr (kCoding == 0) {  // the constant tail: each value its channel's center
+    team.each([&](unsigned l) {
+      const Lane& ln = lanes[l];
+      if (!ln.active) return;
+      for (std::uint32_t t = ln.s.t_begin; t < ln.s.t_end && C < a.channels_per_row; ++t) {
+        std::byte* row = a.dst.row(task.segment, a.token_begin + t);
+        for (std::uint32_t c = C + ln.j; c < a.channels_per_row; c += L) {
+          const std::uint32_t ch = channels[c];
+          store_quantized<kOut>(
+              row, c, static_cast<float>(channel_center(ch)) * luts.steps[channel_step_code(ch)]);
+        }
+      }
+    });
   }
   team.each([&](unsigned l) {
     Lane& ln = lanes[l];

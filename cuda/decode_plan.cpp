@@ -95,7 +95,8 @@ Status DecodePlanner::plan(std::span<const std::byte> chunk, DecodePlan& p) {
     SegmentView& s = sc.view;
     KVS_RETURN_IF_ERROR(codec::parse_segment(chunk, sc.entries[i], i, p.info, s));
     const bool predicted = s.predictor == codec::Predictor::previous_token;
-    p.segments[i] = {static_cast<std::uint32_t>(s.coding), predicted ? 1u : 0u, s.lanes, i * C};
+    p.segments[i] = {static_cast<std::uint32_t>(s.coding), predicted ? 1u : 0u, s.lanes, i * C,
+                     s.coded};
     for (std::uint32_t c = 0; c < C; ++c) {
       const auto table = static_cast<std::uint8_t>(s.table_ids[c]);
       if (sc.compact[table] < 0) {

@@ -64,6 +64,10 @@ struct EncodeArgs {
   std::uint32_t per = 0;                    // tokens per substream
   std::uint8_t* table = nullptr;
   std::uint32_t* table_row = nullptr;
+  // Lossy codings: whether every value of the channel is its center (it may join the segment's
+  // constant tail, FORMAT.md), and per segment the channels its words code (C').
+  std::uint8_t* constant = nullptr;
+  std::uint32_t* coded = nullptr;
   // Per segment and value (index segment * T * C + t * C + c).
   std::uint8_t* token = nullptr;
   std::uint16_t* raw = nullptr;
@@ -211,6 +215,7 @@ KVS_HD void table_item(const EncodeArgs& a, std::uint32_t segment, std::uint32_t
       });
   a.table[i] = static_cast<std::uint8_t>(table);
   a.table_row[i] = table * codec::kTokens;
+  a.constant[i] = a.coding == 0 && h[0] == a.tokens ? 1 : 0;
 }
 
 // One step of a group for every lane l < count (codec::rans_encode_values, in parallel): lanes
@@ -235,11 +240,21 @@ KVS_HD void encode_step(Team& team, typename Team::template Var<std::uint32_t>& 
 }
 
 // Substream k of a segment through the entropy coder, one team lane per rANS lane: its words end
-// its region, its states and where its words begin are recorded. The same words as
-// codec::rans_encode_values, which takes the lanes one after another.
+// its region, its states and where its words begin are recorded; substream 0 records the
+// segment's coded channels. The same words as codec::rans_encode_values, which takes the lanes
+// one after another, over the coded channels of each token (the CPU encoder closes its rows up
+// to them; here value i of the substream is found in place).
 template <class Team>
 KVS_HD void substream_task(Team& team, const EncodeArgs& a, std::uint32_t segment,
                            std::uint32_t k) {
+  const std::uint8_t* constant = a.constant + std::uint64_t{segment} * a.channels;
+  const std::uint32_t coded =
+      a.channels - codec::constant_tail(a.channels, [&](std::uint32_t c) { return constant[c]; });
+  if (k == 0) {
+    team.each([&](unsigned l) {
+      if (l == 0) a.coded[segment] = coded;
+    });
+  }
   const std::uint64_t base = std::uint64_t{segment} * a.tokens * a.channels;
   const std::uint8_t* tokens = a.token + base;
   const std::uint16_t* raw = a.raw + base;
@@ -250,8 +265,10 @@ KVS_HD void substream_task(Team& team, const EncodeArgs& a, std::uint32_t segmen
   const std::uint32_t bits2 = extra_bits > 16 ? extra_bits - 16 : 0;
   const std::uint32_t L = a.lanes;
   const std::uint32_t t_end = (k + 1) * a.per < a.tokens ? (k + 1) * a.per : a.tokens;
-  const std::uint64_t first = std::uint64_t{k} * a.per * a.channels;
-  const std::uint64_t last = std::uint64_t{t_end} * a.channels;
+  // Values [first, last) in the numbering of the coded channels; value i is at at(i).
+  const std::uint64_t first = std::uint64_t{k} * a.per * coded;
+  const std::uint64_t last = std::uint64_t{t_end} * coded;
+  const auto at = [&](std::uint64_t i) { return (i / coded) * a.channels + i % coded; };
   const std::uint64_t s = std::uint64_t{segment} * a.substreams + k;
   std::uint16_t* words = a.words + s * a.region_words;
   std::uint64_t pos = a.region_words;
@@ -265,24 +282,24 @@ KVS_HD void substream_task(Team& team, const EncodeArgs& a, std::uint32_t segmen
     const auto count = static_cast<std::uint32_t>(last - b < L ? last - b : L);
     if (bits2 != 0) {
       encode_step(team, x, count, words, pos, raw_sheds(bits2), [&](unsigned l, std::uint32_t xl) {
-        return (xl << bits2) | (extra[b + l] >> 16);
+        return (xl << bits2) | (extra[at(b + l)] >> 16);
       });
     }
     if (bits1 != 0) {
       encode_step(team, x, count, words, pos, raw_sheds(bits1), [&](unsigned l, std::uint32_t xl) {
-        return (xl << bits1) | (extra[b + l] & 0xFFFFu);
+        return (xl << bits1) | (extra[at(b + l)] & 0xFFFFu);
       });
     }
     encode_step(
         team, x, count, words, pos,
         [&](unsigned l, std::uint32_t xl) {
-          const std::uint32_t bits = codec::raw_bits_of(tokens[b + l]);
+          const std::uint32_t bits = codec::raw_bits_of(tokens[at(b + l)]);
           return bits != 0 && (xl >> (32 - bits)) != 0;
         },
         [&](unsigned l, std::uint32_t xl) {
-          return (xl << codec::raw_bits_of(tokens[b + l])) | raw[b + l];
+          return (xl << codec::raw_bits_of(tokens[at(b + l)])) | raw[at(b + l)];
         });
-    const auto entry = [&](unsigned l) { return table_row[(b + l) % a.channels] + tokens[b + l]; };
+    const auto entry = [&](unsigned l) { return table_row[(b + l) % coded] + tokens[at(b + l)]; };
     encode_step(
         team, x, count, words, pos,
         [&](unsigned l, std::uint32_t xl) {

@@ -162,6 +162,7 @@ Status assemble_chunk(const EncodeJob& job, const EncodedParts& p, std::vector<s
         lossy ? static_cast<codec::Predictor>(p.predicted[s]) : codec::Predictor::none,
         job.lanes,
         job.substreams,
+        C - p.coded[s],
         lossy ? p.step_code.subspan(at, C) : std::span<const std::uint8_t>(),
         p.table.subspan(at, C),
         p.center.subspan(at, C)};
@@ -263,12 +264,15 @@ Status encode_on_host(const KvView& src, std::uint32_t token_begin, std::uint32_
   a.center = choices.center.data();
   a.predicted = choices.predicted.data();
   std::vector<std::uint32_t> hist(codec::kTokens), table_row(n), states(32 * job.all_substreams());
-  std::vector<std::uint8_t> table(n), token(values_n);
+  std::vector<std::uint8_t> table(n), constant(n), token(values_n);
+  std::vector<std::uint32_t> coded(job.segments);
   std::vector<std::uint16_t> raw(values_n), words(job.region_words * job.all_substreams());
   std::vector<std::uint32_t> extra(job.coding == Coding::quantized ? 0 : values_n);
   std::vector<std::uint64_t> word_begin(job.all_substreams());
   a.table = table.data();
   a.table_row = table_row.data();
+  a.constant = constant.data();
+  a.coded = coded.data();
   a.token = token.data();
   a.raw = raw.data();
   a.extra = extra.data();
@@ -284,11 +288,17 @@ Status encode_on_host(const KvView& src, std::uint32_t token_begin, std::uint32_
   for (std::uint32_t s = 0; s < job.segments; ++s)
     for (std::uint32_t k = 0; k < job.substreams; ++k)
       substream_task(team, a, s, k);
-  const EncodedParts parts{
-      choices.predicted, choices.step_code, table, choices.center, states, [&](std::uint64_t s) {
-        return std::span<const std::uint16_t>(words).subspan(s * job.region_words + word_begin[s],
-                                                             job.region_words - word_begin[s]);
-      }};
+  const EncodedParts parts{choices.predicted,
+                           choices.step_code,
+                           table,
+                           choices.center,
+                           coded,
+                           states,
+                           [&](std::uint64_t s) {
+                             return std::span<const std::uint16_t>(words).subspan(
+                                 s * job.region_words + word_begin[s],
+                                 job.region_words - word_begin[s]);
+                           }};
   return assemble_chunk(job, parts, out);
 }
 

@@ -85,6 +85,7 @@ void choose_on_host(const EncodeJob& job, std::span<const std::int64_t> sum,
 struct EncodedParts {
   std::span<const std::uint8_t> predicted, step_code, table;
   std::span<const std::int32_t> center;
+  std::span<const std::uint32_t> coded;   // per segment: C' (FORMAT.md "Constant tail")
   std::span<const std::uint32_t> states;  // 32 per substream
   std::function<std::span<const std::uint16_t>(std::uint64_t)> words;
 };

@@ -26,7 +26,7 @@ struct GpuEncoder::Impl {
   DeviceBuffer costs, weights, bounds, freq_cum, reciprocals;
   // Per encode: the view's pools and blocks, the bad-value keys (source check, statistics),
   // statistics, choices, tables, symbols, words, states and packed words.
-  DeviceBuffer view_arrays, bad, stats, step, center, predicted, table, table_row;
+  DeviceBuffer view_arrays, bad, stats, step, center, predicted, table, table_row, constant, coded;
   DeviceBuffer token, raw, extra, words, states, word_begin, packed_at, packed;
   // Transform coding: A transposed for the transform it was made from (held, so that no other
   // transform takes its address), the chunk's angles, z rows and coefficients.
@@ -37,7 +37,7 @@ struct GpuEncoder::Impl {
   std::vector<std::int64_t> stats_host;
   std::vector<std::uint8_t> table_host;
   std::vector<std::int32_t> center_host;
-  std::vector<std::uint32_t> states_host;
+  std::vector<std::uint32_t> states_host, coded_host;
   std::vector<std::uint64_t> begin_host, at_host;
   PinnedBuffer packed_host;
 };
@@ -162,6 +162,8 @@ Status run_coding(GpuEncoder::Impl& m, const EncodeJob& job, const Choices& choi
   }
   KVS_RETURN_IF_ERROR(m.table.reserve(n));
   KVS_RETURN_IF_ERROR(m.table_row.reserve(n * 4));
+  KVS_RETURN_IF_ERROR(m.constant.reserve(n));
+  KVS_RETURN_IF_ERROR(m.coded.reserve(job.segments * 4));
   KVS_RETURN_IF_ERROR(m.token.reserve(values_n));
   KVS_RETURN_IF_ERROR(m.raw.reserve(values_n * 2));
   KVS_RETURN_IF_ERROR(m.extra.reserve(lossy ? 0 : values_n * 4));
@@ -173,6 +175,8 @@ Status run_coding(GpuEncoder::Impl& m, const EncodeJob& job, const Choices& choi
   a.predicted = m.predicted.get<std::uint8_t>();
   a.table = m.table.get<std::uint8_t>();
   a.table_row = m.table_row.get<std::uint32_t>();
+  a.constant = m.constant.get<std::uint8_t>();
+  a.coded = m.coded.get<std::uint32_t>();
   a.token = m.token.get<std::uint8_t>();
   a.raw = m.raw.get<std::uint16_t>();
   a.extra = m.extra.get<std::uint32_t>();
@@ -184,6 +188,8 @@ Status run_coding(GpuEncoder::Impl& m, const EncodeJob& job, const Choices& choi
   m.states_host.resize(subs * 32);
   m.begin_host.resize(subs);
   KVS_RETURN_IF_ERROR(download(m.table_host.data(), m.table.get(), n, stream));
+  m.coded_host.resize(job.segments);
+  KVS_RETURN_IF_ERROR(download(m.coded_host.data(), m.coded.get(), job.segments, stream));
   if (!lossy) {  // the kernels chose them; lossy centers are the host's own choices
     m.center_host.resize(n);
     KVS_RETURN_IF_ERROR(download(m.center_host.data(), m.center.get(), n, stream));
@@ -272,6 +278,7 @@ Status GpuEncoder::encode(const KvView& src, std::uint32_t token_begin, std::uin
                            m.table_host,
                            lossy ? std::span<const std::int32_t>(choices.center)
                                  : std::span<const std::int32_t>(m.center_host),
+                           m.coded_host,
                            m.states_host,
                            [&](std::uint64_t s) {
                              return std::span(packed + m.at_host[s],

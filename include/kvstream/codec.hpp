@@ -159,6 +159,7 @@ struct ChunkInfo {
   std::uint32_t total_size = 0;
   std::uint32_t transform_id = 0;  // KvTransform::id() of a transform-coded chunk, else 0
   bool transformed = false;
+  std::uint16_t version = 0;  // of the chunk format (codec/FORMAT.md)
 };
 
 // Validates the header and segment table (not the segments) and describes the chunk.

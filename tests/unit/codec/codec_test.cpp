@@ -547,7 +547,7 @@ TEST(Codec, LosslessExponentOutOfRangeIsAnErrorOnEveryPath) {
 
 TEST_F(CorruptChunk, WrongVersionIsUnsupported) {
   auto bad = chunk_;
-  bad[4] = std::byte{2};
+  bad[4] = std::byte{3};
   refresh_checksums(bad);
   EXPECT_EQ(decode(bad).code(), Errc::unsupported);
   auto magic = chunk_;

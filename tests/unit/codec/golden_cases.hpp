@@ -19,6 +19,7 @@ struct GoldenCase {
   bool specials;
   bool smooth_keys = false;  // K drifts slowly, so that its segments use the predictor
   bool transform = false;    // coded with testing_data::make_transform_profile(..., 3)
+  bool tails = false;        // segments end in constant channels (fill_constant_tails)
 };
 
 inline const GoldenCase kGoldenCases[] = {
@@ -39,6 +40,18 @@ inline const GoldenCase kGoldenCases[] = {
     {"f16-level0-8lanes", {2, 4, 16, DType::f16, 256}, 0, 256, 0, 8, 1 << 20, true},
     {"f16-level2-predicted", {2, 4, 16, DType::f16, 256}, 0, 256, 2, 8, 2048, false, true},
     {"f16-level2-transform", {2, 2, 8, DType::f16, 200}, 40, 128, 2, 8, 16384, false, false, true},
+    // Constant tails of 0, 8, 16, all 64, 40 and 0 channels (version 2).
+    {"f16-level3-tails",
+     {3, 4, 16, DType::f16, 160},
+     16,
+     128,
+     3,
+     8,
+     4096,
+     false,
+     true,
+     false,
+     true},
 };
 
 inline CodecProfile profile_of(const GoldenCase& g) {
@@ -52,6 +65,7 @@ inline KvBuffer golden_source(const GoldenCase& g) {
   KvBuffer src = KvBuffer::create(g.layout).value();
   fill_synthetic(src.view(), 42, g.specials);
   if (g.smooth_keys) fill_smooth(src.view(), 42, /*keys_only=*/true);
+  if (g.tails) fill_constant_tails(src.view());
   return src;
 }
 

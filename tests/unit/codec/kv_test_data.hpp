@@ -118,6 +118,22 @@ inline void fill_smooth(const KvView& v, std::uint64_t seed, bool keys_only = fa
   }
 }
 
+// Makes the last channels of each segment (layer, part) constant over the tokens: kTailWidths,
+// cycled segment by segment, give how many, each segment at its own value (0 for some), so that
+// a lossy chunk's segments have constant tails (codec/FORMAT.md) of different widths.
+inline constexpr std::uint32_t kTailWidths[] = {0, 8, 21, 64, 40, 3};
+inline void fill_constant_tails(const KvView& v) {
+  const KvLayout& L = v.layout();
+  for (std::uint32_t s = 0; s < 2 * L.layers; ++s) {
+    const std::size_t C = L.row_values();
+    const std::size_t width = std::min<std::size_t>(kTailWidths[s % 6], C);
+    const float value = s % 3 == 0 ? 0.0f : 0.375f * static_cast<float>(s);
+    for (std::uint32_t t = 0; t < L.tokens; ++t)
+      for (std::size_t c = C - width; c < C; ++c)
+        store(v, s / 2, static_cast<KvPart>(s % 2), t, c, value);
+  }
+}
+
 // A transform for KV of this shape (codec/FORMAT.md "Transform coding") from arithmetic alone,
 // so that golden files do not depend on a libm: S = D U with U a product of Householder
 // reflections and D a diagonal scale, A = U^T D^-1; RoPE frequencies 1, 1/8, 1/64, ...
