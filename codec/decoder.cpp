@@ -32,6 +32,7 @@ struct ChunkDecoder::Scratch {
     std::vector<Channel> channels;
     std::vector<std::int32_t> ref;  // per channel: the reference of its next value
     std::vector<float> z, k;        // a layer's synthesized rows, and its K turned by RoPE
+    std::vector<std::byte> tail;    // a segment's constant tail, as a destination row ends
     SparseScratch sparse;           // the coefficients' nonzeros, token by token
   };
   std::vector<Worker> workers;
@@ -258,11 +259,16 @@ Status decode_segment_as(const SegmentView& s, std::uint32_t layer, KvPart part,
     }
   }
   if constexpr (kCoding == Coding::quantized) {
-    for (std::uint32_t t = 0; t < info.token_count && coded < C; ++t) {
-      std::byte* tail_row = dst.row(layer, part, info.token_begin + t);
-      for (std::size_t c = coded; c < C; ++c)
-        store(tail_row, c, kOut, static_cast<float>(s.centers[c]) * channels[c].step);
-    }
+    if (coded == C) return Status::ok();
+    // The constant tail: one row of it in the destination dtype, copied to every token.
+    std::vector<std::byte>& tail = scratch.tail;
+    const std::size_t bytes = dtype_size(kOut);
+    tail.resize((C - coded) * bytes);
+    for (std::size_t c = coded; c < C; ++c)
+      store(tail.data(), c - coded, kOut, static_cast<float>(s.centers[c]) * channels[c].step);
+    for (std::uint32_t t = 0; t < info.token_count; ++t)
+      std::memcpy(dst.row(layer, part, info.token_begin + t) + coded * bytes, tail.data(),
+                  tail.size());
   }
   return Status::ok();
 }

@@ -155,39 +155,56 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_rows(SimdJob* jobs, const G
   ((_mm256_store_si256(reinterpret_cast<__m256i*>(jobs[I].x), x[I]), jobs[I].p = p[I]), ...);
 }
 
-// N jobs side by side whose rows differ in length (segments with constant tails of their own),
-// a few groups of each per round, each job wrapping its rows where its own end.
-template <class Group, std::size_t... I>
-__attribute__((target("avx2,f16c,popcnt"))) void run_mixed(SimdJob* jobs, const Group& group,
-                                                           std::index_sequence<I...>) {
-  constexpr std::ptrdiff_t kGroups = 8;  // per job and round, between the checks
-  const std::array<std::int32_t, 8>* permutations = refill_permutations().data();
-  const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
-  __m256i x[] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(jobs[I].x))...};
-  const std::byte* p[] = {jobs[I].p...};
-  const auto ready = [&](const SimdJob& j, const std::byte* at) {
-    return j.left >= 8 * std::size_t{kGroups} && j.limit - at >= kGroups * Group::kGroupBytes;
-  };
-  while ((ready(jobs[I], p[I]) && ...)) {
-    for (std::ptrdiff_t g = 0; g < kGroups; ++g) {
-      const __m256i e[] = {decode_token(x[I], jobs[I].ch->lut_offset + jobs[I].c, lut)...};
-      (group(x[I], e[I], p[I], jobs[I], jobs[I].c, permutations), ...);
-      (jobs[I].next_group(), ...);
-    }
-  }
-  ((_mm256_store_si256(reinterpret_cast<__m256i*>(jobs[I].x), x[I]), jobs[I].p = p[I]), ...);
+// Whether run_mixed can take a round of a job whose next word is at `p`.
+constexpr std::ptrdiff_t kMixedGroups = 8;  // per job and round, between the checks
+template <class Group>
+bool mixed_ready(const SimdJob& j, const std::byte* p) noexcept {
+  return j.left >= 8 * std::size_t{kMixedGroups} &&
+         j.limit - p >= kMixedGroups * Group::kGroupBytes;
 }
 
-// N jobs from `jobs`, row by row when their rows are as long, else group by group.
-template <std::size_t N, class Group>
-void run_batch(SimdJob* jobs, const Group& group) {
-  bool same = true;
-  for (std::size_t i = 1; i < N; ++i)
-    same &= jobs[i].ch->count == jobs[0].ch->count;
-  if (same) {
-    run_rows(jobs, group, std::make_index_sequence<N>());
-  } else {
-    run_mixed(jobs, group, std::make_index_sequence<N>());
+// N jobs side by side whose rows differ in length (segments with constant tails of their own),
+// a few groups of each per round, each job wrapping its rows where its own end; until one of
+// them has no whole round left.
+template <class Group, std::size_t... I>
+__attribute__((target("avx2,f16c,popcnt"))) void run_mixed(SimdJob* const* jobs, const Group& group,
+                                                           std::index_sequence<I...>) {
+  const std::array<std::int32_t, 8>* permutations = refill_permutations().data();
+  const auto* lut = reinterpret_cast<const int*>(table_bank_luts());
+  __m256i x[] = {_mm256_load_si256(reinterpret_cast<const __m256i*>(jobs[I]->x))...};
+  const std::byte* p[] = {jobs[I]->p...};
+  while ((mixed_ready<Group>(*jobs[I], p[I]) && ...)) {
+    for (std::ptrdiff_t g = 0; g < kMixedGroups; ++g) {
+      const __m256i e[] = {decode_token(x[I], jobs[I]->ch->lut_offset + jobs[I]->c, lut)...};
+      (group(x[I], e[I], p[I], *jobs[I], jobs[I]->c, permutations), ...);
+      (jobs[I]->next_group(), ...);
+    }
+  }
+  ((_mm256_store_si256(reinterpret_cast<__m256i*>(jobs[I]->x), x[I]), jobs[I]->p = p[I]), ...);
+}
+
+// Jobs whose rows differ in length, four (or two) at a time: when one has no whole round left,
+// the next job takes its place, so that the longer jobs do not finish alone, latency-bound.
+template <class Group>
+void run_all_mixed(std::span<SimdJob> jobs, const Group& group) {
+  SimdJob* w[4];
+  std::size_t n = 0, next = 0;
+  for (;;) {
+    for (; n < 4 && next < jobs.size(); ++next) {
+      if (mixed_ready<Group>(jobs[next], jobs[next].p)) w[n++] = &jobs[next];
+    }
+    if (n == 4) {
+      run_mixed(w, group, std::make_index_sequence<4>());
+    } else if (n >= 2) {
+      run_mixed(w, group, std::make_index_sequence<2>());
+    } else {
+      return;
+    }
+    std::size_t kept = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      if (mixed_ready<Group>(*w[i], w[i]->p)) w[kept++] = w[i];
+    }
+    n = kept;
   }
 }
 
@@ -210,11 +227,18 @@ __attribute__((target("avx2,f16c,popcnt"))) void run_groups(SimdJob& job, const 
 template <class Group>
 // Jobs before `i` have had their whole rows decoded already (by the AVX-512 variant).
 void run_all(std::span<SimdJob> jobs, const Group& group, std::size_t i = 0) {
-  for (; i + 4 <= jobs.size(); i += 4)
-    run_batch<4>(&jobs[i], group);
-  if (jobs.size() - i >= 2) {
-    run_batch<2>(&jobs[i], group);
-    i += 2;
+  bool same = true;
+  for (std::size_t j = i; j < jobs.size(); ++j)
+    same &= jobs[j].ch->count == jobs[i].ch->count;
+  if (!same) {
+    run_all_mixed(jobs.subspan(i), group);
+  } else {
+    for (; i + 4 <= jobs.size(); i += 4)
+      run_rows(&jobs[i], group, std::make_index_sequence<4>());
+    if (jobs.size() - i >= 2) {
+      run_rows(&jobs[i], group, std::make_index_sequence<2>());
+      i += 2;
+    }
   }
   // What the batches left (the last rows, whose words may run short) goes group by group.
   for (SimdJob& job : jobs)
