@@ -55,6 +55,15 @@ struct ChunkDecoder::Scratch {
 
 namespace {
 
+// How many of a segment's last channels decode to zero at every token: the zeros of its
+// constant tail (FORMAT.md), which the product need not look at.
+std::size_t zero_tail(const SegmentView& s) {
+  std::size_t c = s.centers.size();
+  while (c > s.coded && s.centers[c - 1] == 0)
+    --c;
+  return s.centers.size() - c;
+}
+
 // Writes one decoded value; `T` is the destination dtype's storage.
 inline void store(std::byte* row, std::size_t c, DType dt, float f) {
   if (dt == DType::f32) {
@@ -498,7 +507,8 @@ void ChunkDecoder::synthesize(const KvTransform& t, const ChunkInfo& info,
     // At low rates most coefficients quantize to zero.
     multiply_sparse_rows(n, std::span(sc.synthesis_t).subspan(layer * n * n, n * n), T,
                          HalfRows<const float>{k_rows, v_rows - C, C, C},
-                         HalfRows<float>{w.z.data(), w.z.data(), C, n}, w.sparse);
+                         HalfRows<float>{w.z.data(), w.z.data(), C, n}, w.sparse,
+                         {zero_tail(sc.views[2 * layer]), zero_tail(sc.views[2 * layer + 1])});
     if (rotated) turn_keys(t, *turns, first_row, T, w.z.data(), n, w.k.data(), C);
     for (std::size_t i = 0; i < T; ++i) {
       const auto token = info.token_begin + static_cast<std::uint32_t>(i);

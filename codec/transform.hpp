@@ -94,9 +94,14 @@ struct SparseScratch {
   std::vector<float> values;
   std::vector<std::size_t> counts;
 };
+// How many trailing inputs of each half are zero at every token (a chunk's constant tails of
+// zeros, FORMAT.md): they are not even looked at.
+struct ZeroTails {
+  std::size_t lo = 0, hi = 0;
+};
 void multiply_sparse_rows(std::size_t n, std::span<const float> mt, std::size_t tokens,
-                          HalfRows<const float> in, HalfRows<float> out,
-                          SparseScratch& scratch) noexcept;
+                          HalfRows<const float> in, HalfRows<float> out, SparseScratch& scratch,
+                          ZeroTails zero_tails = {}) noexcept;
 
 // Each layer's n x n matrix of `m` transposed, for multiply_rows.
 void transpose_layers(std::span<const float> m, std::size_t n, std::vector<float>& out);
