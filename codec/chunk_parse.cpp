@@ -78,12 +78,17 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
   crc = crc32c(chunk.subspan(kHeaderSize, table_end - kHeaderSize), crc);
   if (crc != header_crc) return corrupt("header checksum mismatch");
 
-  const ChunkInfo info{level,    static_cast<DType>(dtype),
-                       layers,   heads,
-                       dim,      begin,
-                       count,    total,
-                       reserved, transformed,
-                       version};
+  const ChunkInfo info{.level = level,
+                       .dtype = static_cast<DType>(dtype),
+                       .layers = layers,
+                       .kv_heads = heads,
+                       .head_dim = dim,
+                       .token_begin = begin,
+                       .token_count = count,
+                       .total_size = total,
+                       .transform_id = reserved,
+                       .transformed = transformed,
+                       .version = version};
   segments_out.resize(segments);
   std::size_t expected_offset = table_end;
   for (std::uint32_t i = 0; i < segments; ++i) {

@@ -346,7 +346,8 @@ void decode_simd(SimdPath path, const ChunkInfo& info, const KvView& dst,
   std::size_t last_bytes = 0;  // of the last job's substream
   for (std::size_t i = 0; i < segments; ++i) {
     SegmentView& s = sc.views[i];
-    // Groups of eight channels never straddle a row (so whole tails, as encoders write them).
+    // The vector loops take rows of whole groups of eight channels: a segment that codes none,
+    // or a number that is not a multiple of 8 (which no encoder writes), is the scalar loop's.
     if (s.lanes != 8 || s.coded == 0 || s.coded % 8 != 0) continue;
     for (std::size_t c = 0; c < C; ++c) {
       sc.simd_lut[i * C + c] =

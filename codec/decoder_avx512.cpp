@@ -169,6 +169,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,f16c,popcnt"))) v
 // first one's (segments with constant tails of their own), and leaves the rest to the AVX2 path.
 template <class Group>
 std::size_t run_pairs(std::span<SimdJob> jobs, const Group& group) {
+  if (jobs.empty()) return 0;
   std::size_t same = 1;
   while (same < jobs.size() && jobs[same].ch->count == jobs[0].ch->count)
     ++same;
