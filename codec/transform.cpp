@@ -467,22 +467,21 @@ __attribute__((target("avx2,fma"))) void multiply_avx2(std::size_t n, const floa
 // block of outputs one fma per nonzero input and output vector. A block flags an output left at
 // -0 (see transform.hpp); the caller computes those again in full.
 
-// The inputs a token's gathering looks at: [0, lo_end) and [half, hi_end), the rest being zero
-// tails. Ends are rounded up to whole vectors of `width` (halves are whole vectors).
-struct Scan {
-  std::size_t lo_end, hi_end;
-};
+// The inputs a token's gathering looks at: [0, e0) of the first half and [half, e1) of the
+// second, the rest being zero tails. Ends are rounded up to whole vectors of `width` (halves
+// are whole vectors).
+using Scan = std::array<std::pair<std::size_t, std::size_t>, 2>;
 Scan scan_of(std::size_t n, std::size_t half, ZeroTails z, std::size_t width) noexcept {
   const auto up = [&](std::size_t v) { return (v + width - 1) / width * width; };
-  return {up(half - std::min(z.lo, half)), half + up(n - half - std::min(z.hi, n - half))};
+  return {{{0, up(half - std::min(z.lo, half))},
+           {half, half + up(n - half - std::min(z.hi, n - half))}}};
 }
 
 // Returns how many of the token's inputs are nonzero, written to idx/val.
 std::size_t gather_nonzero(const Scan& scan, const HalfRows<const float>& in, std::size_t u,
                            std::uint32_t* idx, float* val) noexcept {
   std::size_t k = 0;
-  for (const auto& [begin, end] :
-       {std::pair{std::size_t{0}, scan.lo_end}, std::pair{in.half, scan.hi_end}}) {
+  for (const auto& [begin, end] : scan) {
     for (std::size_t j = begin; j < end; ++j) {
       const float x = *in.at(u, j);
       idx[k] = static_cast<std::uint32_t>(j);
@@ -516,18 +515,18 @@ __attribute__((target("avx2,popcnt"))) std::size_t gather_nonzero_avx2(
     float* val) noexcept {
   const std::array<std::int32_t, 8>* perms = compress_permutations().data();
   std::size_t k = 0;
-  for (std::size_t b = 0; b < scan.hi_end; b += 8) {
-    if (b == scan.lo_end) b = in.half;  // past the first half's zero tail
-    if (b >= scan.hi_end) break;
-    const __m256i j = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(b)),
-                                       _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-    const __m256 x = _mm256_loadu_ps(in.at(u, b));
-    const auto nonzero = static_cast<std::uint32_t>(
-        _mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
-    const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(perms[nonzero].data()));
-    _mm256_storeu_ps(val + k, _mm256_permutevar8x32_ps(x, p));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + k), _mm256_permutevar8x32_epi32(j, p));
-    k += static_cast<std::size_t>(_mm_popcnt_u32(nonzero));
+  for (const auto& [begin, end] : scan) {
+    for (std::size_t b = begin; b < end; b += 8) {
+      const __m256i j = _mm256_add_epi32(_mm256_set1_epi32(static_cast<int>(b)),
+                                         _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+      const __m256 x = _mm256_loadu_ps(in.at(u, b));
+      const auto nonzero = static_cast<std::uint32_t>(
+          _mm256_movemask_ps(_mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+      const __m256i p = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(perms[nonzero].data()));
+      _mm256_storeu_ps(val + k, _mm256_permutevar8x32_ps(x, p));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(idx + k), _mm256_permutevar8x32_epi32(j, p));
+      k += static_cast<std::size_t>(_mm_popcnt_u32(nonzero));
+    }
   }
   return k;
 }
@@ -537,17 +536,17 @@ __attribute__((target("avx512f"))) std::size_t gather_nonzero_avx512(
     const Scan& scan, const HalfRows<const float>& in, std::size_t u, std::uint32_t* idx,
     float* val) noexcept {
   std::size_t k = 0;
-  for (std::size_t b = 0; b < scan.hi_end; b += 16) {
-    if (b == scan.lo_end) b = in.half;  // past the first half's zero tail
-    if (b >= scan.hi_end) break;
-    const __m512i j =
-        _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(b)),
-                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
-    const __m512 x = _mm512_loadu_ps(in.at(u, b));
-    const __mmask16 nonzero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-    _mm512_mask_compressstoreu_ps(val + k, nonzero, x);
-    _mm512_mask_compressstoreu_epi32(idx + k, nonzero, j);
-    k += static_cast<std::size_t>(__builtin_popcount(nonzero));
+  for (const auto& [begin, end] : scan) {
+    for (std::size_t b = begin; b < end; b += 16) {
+      const __m512i j =
+          _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(b)),
+                           _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+      const __m512 x = _mm512_loadu_ps(in.at(u, b));
+      const __mmask16 nonzero = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+      _mm512_mask_compressstoreu_ps(val + k, nonzero, x);
+      _mm512_mask_compressstoreu_epi32(idx + k, nonzero, j);
+      k += static_cast<std::size_t>(__builtin_popcount(nonzero));
+    }
   }
   return k;
 }
@@ -677,14 +676,15 @@ void multiply_sparse_rows(std::size_t n, std::span<const float> mt, std::size_t 
   // several tokens, which the sparse one cannot. Decided on the tokens gathered so far, from the
   // eighth on, so that a dense chunk costs the gathering of a few tokens only.
   std::size_t total = 0;
-  const Scan scan16 = scan_of(n, in.half, zero_tails, 16),
-             scan8 = scan_of(n, in.half, zero_tails, 8), scan1 = scan_of(n, in.half, zero_tails, 1);
+  // The gathering's vector width: its loads stay within a half.
+  const std::size_t width = avx512 && in.half % 16 == 0 ? 16 : in.half % 8 == 0 ? 8 : 1;
+  const Scan scan = scan_of(n, in.half, zero_tails, width);
   for (std::size_t u = 0; u < tokens; ++u) {
     std::uint32_t* idx = scratch.nonzero.data() + u * n;
     float* val = scratch.values.data() + u * n;
-    scratch.counts[u] = avx512 && in.half % 16 == 0 ? gather_nonzero_avx512(scan16, in, u, idx, val)
-                        : in.half % 8 == 0          ? gather_nonzero_avx2(scan8, in, u, idx, val)
-                                                    : gather_nonzero(scan1, in, u, idx, val);
+    scratch.counts[u] = width == 16  ? gather_nonzero_avx512(scan, in, u, idx, val)
+                        : width == 8 ? gather_nonzero_avx2(scan, in, u, idx, val)
+                                     : gather_nonzero(scan, in, u, idx, val);
     total += scratch.counts[u];
     if ((u >= 7 || u + 1 == tokens) && 3 * total > (u + 1) * n) {
       multiply_rows(n, mt, tokens, in, out);

@@ -419,11 +419,11 @@ KVS_HD void decode_task(Team& team, const DecodeArgs& a, const Luts& luts,
       group.template operator()<false>();  // a partial group, or substreams of fewer lanes
     }
   }
-  if constexpr (kCoding == 0) {  // the constant tail: each value its channel's center
+  if (kCoding == 0 && C < a.channels_per_row) {  // the constant tail: each value its center
     team.each([&](unsigned l) {
       const Lane& ln = lanes[l];
       if (!ln.active) return;
-      for (std::uint32_t t = ln.s.t_begin; t < ln.s.t_end && C < a.channels_per_row; ++t) {
+      for (std::uint32_t t = ln.s.t_begin; t < ln.s.t_end; ++t) {
         std::byte* row = a.dst.row(task.segment, a.token_begin + t);
         for (std::uint32_t c = C + ln.j; c < a.channels_per_row; c += L) {
           const std::uint32_t ch = channels[c];
