@@ -174,7 +174,12 @@ RunResult simulate(const SimSetup& setup, Policy& policy) {
     // decide), move to the next one's decoding.
     while (!slots.empty() && r.chunks[slots.front()].ready + t0 <= now)
       slots.pop_front();
-    const bool slot_free = slots.size() < std::max(setup.window, 1u);
+    const std::size_t on_link =
+        static_cast<std::size_t>(std::count_if(slots.begin(), slots.end(), [&](std::uint32_t c) {
+          return r.chunks[c].landed + t0 > now;
+        }));
+    const std::uint32_t window = std::max(setup.window, 1u);
+    const bool slot_free = slots.size() < window + setup.backlog && on_link < window;
     if (slot_free) {
       const std::vector<Outstanding> outstanding = land();
       if (revoke(outstanding) || upgrade(outstanding)) continue;

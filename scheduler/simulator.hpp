@@ -2,7 +2,8 @@
 // chunks in request order at the trace's rate, each starting no earlier than `request_latency`
 // after its request; the decoder takes them as they land; the engine recomputes a chunk once
 // every chunk before it is ready (finish_time's lanes); a receive slot is busy from request until
-// its chunk is decoded, as in StreamReceiver's fetch; a probing policy gets its first fetched
+// its chunk is decoded, and at most `window` of them wait for their chunk to land, as in
+// StreamReceiver's fetch (FetchOptions::backlog); a probing policy gets its first fetched
 // chunk's landing before it decides another fetch (Policy::probes_first); and, as in
 // fetch_adaptive, a queued recompute that would end late may become a fetch (revoke.hpp), and once
 // every chunk is decided an upgrading policy may fetch chunks again at better levels
@@ -24,10 +25,13 @@ namespace kvstream::scheduler {
 struct SimSetup {
   const ContextCosts* ctx = nullptr;  // the options the policy picks from
   const Trace* trace = nullptr;
-  double start = 0;                              // when in the trace the fetch begins
-  double deadline = 1;                           // seconds after start
-  double request_latency = 0;                    // request to first byte
-  std::uint32_t window = 1;                      // fetched chunks in flight (receive slots)
+  double start = 0;            // when in the trace the fetch begins
+  double deadline = 1;         // seconds after start
+  double request_latency = 0;  // request to first byte
+  std::uint32_t window = 1;    // fetched chunks on the link at once
+  // Landed chunks that may wait for the decoder beyond the window (receive slots: window +
+  // backlog, each held from request until its chunk is decoded).
+  std::uint32_t backlog = 0;
   double decode_bytes_per_s = 0;                 // 0: free
   std::vector<double> level_decode_bytes_per_s;  // where a level differs (Rates)
   double recompute_tokens_per_s = 0;             // 0: the engine cannot recompute

@@ -69,6 +69,7 @@ class Requester {
   // True once the source has said there is nothing more to ask.
   bool exhausted() const { return exhausted_; }
   bool waiting() const { return !inflight_.empty(); }
+  std::size_t in_flight() const { return inflight_.size(); }
 
   // Takes the source's next want, if any, posts `slot` for it, then asks for it (so it never
   // arrives unexpected). False when the source has none now (it waits for a landing) or none
@@ -229,11 +230,12 @@ Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, Wan
                                   std::uint32_t max_size, const FetchOptions& o,
                                   const std::function<void(std::size_t)>& on_landed) {
   const std::uint32_t window = std::max(o.window, 1u);
-  KVS_RETURN_IF_ERROR(reserve_slots(window, max_size));
+  const std::uint32_t slot_count = window + o.backlog;
+  KVS_RETURN_IF_ERROR(reserve_slots(slot_count, max_size));
   std::vector<SlotMemory>& slots = slots_;
   std::vector<std::uint32_t> free_slots;
-  for (std::uint32_t i = 0; i < window; ++i)
-    free_slots.push_back(window - 1 - i);
+  for (std::uint32_t i = 0; i < slot_count; ++i)
+    free_slots.push_back(slot_count - 1 - i);
   Taker taker(dst, o);
   const auto bytes_of = [&](const Landed& l) {
     return std::span<const std::byte>(slots[l.slot].span()).first(l.length);
@@ -242,7 +244,7 @@ Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, Wan
   if (!o.progress_thread) {
     Requester asker(control_, data_, info, source, slots, next_request_);
     while (!asker.exhausted() || asker.waiting()) {
-      while (!free_slots.empty()) {
+      while (!free_slots.empty() && asker.in_flight() < window) {
         KVS_ASSIGN_OR_RETURN(const bool asked,
                              asker.ask(free_slots.back(), Clock::now() + o.chunk_timeout));
         if (!asked) break;
@@ -276,7 +278,14 @@ Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, Wan
         {
           std::unique_lock lock(mu);
           if (stop) return Status::ok();
-          if (!asker.exhausted()) ready.swap(free_slots);
+          // Free slots, as many as the window has room for.
+          const std::size_t room = window - asker.in_flight();
+          if (!asker.exhausted()) {
+            while (ready.size() < room && !free_slots.empty()) {
+              ready.push_back(free_slots.back());
+              free_slots.pop_back();
+            }
+          }
           if (ready.empty() && !asker.waiting()) {
             cv.wait_for(lock, kSlice, [&] { return stop || !free_slots.empty(); });
             continue;

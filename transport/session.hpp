@@ -94,7 +94,14 @@ class StreamReceiver {
   struct FetchOptions {
     std::uint32_t level = 0;
     std::uint32_t first_chunk = 0;  // resume from here
-    std::uint32_t window = 4;       // chunks in flight at most
+    std::uint32_t window = 4;       // chunks asked for and not landed, at most
+    // Landed chunks that may wait for the decoder beyond the window. Each receive slot is held
+    // from its chunk's request until the chunk is decoded, so with none the link idles while
+    // the decoder catches up (when decoding is slower than the link); with a backlog the link
+    // asks for the next chunk as soon as one lands, and keeps ahead of the decoder by up to
+    // this many chunks: a link that slows down later finds fewer bytes still to carry. Slots:
+    // window + backlog.
+    std::uint32_t backlog = 0;
     // Each chunk must land within this much of being requested or of the previous landing.
     std::chrono::milliseconds chunk_timeout{5000};
     const CodecProfile* profile = nullptr;  // transform-coded chunks' profile
@@ -122,8 +129,9 @@ class StreamReceiver {
     std::uint32_t chunk = 0, level = 0;
   };
   // The general form: fetches `wants` in that order (a chunk may appear more than once, each
-  // time at its own level), options.window in flight at most; options.level and first_chunk
-  // are not used. on_landed(i) says wants[i] is decoded in `dst`. Errors as fetch().
+  // time at its own level), options.window in flight at most (and options.backlog landed ones
+  // waiting to be decoded); options.level and first_chunk are not used. on_landed(i) says
+  // wants[i] is decoded in `dst`. Errors as fetch().
   Status fetch_chunks(const StreamInfo& info, const KvView& dst, std::span<const Want> wants,
                       const FetchOptions& options,
                       const std::function<void(std::size_t want)>& on_landed);

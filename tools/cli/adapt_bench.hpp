@@ -45,6 +45,7 @@ struct BenchPlan {
   std::vector<double> deadlines;
   std::vector<PolicySpec> policies;
   std::uint32_t runs = 1, window = 2;
+  std::uint32_t backlog = 0;  // landed chunks waiting for the decoder beyond the window
   double recompute_tps = 0;
   bool decode = true;                       // false: chunks land and are checked, not decoded
   unsigned decode_threads = 1;              // of the real runs' fetch

@@ -200,6 +200,8 @@ Expected<std::vector<RunRow>> run_real(const AdaptSetup& setup, const BenchPlan&
                                   (out / "fetch.json").string(),
                                   "--window",
                                   std::to_string(plan.window),
+                                  "--backlog",
+                                  std::to_string(plan.backlog),
                                   "--secret-file",
                                   secret,
                                   "--timeout-ms",

@@ -246,6 +246,7 @@ int run_adaptive_fetch(std::string_view command, const AdaptiveArgs& a) {
   }
   transport::StreamReceiver::FetchOptions f;
   f.window = static_cast<std::uint32_t>(a.window);
+  f.backlog = static_cast<std::uint32_t>(a.backlog);
   f.chunk_timeout = std::chrono::milliseconds(a.timeout_ms);
   f.progress_thread = a.progress_thread;
   f.decode_threads = static_cast<unsigned>(a.decode_threads);

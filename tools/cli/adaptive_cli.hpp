@@ -46,7 +46,7 @@ struct AdaptiveArgs {
   std::pair<std::string, std::uint16_t> server;
   std::string policy = "planner", losses, model_path, json_path;
   std::string decode_gbps;  // one speed, or one per level
-  std::int64_t window = 4, timeout_ms = 5000, decode_threads = 1;
+  std::int64_t window = 4, backlog = 0, timeout_ms = 5000, decode_threads = 1;
   double deadline_ms = 0, recompute_tps = 0, initial_gbps = 0;
   bool progress_thread = false, standin = false, no_decode = false;
 };

@@ -41,6 +41,7 @@ Expected<std::vector<RunRow>> simulate_all(const AdaptSetup& setup, const BenchP
                  s.deadline = row.deadline_s;
                  s.request_latency = plan.latency_s;
                  s.window = plan.window;
+                 s.backlog = plan.backlog;
                  s.decode_bytes_per_s = plan.decode ? setup.decode_rate(p.carrier) : 0;
                  if (plan.decode && p.carrier == Carrier::levels)
                    s.level_decode_bytes_per_s = setup.level_decode_bytes_per_s;
@@ -78,7 +79,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   std::string deadlines_text = "0.06,0.1,0.15,0.3,0.6,1.2";
   std::string policies_text = "planner,cachegen,fp16,int8,L0,L1,L2,L3,L4,L5,recompute";
   std::string out_dir = "adapt-results", shape_text = "32x8x128";
-  std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2,
+  std::int64_t contexts = 48, ctx = 384, chunk = 32, runs = 5, window = 2, backlog = 0,
                threads = runner::default_threads(), decode_threads = 1;
   double recompute_tps = 500, seed_gbps = 10;
   std::string from_csv;
@@ -104,6 +105,9 @@ int bench_adapt(std::span<const std::string_view> args) {
       .option("--shape", "LxHxD", "the stream's layers x KV heads x head_dim (fp16)", &shape_text)
       .option("--runs", "N", "runs (seeds) of varying traces", &runs, 1, 1000)
       .option("--window", "N", "chunks in flight", &window, 1, 64)
+      .option("--backlog", "N",
+              "landed chunks that may wait for the decoder while the window asks for more",
+              &backlog, 0, 64)
       .option("--recompute-tps", "N", "the stand-in engine's prefill rate (0: no recompute)",
               &recompute_tps, 0, 1e9)
       .option("--seed-gbps", "G", "the estimator's prior, as UCX's estimate (simulator)",
@@ -150,6 +154,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   plan.policies = std::move(*policies);
   plan.runs = static_cast<std::uint32_t>(runs);
   plan.window = static_cast<std::uint32_t>(window);
+  plan.backlog = static_cast<std::uint32_t>(backlog);
   plan.recompute_tps = recompute_tps;
   plan.decode = !no_decode;
   plan.decode_threads = static_cast<unsigned>(decode_threads);

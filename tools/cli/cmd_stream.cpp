@@ -84,7 +84,7 @@ int run_serve(std::span<const std::string_view> args) {
 
 int run_fetch(std::span<const std::string_view> args) {
   std::string server_text, context, out_path, secret_file;
-  std::int64_t level = 0, window = 4, timeout_ms = 5000, decode_threads = 1;
+  std::int64_t level = 0, window = 4, backlog = 0, timeout_ms = 5000, decode_threads = 1;
   bool resume = false, progress_thread = false;
   AdaptiveArgs a;  // the options of --deadline are parsed straight into it
   ArgParser p("kvstream fetch",
@@ -103,6 +103,9 @@ int run_fetch(std::span<const std::string_view> args) {
       .option("--level", "L", "level to fetch", &level, 0, kMaxLevel)
       .option("--out", "FILE", "raw KV file to write", &out_path, true)
       .option("--window", "N", "chunks in flight at most", &window, 1, 64)
+      .option("--backlog", "N",
+              "landed chunks that may wait for the decoder while the window asks for more",
+              &backlog, 0, 64)
       .option("--timeout-ms", "MS", "how long a chunk may take to land", &timeout_ms, 1, 3600000)
       .option("--secret-file", "FILE", "the shared secret (mode 600)", &secret_file)
       .flag("--resume", "fetch only the chunks OUT.partial lacks", &resume)
@@ -148,6 +151,7 @@ int run_fetch(std::span<const std::string_view> args) {
     a.out_path = out_path;
     a.secret_file = secret_file;
     a.window = window;
+    a.backlog = backlog;
     a.timeout_ms = timeout_ms;
     a.progress_thread = progress_thread;
     a.decode_threads = decode_threads;
@@ -209,6 +213,7 @@ int run_fetch(std::span<const std::string_view> args) {
   }
   StreamReceiver::FetchOptions o;
   o.window = static_cast<std::uint32_t>(window);
+  o.backlog = static_cast<std::uint32_t>(backlog);
   o.chunk_timeout = std::chrono::milliseconds(timeout_ms);
   o.progress_thread = progress_thread;
   o.decode_threads = static_cast<unsigned>(decode_threads);

@@ -62,6 +62,30 @@ TEST(Simulator, DecodingHoldsTheSlotAndTheComputeLane) {
   EXPECT_DOUBLE_EQ(simulate(s, *policy).load_s, 8);
 }
 
+TEST(Simulator, ABacklogKeepsTheLinkAheadOfASlowDecoder) {
+  const ContextCosts ctx = toy_context();
+  const Trace trace = Trace::constant(100 * kGbitPerBytePerS);
+  const auto policy = fixed_policy(2, "L2");
+  SimSetup s = setup_for(ctx, trace, 30);
+  s.decode_bytes_per_s = 250;  // 4 s a chunk, twice its 2 s on the link
+  // One slot: land 2, ready 6; asked at 6, land 8, ready 12; then land 14, ready 18.
+  RunResult r = simulate(s, *policy);
+  EXPECT_DOUBLE_EQ(r.load_s, 18);
+  EXPECT_DOUBLE_EQ(r.chunks[2].landed, 14);
+  // One on the link and two landed ones may wait: asked as each lands (2, 4, 6), decoded by
+  // 6, 10, 14.
+  s.backlog = 2;
+  r = simulate(s, *policy);
+  EXPECT_DOUBLE_EQ(r.load_s, 14);
+  EXPECT_DOUBLE_EQ(r.chunks[1].decided, 2);
+  EXPECT_DOUBLE_EQ(r.chunks[2].landed, 6);
+  // A backlog of one: chunk 2 waits for chunk 0's slot (asked at 6, landed at 8).
+  s.backlog = 1;
+  r = simulate(s, *policy);
+  EXPECT_DOUBLE_EQ(r.chunks[2].decided, 6);
+  EXPECT_DOUBLE_EQ(r.load_s, 14);
+}
+
 TEST(Simulator, CacheGenGivesEachChunkAnEqualShareOfTheTimeLeft) {
   const ContextCosts ctx = toy_context();
   const Trace trace = Trace::constant(100 * kGbitPerBytePerS);

@@ -1,6 +1,7 @@
 // Store-mode sessions on the shared fake data link (and its fault injector) with real control
 // channels: full streams at every level, resume after a dead sender, a corrupted chunk, a
 // stalled sender, and requests that break the protocol.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -78,6 +79,68 @@ TEST(Session, SlotsComeFromTheReceiversAllocatorAndItsFailureIsNamed) {
   EXPECT_NE(f.to_string().find("no pinned memory"), std::string::npos) << f.to_string();
   receiver.close(Clock::now() + 5s);
   EXPECT_TRUE(s.sender.result.get().is_ok());
+}
+
+// Chunks 0..3 at one level, counting what the fetch asks for and what has landed.
+class CountingSource final : public WantSource {
+ public:
+  explicit CountingSource(std::uint32_t level) : level_(level) {}
+  Next next() override {
+    if (asked_ == 4) return {};
+    most_in_flight_ = std::max(most_in_flight_.load(), asked_ + 1 - landed_);
+    return {Next::Kind::want, {asked_++, level_}};
+  }
+  void landed(std::size_t, std::size_t, Clock::time_point, Clock::time_point) override {
+    ++landed_;
+  }
+  std::uint32_t asked() const { return asked_; }
+  std::uint32_t most_in_flight() const { return most_in_flight_; }
+
+ private:
+  std::uint32_t level_;
+  std::atomic<std::uint32_t> asked_{0}, landed_{0}, most_in_flight_{0};
+};
+
+// A decoder slower than the link: without a backlog, the slots it holds keep the link idle;
+// with one, the link asks for more chunks as they land, never more than the window at once.
+TEST(Session, ABacklogLetsTheLinkAskAheadOfASlowDecoder) {
+  for (bool thread : {false, true}) {
+    for (std::uint32_t backlog : {0u, 2u}) {
+      SCOPED_TRACE(
+          fmt::format("{}, backlog {}", thread ? "progress thread" : "one thread", backlog));
+      Served served;
+      Session s(served.dir);
+      StreamReceiver receiver(*s.control, *s.link);
+      auto info = receiver.open("ctx", Clock::now() + 5s).value();
+      auto kv = KvBuffer::create(served.layout).value();
+      CountingSource source(2);
+      StreamReceiver::FetchOptions o;
+      o.window = 1;
+      o.backlog = backlog;
+      o.progress_thread = thread;
+      std::uint32_t asked_while_first_decodes = 0;
+      o.consume = [&](std::size_t want, std::span<const std::byte> chunk) {
+        if (want == 0) {
+          // Until the link has asked for every chunk the slots allow, or long enough to know
+          // it will not.
+          const auto until = Clock::now() + (backlog > 0 && thread ? 5s : 300ms);
+          while (source.asked() < 1 + backlog && Clock::now() < until)
+            std::this_thread::sleep_for(1ms);
+          asked_while_first_decodes = source.asked();
+        }
+        return decode_chunk(chunk, kv.view());
+      };
+      std::uint32_t max_size = 0;
+      for (std::uint32_t c = 0; c < 4; ++c)
+        max_size = std::max(max_size, info.size(c, 2));
+      ASSERT_TRUE(receiver.fetch_from(info, kv.view(), source, max_size, o, nullptr).is_ok());
+      // Decoding on the thread that drives the link, nothing is asked while it decodes.
+      EXPECT_EQ(asked_while_first_decodes, thread ? 1 + backlog : 1);
+      EXPECT_EQ(source.most_in_flight(), 1u);
+      EXPECT_TRUE(same_tokens(kv, served.expected(2), 0, 116));
+      receiver.close(Clock::now() + 5s);
+    }
+  }
 }
 
 TEST(Session, StreamsOfOneSessionKeepTheirOwnChunks) {
