@@ -26,7 +26,7 @@ std::optional<Upgrade> choose_upgrade(const UpgradeInput& in) {
       const std::uint64_t bytes = cc.level_bytes[l];
       const double ready = std::max(start + static_cast<double>(bytes) / rate, in.decode_free) +
                            in.rates.decode_s(cc, l);
-      if (ready > in.deadline) continue;
+      if (in.now + (1 + in.overrun) * (ready - in.now) > in.deadline) continue;
       if (!best || saved > best_saved || (saved == best_saved && bytes < best_bytes)) {
         best = Upgrade{c, l, ready};
         best_saved = saved;

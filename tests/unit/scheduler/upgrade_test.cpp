@@ -20,6 +20,7 @@ UpgradeInput input(const ContextCosts& ctx, const std::vector<Choice>& held, dou
   in.held = held;
   in.deadline = deadline;
   in.rates.link_bytes_per_s = 100;
+  in.overrun = 0;  // predictions taken as they are, but in OverrunsAreAllowedFor
   return in;
 }
 
@@ -39,6 +40,28 @@ TEST(Upgrade, TheProbeGetsTheBestLevelThatIsReadyInTime) {
   ASSERT_TRUE(r0.has_value());
   EXPECT_EQ(r0->chunk, 0u);
   EXPECT_EQ(r0->level, 0u);
+}
+
+TEST(Upgrade, OverrunsAreAllowedFor) {
+  const ContextCosts ctx = toy_context();
+  const std::vector<Choice> held{L2, L1, L1};
+  // Level 1 of chunk 0, asked at 1 s, lands at 5 s: by 7 s if it takes half as long again.
+  UpgradeInput in = input(ctx, held, 6.9);
+  in.now = 1;
+  in.overrun = 0.5;
+  EXPECT_FALSE(choose_upgrade(in).has_value());
+  in.deadline = 7;
+  const auto r = choose_upgrade(in);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->level, 1u);
+  EXPECT_DOUBLE_EQ(r->ready, 5);
+  // Level 0 lands at 9 s, by 13 with the overrun.
+  in.deadline = 12.9;
+  EXPECT_EQ(choose_upgrade(in)->level, 1u);
+  in.deadline = 13;
+  EXPECT_EQ(choose_upgrade(in)->level, 0u);
+  // The default overrun is the fetch's.
+  EXPECT_DOUBLE_EQ(UpgradeInput{}.overrun, kUpgradeOverrun);
 }
 
 TEST(Upgrade, NothingWhenNoUpgradeIsReadyInTime) {
