@@ -444,8 +444,7 @@ Status fetch_adaptive(StreamReceiver& receiver, const StreamInfo& info, const Kv
   }
 
   // The slots are made before the deadline's clock starts: setting up is not fetching.
-  KVS_RETURN_IF_ERROR(
-      receiver.reserve_slots(std::max(options.window, 1u) + options.backlog, max_size));
+  KVS_RETURN_IF_ERROR(receiver.reserve_slots(options.slot_count(), max_size));
   AdaptiveSource source(info, ctx, adaptive, policy, seed, seed_kind, report);
   // Decode here (or in the caller's consumer), timed, so that the plan uses this machine's speed.
   StreamReceiver::FetchOptions o = options;

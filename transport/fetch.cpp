@@ -230,7 +230,7 @@ Status StreamReceiver::fetch_from(const StreamInfo& info, const KvView& dst, Wan
                                   std::uint32_t max_size, const FetchOptions& o,
                                   const std::function<void(std::size_t)>& on_landed) {
   const std::uint32_t window = std::max(o.window, 1u);
-  const std::uint32_t slot_count = window + o.backlog;
+  const std::uint32_t slot_count = o.slot_count();
   KVS_RETURN_IF_ERROR(reserve_slots(slot_count, max_size));
   std::vector<SlotMemory>& slots = slots_;
   std::vector<std::uint32_t> free_slots;

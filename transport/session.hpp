@@ -14,6 +14,7 @@
 //   close         receiver -> sender  the end of the session
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -102,6 +103,7 @@ class StreamReceiver {
     // this many chunks: a link that slows down later finds fewer bytes still to carry. Slots:
     // window + backlog.
     std::uint32_t backlog = 0;
+    std::uint32_t slot_count() const { return std::max(window, 1u) + backlog; }
     // Each chunk must land within this much of being requested or of the previous landing.
     std::chrono::milliseconds chunk_timeout{5000};
     const CodecProfile* profile = nullptr;  // transform-coded chunks' profile
