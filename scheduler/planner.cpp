@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <queue>
+#include <utility>
 
 namespace kvstream::scheduler {
 
@@ -84,6 +86,12 @@ class MinTree {
   std::vector<double> min_, add_;
 };
 
+// An upgrade the plan took: the chunk at `pos` of Candidate::all went up from level `from`.
+struct Taken {
+  std::size_t pos;
+  std::uint32_t from;
+};
+
 struct Candidate {
   std::vector<Choice> all;  // committed, then the plan
   double finish = 0, loss = 0;
@@ -161,11 +169,7 @@ class Search {
       });
       std::vector<std::uint32_t> reached(m - k, 0);  // hull index per chunk, or blocked
       constexpr std::uint32_t kBlocked = 0xFFFFFFFF;
-      struct Taken {
-        std::size_t pos;
-        std::uint32_t from;  // the level before the step
-      };
-      std::vector<Taken> taken;  // best gain per byte first
+      std::vector<Taken> taken;  // in the order taken
       for (const Step& s : steps) {
         std::uint32_t& at = reached[s.chunk - k];
         if (at == kBlocked || at + 1 != s.index) continue;
@@ -189,19 +193,7 @@ class Search {
           at = kBlocked;  // a larger step of this chunk cannot fit either
         }
       }
-      // The tolerance: undo the steps that saved the least per byte (taken last; a chunk's
-      // steps come off from its best level down) while what they saved fits in it.
-      const double total = static_cast<double>(ctx_.total_tokens());
-      double given_up = 0;
-      for (auto t = taken.rbegin(); t != taken.rend(); ++t) {
-        Choice& slot = cand.all[t->pos];
-        const double saved = (ctx_.level_loss[t->from] - ctx_.level_loss[slot.level]) *
-                             ctx_.chunks[in_.first + t->pos].tokens / total;
-        if (given_up + saved > in_.tolerance) break;
-        given_up += saved;
-        slot = Choice::fetch(t->from);
-        if (t->pos == base) cand.first_given_up += saved;
-      }
+      give_up(cand, taken, base);
       cand.finish = finish(cand.all);
     }
     cand.loss = plan_loss(ctx_, in_.first, cand.all, in_.done_loss);
@@ -209,6 +201,44 @@ class Search {
   }
 
  private:
+  // The tolerance: undo upgrades while what they saved adds up to at most in_.tolerance, the
+  // smallest saving first (a level pair saves the same whatever the chunk of equal tokens), and
+  // among equal ones the latest chunk's first; a chunk's upgrades come off from its best level
+  // down. The latest chunks give theirs up because a big chunk asked near the end is the one no
+  // later choice can make up for when the link slows: undoing the next chunk's first spent the
+  // tolerance at the start and left the last chunks at level 0 (the step down at 0.15 s, asked
+  // at 62 and 70 ms, 3.7 MB each, landed after the deadline). Exact gains per byte are no
+  // order here: they differ between chunks by a few bytes of size.
+  void give_up(Candidate& cand, std::span<const Taken> taken, std::size_t base) const {
+    std::vector<std::vector<std::uint32_t>> stacks(cand.all.size());  // each chunk's `from`s
+    for (const Taken& t : taken)
+      stacks[t.pos].push_back(t.from);
+    const double total = static_cast<double>(ctx_.total_tokens());
+    const auto saved = [&](std::size_t pos) {
+      return (ctx_.level_loss[stacks[pos].back()] - ctx_.level_loss[cand.all[pos].level]) *
+             ctx_.chunks[in_.first + pos].tokens / total;
+    };
+    // Smallest saving on top; at equal savings the latest position.
+    using Top = std::pair<double, std::size_t>;
+    const auto later = [](const Top& a, const Top& b) {
+      return a.first > b.first || (a.first == b.first && a.second < b.second);
+    };
+    std::priority_queue<Top, std::vector<Top>, decltype(later)> tops(later);
+    for (std::size_t pos = 0; pos < stacks.size(); ++pos)
+      if (!stacks[pos].empty()) tops.emplace(saved(pos), pos);
+    double given_up = 0;
+    while (!tops.empty()) {
+      const auto [step, pos] = tops.top();
+      if (given_up + step > in_.tolerance) break;
+      tops.pop();
+      given_up += step;
+      cand.all[pos] = Choice::fetch(stacks[pos].back());
+      stacks[pos].pop_back();
+      if (pos == base) cand.first_given_up += step;
+      if (!stacks[pos].empty()) tops.emplace(saved(pos), pos);
+    }
+  }
+
   double finish(std::span<const Choice> all) const {
     return finish_time(ctx_, in_.rates, in_.lanes, in_.first, all);
   }

@@ -33,7 +33,7 @@ struct PlanInput {
   std::span<const Choice> committed;
   double done_loss = 0;
   // Expected loss the plan may give up for fewer bytes. After the upgrades, the ones that save
-  // the least per byte are undone (the next chunk's first, among equals) while what they saved
+  // the least loss are undone (the latest chunk's first, among equals) while what they saved
   // adds up to at most this: a plan that finishes sooner can take a slower link than the
   // estimate, and a step that buys almost nothing (level 1 to level 0 costs 70% more bytes and
   // a slower decode for 0.08% ΔPPL on stories260K) is the one that breaks a deadline when the

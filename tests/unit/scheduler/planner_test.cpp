@@ -207,25 +207,43 @@ TEST(Planner, UpgradesKeepTheBusyDecoderInTime) {
   EXPECT_DOUBLE_EQ(p.loss, 2.0 / 3);
 }
 
-TEST(Planner, TheToleranceUndoesTheCheapestGainsNextChunkFirst) {
+TEST(Planner, TheToleranceUndoesTheCheapestGainsLatestChunkFirst) {
   const ContextCosts ctx = toy_context();
   // 24 s at 100 B/s: every chunk at L0 (8 s each). Each L1 -> L0 step saves a third of a unit.
   PlanInput in = input(ctx, {100, 0, 0, 0, {}}, 24);
   Plan p = plan_rest(in);
   EXPECT_EQ(p.choices, (std::vector<Choice>{L0, L0, L0}));
   EXPECT_EQ(p.first_given_up, 0);
-  in.tolerance = 0.4;  // one step: the next chunk's
+  in.tolerance = 0.4;  // one step: the last chunk's
   p = plan_rest(in);
-  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L0, L0}));
-  EXPECT_DOUBLE_EQ(p.first_given_up, 1.0 / 3);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L0, L0, L1}));
+  EXPECT_EQ(p.first_given_up, 0);
   EXPECT_DOUBLE_EQ(p.loss, 1.0 / 3);
   EXPECT_DOUBLE_EQ(p.finish, 20);
-  in.tolerance = 0.7;  // two; never a step that saves more per byte (L2 -> L1)
+  in.tolerance = 0.7;  // two; never a step that saves more (L2 -> L1)
   p = plan_rest(in);
-  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L0}));
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L0, L1, L1}));
+  in.tolerance = 1.5;  // every L1 -> L0 step, the next chunk's among them
+  p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L1, L1, L1}));
+  EXPECT_DOUBLE_EQ(p.first_given_up, 1.0 / 3);
   in.tolerance = 10;
   p = plan_rest(in);
   EXPECT_EQ(p.choices, (std::vector<Choice>{L2, L2, L2}));
+}
+
+TEST(Planner, ChunksWhoseSizesDifferByAFewBytesGiveUpLatestFirst) {
+  // Real chunks' level sizes differ by a few bytes, so their L1 -> L0 steps save slightly
+  // different amounts per byte; the undo still goes by the loss saved, the latest chunk first.
+  ContextCosts ctx = toy_context();
+  ctx.chunks[0].level_bytes[0] += 3;  // chunk 0's step saves the least per byte
+  ctx.chunks[2].level_bytes[0] -= 3;
+  PlanInput in = input(ctx, {100, 0, 0, 0, {}}, 24.1);
+  in.tolerance = 0.4;
+  EXPECT_EQ(plan_rest(in).choices, (std::vector<Choice>{L0, L0, L1}));
+  ctx.chunks[0].level_bytes[0] -= 6;  // and now the most
+  ctx.chunks[2].level_bytes[0] += 6;
+  EXPECT_EQ(plan_rest(in).choices, (std::vector<Choice>{L0, L0, L1}));
 }
 
 TEST(Planner, ShapesCompeteAfterTheToleranceSoSpareTimeGoesToTheEngine) {

@@ -59,12 +59,17 @@ TEST(PlannerPolicy, ItsToleranceBoundsTheWholeContext) {
   const ContextCosts ctx = toy_context();
   const Estimate e = estimate(100, 100, 0.05, 5);
   // Time for every chunk at L0 at the bound (95 B/s: 25.3 s; 28.5 s in hand). A tolerance of
-  // 0.4 gives up the first chunk's L1 -> L0 step (1/3); the next decision has 0.07 left.
+  // 0.4 gives up one L1 -> L0 step (1/3), the last chunk's: the first two go at L0.
   const auto planner = planner_policy(kPlanMargin, 0.4);
   Situation s = at_start(ctx, 30, e);
-  EXPECT_EQ(planner->decide(s).choice, Choice::fetch(1));
-  const std::vector<Choice> committed{Choice::fetch(1)};
+  EXPECT_EQ(planner->decide(s).choice, Choice::fetch(0));
+  std::vector<Choice> committed{Choice::fetch(0)};
   s.committed = committed;
+  EXPECT_EQ(planner->decide(s).choice, Choice::fetch(0));
+  committed.push_back(Choice::fetch(0));
+  s.committed = committed;
+  EXPECT_EQ(planner->decide(s).choice, Choice::fetch(1));
+  // That spent it: asked again, it has 0.07 left.
   EXPECT_EQ(planner->decide(s).choice, Choice::fetch(0));
   // A fresh policy would give that step up again.
   EXPECT_EQ(planner_policy(kPlanMargin, 0.4)->decide(s).choice, Choice::fetch(1));
