@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -152,70 +151,6 @@ Expected<QualityScore> QualityCache::get(Carrier c, std::span<const Choice> choi
   KVS_ASSIGN_OR_RETURN(const QualityScore q, setup_.score(c, choices));
   cache_.emplace(key, q);
   return q;
-}
-
-std::string summarize(std::vector<RunRow>& rows) {
-  // A run is feasible when one of the options the planner has met it: a fixed level of the
-  // stream, or recomputing everything (the "deadlines that some level can meet"). fp16
-  // and int8 travel as raw messages the planner cannot choose; runs only they met are counted
-  // on a second line.
-  const auto is_option = [](const std::string& p) {
-    return p == "recompute" ||
-           (p.size() > 1 && p[0] == 'L' && std::all_of(p.begin() + 1, p.end(), [](char c) {
-              return std::isdigit(static_cast<unsigned char>(c));
-            }));
-  };
-  const auto key = [](const RunRow& r) {
-    return fmt::format("{}|{}|{}|{}", r.mode, r.trace, r.deadline_s, r.run);
-  };
-  std::map<std::string, bool> by_option, by_any;
-  std::map<std::string, double> best;  // least ΔPPL among the policies that met
-  for (const RunRow& r : rows) {
-    if (r.met && r.policy != "planner" && r.policy != "cachegen") {
-      by_any[key(r)] = true;
-      if (is_option(r.policy)) by_option[key(r)] = true;
-    }
-    if (r.met) {
-      auto [it, fresh] = best.emplace(key(r), r.quality.delta_ppl_pct);
-      if (!fresh) it->second = std::min(it->second, r.quality.delta_ppl_pct);
-    }
-  }
-  std::size_t feasible_runs = 0, met = 0, best_or_close = 0, any_runs = 0, any_met = 0;
-  std::vector<std::string> worse;
-  for (RunRow& r : rows) {
-    r.feasible = by_option.count(key(r)) > 0;
-    if (r.policy != "planner") continue;
-    if (by_any.count(key(r)) > 0) {
-      ++any_runs;
-      any_met += r.met ? 1 : 0;
-    }
-    if (!r.feasible || !r.met) {
-      feasible_runs += r.feasible ? 1 : 0;
-      continue;
-    }
-    ++feasible_runs;
-    ++met;
-    const double gap = r.quality.delta_ppl_pct - best[key(r)];
-    if (gap <= 0.1) {
-      ++best_or_close;
-    } else {
-      worse.push_back(
-          fmt::format("{} deadline {} s run {}: +{:.3f} pp", r.trace, r.deadline_s, r.run, gap));
-    }
-  }
-  const auto pct = [](std::size_t a, std::size_t b) {
-    return b ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0;
-  };
-  std::string out = fmt::format(
-      "planner: met {} of {} feasible (trace, deadline) runs ({:.1f}%: runs a fixed level or "
-      "recompute met); lowest ΔPPL of all policies that met, or within 0.1 pp of it, in {} of "
-      "the {} it met\n"
-      "planner: met {} of {} runs that any baseline met, fp16 and int8 included ({:.1f}%)\n",
-      met, feasible_runs, pct(met, feasible_runs), best_or_close, met, any_met, any_runs,
-      pct(any_met, any_runs));
-  for (const std::string& w : worse)
-    out += "  more than 0.1 pp worse: " + w + "\n";
-  return out;
 }
 
 std::string policy_table(const std::vector<RunRow>& rows) {

@@ -78,8 +78,10 @@ class QualityCache {
 
 std::string choices_text(std::span<const scheduler::Choice> choices);
 
-// Marks each row feasible when some baseline (a fixed level, fp16, int8 or recompute) met the
-// same (trace, deadline, run); writes the CSV; prints the planner's summary; returns its text.
+// Marks each row feasible when one of the planner's options (a fixed level or recompute, not
+// fp16 or int8) met the same (trace, deadline, run), and returns the planner's summary: run by
+// run (met, and within 0.1 pp of the least ΔPPL that met), then setting by setting
+// (adapt_summary.cpp).
 std::string summarize(std::vector<RunRow>& rows);
 std::string rows_csv(const std::vector<RunRow>& rows);
 // Per (trace, deadline) and policy: runs that met it, mean load time, mean ΔPPL of those runs.
