@@ -207,8 +207,8 @@ class Search {
   // down. The latest chunks give theirs up because a big chunk asked near the end is the one no
   // later choice can make up for when the link slows: undoing the next chunk's first spent the
   // tolerance at the start and left the last chunks at level 0 (the step down at 0.15 s, asked
-  // at 62 and 70 ms, 3.7 MB each, landed after the deadline). Exact gains per byte are no
-  // order here: they differ between chunks by a few bytes of size.
+  // at 62 and 70 ms, 3.7 MB each, landed after the deadline). Not by gain per byte: between
+  // chunks that differs only by a few bytes of size, which then decided the order.
   void give_up(Candidate& cand, std::span<const Taken> taken, std::size_t base) const {
     std::vector<std::vector<std::uint32_t>> stacks(cand.all.size());  // each chunk's `from`s
     for (const Taken& t : taken)

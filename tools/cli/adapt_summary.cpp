@@ -39,11 +39,14 @@ std::string per_setting(const std::vector<RunRow>& rows) {
   std::vector<std::string> order;
   std::map<std::string, std::map<std::string, Tally>> settings;
   for (const RunRow& r : rows) {
-    const std::string s = fmt::format("{} deadline {} s", r.trace, r.deadline_s);
+    const std::string s = fmt::format("{} {} deadline {} s", r.mode, r.trace, r.deadline_s);
     if (!settings.count(s)) order.push_back(s);
     Tally& t = settings[s][r.policy];
     ++t.runs;
-    if (r.met) ++t.met, t.ppl += r.quality.delta_ppl_pct;
+    if (r.met) {
+      ++t.met;
+      t.ppl += r.quality.delta_ppl_pct;
+    }
   }
   std::size_t counted = 0, passed = 0;
   std::vector<std::string> failed;
