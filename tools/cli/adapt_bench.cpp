@@ -153,22 +153,15 @@ Expected<QualityScore> QualityCache::get(Carrier c, std::span<const Choice> choi
   return q;
 }
 
-std::string policy_table(const std::vector<RunRow>& rows) {
-  // (mode, trace, deadline) in first-seen order; per policy: runs met, mean load, mean ΔPPL of
-  // the runs that met.
-  struct Cell {
-    std::size_t runs = 0, met = 0;
-    double load = 0, ppl = 0;
-  };
-  std::vector<std::string> settings, policies;
-  std::map<std::string, std::map<std::string, Cell>> cells;
+SettingTallies tally_settings(const std::vector<RunRow>& rows) {
+  SettingTallies t;
   for (const RunRow& r : rows) {
     const std::string setting = fmt::format("{} {} deadline {} s", r.mode, r.trace, r.deadline_s);
-    if (std::find(settings.begin(), settings.end(), setting) == settings.end())
-      settings.push_back(setting);
-    if (std::find(policies.begin(), policies.end(), r.policy) == policies.end())
-      policies.push_back(r.policy);
-    Cell& c = cells[setting][r.policy];
+    if (std::find(t.settings.begin(), t.settings.end(), setting) == t.settings.end())
+      t.settings.push_back(setting);
+    if (std::find(t.policies.begin(), t.policies.end(), r.policy) == t.policies.end())
+      t.policies.push_back(r.policy);
+    PolicyTally& c = t.cells[setting][r.policy];
     ++c.runs;
     c.load += r.load_s;
     if (r.met) {
@@ -176,14 +169,20 @@ std::string policy_table(const std::vector<RunRow>& rows) {
       c.ppl += r.quality.delta_ppl_pct;
     }
   }
+  return t;
+}
+
+std::string policy_table(const std::vector<RunRow>& rows) {
+  // Per setting and policy: runs met, mean load, mean ΔPPL of the runs that met.
+  SettingTallies t = tally_settings(rows);  // not const: a policy a setting lacks reads as 0/0
   std::string out = fmt::format("{:<44}", "setting \\ policy: met/runs, load s, ΔPPL %");
-  for (const std::string& p : policies)
+  for (const std::string& p : t.policies)
     out += fmt::format(" {:>20}", p);
   out += "\n";
-  for (const std::string& setting : settings) {
+  for (const std::string& setting : t.settings) {
     out += fmt::format("{:<44}", setting);
-    for (const std::string& p : policies) {
-      const Cell& c = cells[setting][p];
+    for (const std::string& p : t.policies) {
+      const PolicyTally& c = t.cells[setting][p];
       out += c.met ? fmt::format(" {:>3}/{:<2} {:>6.3f} {:>6.3f}", c.met, c.runs,
                                  c.load / static_cast<double>(c.runs),
                                  c.ppl / static_cast<double>(c.met))

@@ -83,6 +83,18 @@ std::string choices_text(std::span<const scheduler::Choice> choices);
 // run (met, and within 0.1 pp of the least ΔPPL that met), then setting by setting
 // (adapt_summary.cpp).
 std::string summarize(std::vector<RunRow>& rows);
+// Per setting (mode, trace, deadline) and policy: runs, runs met, their summed load time, and
+// the summed ΔPPL of the runs met. Settings and policies in first-seen order. The policy table
+// and the summary's per-setting line both read it.
+struct PolicyTally {
+  std::size_t runs = 0, met = 0;
+  double load = 0, ppl = 0;
+};
+struct SettingTallies {
+  std::vector<std::string> settings, policies;
+  std::map<std::string, std::map<std::string, PolicyTally>> cells;
+};
+SettingTallies tally_settings(const std::vector<RunRow>& rows);
 std::string rows_csv(const std::vector<RunRow>& rows);
 // Per (trace, deadline) and policy: runs that met it, mean load time, mean ΔPPL of those runs.
 std::string policy_table(const std::vector<RunRow>& rows);

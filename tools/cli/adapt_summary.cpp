@@ -22,6 +22,9 @@ bool is_option(const std::string& p) {
           }));
 }
 
+// The "within 0.1 percentage points of the best", per run and per setting.
+constexpr double kWithinPp = 0.1;
+
 double pct(std::size_t a, std::size_t b) {
   return b ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0;
 }
@@ -32,46 +35,34 @@ double pct(std::size_t a, std::size_t b) {
 // run too, with a mean ΔPPL within 0.1 pp of the least mean of every policy that met every run
 // (fp16 and int8 included).
 std::string per_setting(const std::vector<RunRow>& rows) {
-  struct Tally {
-    std::size_t runs = 0, met = 0;
-    double ppl = 0;  // summed over the runs met
-  };
-  std::vector<std::string> order;
-  std::map<std::string, std::map<std::string, Tally>> settings;
-  for (const RunRow& r : rows) {
-    const std::string s = fmt::format("{} {} deadline {} s", r.mode, r.trace, r.deadline_s);
-    if (!settings.count(s)) order.push_back(s);
-    Tally& t = settings[s][r.policy];
-    ++t.runs;
-    if (r.met) {
-      ++t.met;
-      t.ppl += r.quality.delta_ppl_pct;
-    }
-  }
+  const SettingTallies t = tally_settings(rows);
   std::size_t counted = 0, passed = 0;
   std::vector<std::string> failed;
-  for (const std::string& s : order) {
-    const auto& policies = settings[s];
+  for (const std::string& s : t.settings) {
+    const auto& policies = t.cells.at(s);
     bool option_met = false;
     double best = 0;
     bool have_best = false;
-    for (const auto& [name, t] : policies) {
-      if (t.met != t.runs) continue;
+    for (const auto& [name, c] : policies) {
+      if (c.met != c.runs) continue;
       option_met = option_met || is_option(name);
-      const double mean = t.ppl / static_cast<double>(t.runs);
-      if (!have_best || mean < best) best = mean, have_best = true;
+      const double mean = c.ppl / static_cast<double>(c.runs);
+      if (!have_best || mean < best) {
+        best = mean;
+        have_best = true;
+      }
     }
     if (!option_met) continue;
     ++counted;
     const auto planner = policies.find("planner");
     if (planner == policies.end()) continue;
-    const Tally& t = planner->second;
-    if (t.met != t.runs) {
-      failed.push_back(fmt::format("{}: met {} of {} runs", s, t.met, t.runs));
+    const PolicyTally& p = planner->second;
+    if (p.met != p.runs) {
+      failed.push_back(fmt::format("{}: met {} of {} runs", s, p.met, p.runs));
       continue;
     }
-    const double gap = t.ppl / static_cast<double>(t.runs) - best;
-    if (gap <= 0.1) {
+    const double gap = p.ppl / static_cast<double>(p.runs) - best;
+    if (gap <= kWithinPp) {
       ++passed;
     } else {
       failed.push_back(fmt::format("{}: mean +{:.3f} pp", s, gap));
@@ -123,7 +114,7 @@ std::string summarize(std::vector<RunRow>& rows) {
     ++feasible_runs;
     ++met;
     const double gap = r.quality.delta_ppl_pct - best[key(r)];
-    if (gap <= 0.1) {
+    if (gap <= kWithinPp) {
       ++best_or_close;
     } else {
       worse.push_back(
