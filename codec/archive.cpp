@@ -112,6 +112,7 @@ Status write_archive(const std::string& path, const KvView& kv,
     const std::uint32_t count = std::min(o.chunk_tokens, l.tokens - begin);
     for (std::uint32_t level = 0; level < levels; ++level) {
       eo.level = static_cast<std::uint8_t>(level);
+      eo.verbatim = level == 0 && o.verbatim_level0;
       if (Status s = encoder.encode(kv, begin, count, eo, chunk); !s.is_ok()) {
         return fail(s.with_context(fmt::format("chunk {} level {}", i, level)));
       }

@@ -25,7 +25,8 @@ inline constexpr float kMaxLossyMagnitude = 1073741824.0f;
 // Header flags: the chunk codes transform coefficients (FORMAT.md "Transform coding").
 inline constexpr std::uint16_t kFlagTransform = 1;
 
-enum class Coding : std::uint8_t { quantized = 0, split16 = 1, split32 = 2 };
+// verbatim: a lossless segment's values as they are (FORMAT.md "Codings"), decoded by a copy.
+enum class Coding : std::uint8_t { quantized = 0, split16 = 1, split32 = 2, verbatim = 3 };
 
 // What a segment's values are coded relative to (FORMAT.md "Symbols").
 enum class Predictor : std::uint8_t { none = 0, previous_token = 1 };

@@ -106,6 +106,39 @@ Expected<ChunkInfo> parse_header(std::span<const std::byte> chunk,
   return info;
 }
 
+namespace {
+
+// A verbatim segment's fixed fields are set ones, and its values fill the rest exactly.
+template <class Bad>
+Status parse_verbatim(ByteReader& r, const ChunkInfo& info, std::size_t C, std::uint8_t predictor,
+                      std::uint8_t lanes, std::uint8_t reserved, std::uint16_t substreams,
+                      std::uint16_t tail, const Bad& bad, SegmentView& s) {
+  if (!r.ok()) return bad("truncated fixed fields");
+  if (predictor != 0 || lanes != 1 || reserved != 0 || substreams != 1 || tail != 0) {
+    return bad(
+        fmt::format("verbatim with predictor {}, lanes {}, reserved {}, substreams {}, "
+                    "tail {} (must be 0, 1, 0, 1, 0)",
+                    predictor, lanes, reserved, substreams, tail));
+  }
+  const std::uint64_t want = std::uint64_t{info.token_count} * C * dtype_size(info.dtype);
+  if (r.remaining() != want) {
+    return bad(fmt::format("verbatim with {} bytes of values for {} x {} of {}", r.remaining(),
+                           info.token_count, C, dtype_name(info.dtype)));
+  }
+  s.coding = Coding::verbatim;
+  s.predictor = Predictor::none;
+  s.lanes = 1;
+  s.substreams = 1;
+  s.coded = static_cast<std::uint32_t>(C);
+  s.step_codes = s.table_ids = s.states = {};
+  s.centers.clear();
+  s.stream_bytes.clear();
+  r.get_bytes(r.remaining(), s.words);
+  return Status::ok();
+}
+
+}  // namespace
+
 Status parse_segment(std::span<const std::byte> chunk, const SegmentEntry& entry,
                      std::uint32_t index, const ChunkInfo& info, SegmentView& s) {
   const auto seg = chunk.subspan(entry.offset, entry.size);
@@ -130,10 +163,13 @@ Status parse_segment(std::span<const std::byte> chunk, const SegmentEntry& entry
   const Coding want = info.level > 0             ? Coding::quantized
                       : info.dtype == DType::f32 ? Coding::split32
                                                  : Coding::split16;
-  if (coding != static_cast<std::uint8_t>(want)) {
-    return bad(fmt::format("coding {} where level {} of {} needs {}", coding, info.level,
-                           dtype_name(info.dtype), static_cast<int>(want)));
+  const bool verbatim = info.level == 0 && coding == static_cast<std::uint8_t>(Coding::verbatim);
+  if (coding != static_cast<std::uint8_t>(want) && !verbatim) {
+    return bad(fmt::format("coding {} where level {} of {} needs {}{}", coding, info.level,
+                           dtype_name(info.dtype), static_cast<int>(want),
+                           info.level == 0 ? " or 3" : ""));
   }
+  if (verbatim) return parse_verbatim(r, info, C, predictor, lanes, res8, substreams, tail, bad, s);
   if (predictor > static_cast<std::uint8_t>(Predictor::previous_token) ||
       (predictor != 0 && coding != static_cast<std::uint8_t>(Coding::quantized))) {
     return bad(fmt::format("predictor {} with coding {}", predictor, coding));

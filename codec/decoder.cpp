@@ -300,10 +300,41 @@ Status decode_segment_to(const SegmentView& s, std::uint32_t layer, KvPart part,
   return Status(Errc::internal, "unknown destination dtype");
 }
 
+// Verbatim values (parse_segment checked their length): row copies, or each value converted
+// when the destination's dtype is another.
+void decode_verbatim(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
+                     const KvView& dst) {
+  const std::size_t C = std::size_t{info.kv_heads} * info.head_dim;
+  const std::size_t size = dtype_size(info.dtype), row_bytes = C * size;
+  const DType out = dst.layout().dtype;
+  for (std::uint32_t t = 0; t < info.token_count; ++t) {
+    const std::byte* in = s.words.data() + t * row_bytes;
+    std::byte* row = dst.row(layer, part, info.token_begin + t);
+    if (out == info.dtype) {
+      std::memcpy(row, in, row_bytes);
+      continue;
+    }
+    for (std::size_t c = 0; c < C; ++c) {
+      std::uint32_t bits = 0;
+      if (size == 4) {
+        std::memcpy(&bits, in + 4 * c, 4);
+      } else {
+        std::uint16_t h = 0;
+        std::memcpy(&h, in + 2 * c, 2);
+        bits = h;
+      }
+      store_bits(row, c, info.dtype, out, bits);
+    }
+  }
+}
+
 Status decode_segment(const SegmentView& s, std::uint32_t layer, KvPart part, const ChunkInfo& info,
                       const KvView& dst, std::uint32_t index, const SimdJob* resume,
                       ChunkDecoder::Scratch::Worker& scratch) {
   switch (s.coding) {
+    case Coding::verbatim:
+      decode_verbatim(s, layer, part, info, dst);
+      return Status::ok();
     case Coding::quantized:
       return decode_segment_to<Coding::quantized>(s, layer, part, info, dst, index, resume,
                                                   scratch);

@@ -457,6 +457,23 @@ Status ChunkEncoder::encode(const KvView& src, std::uint32_t token_begin, std::u
   }
   std::vector<std::uint32_t>& offsets = scratch.offsets;
   offsets.assign(segments, 0);
+  if (o.verbatim) {
+    const std::size_t row_bytes = C * dtype_size(l.dtype);
+    for (std::uint32_t i = 0; i < segments; ++i) {
+      offsets[i] = static_cast<std::uint32_t>(w.size());
+      w.put(static_cast<std::uint8_t>(Coding::verbatim));
+      w.put(std::uint8_t{0});   // predictor
+      w.put(std::uint8_t{1});   // lanes
+      w.put(std::uint8_t{0});   // reserved
+      w.put(std::uint16_t{1});  // substreams
+      w.put(std::uint16_t{0});  // tail
+      for (std::uint32_t t = 0; t < token_count; ++t) {
+        w.put_bytes(
+            std::span(src.row(i / 2, static_cast<KvPart>(i % 2), token_begin + t), row_bytes));
+      }
+    }
+    return finish_chunk({0, &l, token_begin, token_count, false, 0}, offsets, out);
+  }
   scratch.window.resize(std::min(segments, kWindow));
   for (std::uint32_t first = 0; first < segments; first += kWindow) {
     const std::uint32_t count = std::min(kWindow, segments - first);

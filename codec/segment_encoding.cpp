@@ -53,6 +53,11 @@ Status check_encode(const KvView& src, std::uint32_t token_begin, std::uint32_t 
                               "lane_values {} (both at least 1)",
                               o.lanes, o.substream_values, o.lane_values));
   }
+  if (o.verbatim && o.level != 0) {
+    return Status(
+        Errc::invalid_argument,
+        fmt::format("verbatim coding at level {}: only level 0 (lossless) has it", o.level));
+  }
   profile = nullptr;
   if (o.level == 0) return Status::ok();
   profile = o.profile;

@@ -94,6 +94,12 @@ Status DecodePlanner::plan(std::span<const std::byte> chunk, DecodePlan& p) {
   for (std::uint32_t i = 0; i < segments; ++i) {
     SegmentView& s = sc.view;
     KVS_RETURN_IF_ERROR(codec::parse_segment(chunk, sc.entries[i], i, p.info, s));
+    if (s.coding == codec::Coding::verbatim) {
+      return Status(Errc::unsupported,
+                    fmt::format("segment {}: verbatim values (coding 3); the GPU decoder does not "
+                                "copy them yet, the CPU decoder does",
+                                i));
+    }
     const bool predicted = s.predictor == codec::Predictor::previous_token;
     p.segments[i] = {static_cast<std::uint32_t>(s.coding), predicted ? 1u : 0u, s.lanes, i * C,
                      s.coded};

@@ -16,6 +16,10 @@ Status prepare_encode(const KvView& src, std::uint32_t token_begin, std::uint32_
                       const EncodeOptions& o, EncodeJob& job) {
   KVS_RETURN_IF_ERROR(
       codec::check_encode(src, token_begin, token_count, o, job.builtin, job.profile));
+  if (o.verbatim) {
+    // A copy needs no GPU: the CPU encoder writes verbatim chunks.
+    return Status(Errc::unsupported, "verbatim level 0 (coding 3): use the CPU encoder");
+  }
   const KvLayout& l = src.layout();
   job.level = o.level;
   job.transform = job.profile != nullptr ? job.profile->transform() : nullptr;

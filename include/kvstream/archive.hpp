@@ -24,6 +24,9 @@ struct ArchiveOptions {
   std::uint32_t chunk_tokens = 256;
   std::uint8_t max_level = 5;
   const CodecProfile* profile = nullptr;  // null: the built-in rule
+  // Level 0 as verbatim values (EncodeOptions::verbatim): for receivers that copy faster than
+  // they decode.
+  bool verbatim_level0 = false;
 };
 
 // Encodes every chunk of `kv` (all its tokens) at levels 0..max_level and writes the archive

@@ -20,6 +20,7 @@ struct GoldenCase {
   bool smooth_keys = false;  // K drifts slowly, so that its segments use the predictor
   bool transform = false;    // coded with testing_data::make_transform_profile(..., 3)
   bool tails = false;        // segments end in constant channels (fill_constant_tails)
+  bool verbatim = false;     // level 0 as coding 3
 };
 
 inline const GoldenCase kGoldenCases[] = {
@@ -52,6 +53,34 @@ inline const GoldenCase kGoldenCases[] = {
      true,
      false,
      true},
+    // Level 0 as verbatim values (coding 3), from every source dtype.
+    {.name = "f16-level0-verbatim",
+     .layout = {2, 2, 8, DType::f16, 40},
+     .begin = 5,
+     .count = 30,
+     .level = 0,
+     .lanes = 8,
+     .substream_values = 16384,
+     .specials = true,
+     .verbatim = true},
+    {.name = "bf16-level0-verbatim",
+     .layout = {1, 1, 8, DType::bf16, 9},
+     .begin = 0,
+     .count = 9,
+     .level = 0,
+     .lanes = 8,
+     .substream_values = 16384,
+     .specials = true,
+     .verbatim = true},
+    {.name = "f32-level0-verbatim",
+     .layout = {1, 2, 4, DType::f32, 12},
+     .begin = 3,
+     .count = 7,
+     .level = 0,
+     .lanes = 8,
+     .substream_values = 16384,
+     .specials = true,
+     .verbatim = true},
 };
 
 inline CodecProfile profile_of(const GoldenCase& g) {
@@ -75,6 +104,7 @@ inline EncodeOptions golden_options(const GoldenCase& g, const CodecProfile& pro
   o.profile = &profile;
   o.lanes = g.lanes;
   o.substream_values = g.substream_values;
+  o.verbatim = g.verbatim;
   return o;
 }
 

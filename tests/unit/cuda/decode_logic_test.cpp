@@ -137,5 +137,22 @@ TEST(GpuDecodeLogic, TransformCodedChunksNeedTheirProfile) {
   FAIL() << "no transform-coded golden file";
 }
 
+// Verbatim level 0 (coding 3) is the CPU decoder's: the GPU planner says so instead of
+// decoding something else. The GPU encoder does not write it either.
+TEST(GpuDecodeLogic, VerbatimChunksAreRefusedByName) {
+  const KvLayout l{2, 2, 16, DType::f16, 40};
+  auto src = KvBuffer::create(l).value();
+  testing_data::fill_smooth(src.view(), 5);
+  EncodeOptions o;
+  o.verbatim = true;
+  std::vector<std::byte> chunk;
+  ASSERT_TRUE(encode_chunk(src.view(), 0, 40, o, chunk).is_ok());
+  gpu::DecodePlanner planner;
+  gpu::DecodePlan plan;
+  const Status s = planner.plan(chunk, plan);
+  EXPECT_EQ(s.code(), Errc::unsupported);
+  EXPECT_NE(s.message().find("verbatim"), std::string::npos) << s.message();
+}
+
 }  // namespace
 }  // namespace kvstream
