@@ -13,6 +13,12 @@ void DecodeSpeed::Seen::add(double x) {
 DecodeSpeed::DecodeSpeed(std::uint32_t levels, double fallback, std::vector<double> level_priors)
     : priors_(std::move(level_priors)), fallback_(fallback), levels_(levels) {
   priors_.resize(levels, 0.0);
+  for (double p : priors_)
+    if (p > 0 && (slowest_prior_ == 0 || p < slowest_prior_)) slowest_prior_ = p;
+}
+
+bool DecodeSpeed::copy(std::uint32_t level) const {
+  return level < priors_.size() && priors_[level] > kCopyFactor * slowest_prior_;
 }
 
 double DecodeSpeed::prior(std::uint32_t level) const {
@@ -24,12 +30,13 @@ void DecodeSpeed::add(std::uint32_t level, double raw_bytes, double seconds) {
   const double x = raw_bytes / seconds;
   levels_[level].add(x);
   any_.add(x);
-  if (prior(level) > 0) ratio_.add(x / prior(level));
+  if (prior(level) > 0 && !copy(level)) ratio_.add(x / prior(level));
 }
 
 double DecodeSpeed::rate(std::uint32_t level, bool slowest) const {
   const auto pick = [&](const Seen& s) { return slowest ? s.slowest : s.mean; };
   const double scale = pick(ratio_) > 0 ? pick(ratio_) : 1.0;
+  if (copy(level)) return pick(levels_[level]) > 0 ? pick(levels_[level]) : priors_[level];
   if (level < priors_.size() && priors_[level] > 0) return priors_[level] * scale;
   if (level < levels_.size() && pick(levels_[level]) > 0) return pick(levels_[level]);
   if (fallback_ > 0) return fallback_ * scale;

@@ -4,7 +4,10 @@
 // progress threads and the sender). One chunk's decode time is noisy (a decode thread waits for
 // a core now and then): all timed decodes, at whatever level, are pooled into one ratio of
 // measured to prior speed, which scales every level's prior. A level with no prior of its own
-// (only the fallback) is planned with its own timed decodes once it has some.
+// (only the fallback) is planned with its own timed decodes once it has some. A level whose
+// prior is many times the slowest one's is a copy (a verbatim level 0): its time follows memory,
+// not the decoder's core, so it neither moves the pooled ratio nor is scaled by it (its own
+// timed decodes plan it once it has some).
 #pragma once
 
 #include <cstdint>
@@ -36,8 +39,11 @@ class DecodeSpeed {
     void add(double x);
   };
   double prior(std::uint32_t level) const;
-  std::vector<double> priors_;  // per level, 0 where none
+  bool copy(std::uint32_t level) const;
+  static constexpr double kCopyFactor = 4;  // a prior this many times the slowest: a copy
+  std::vector<double> priors_;              // per level, 0 where none
   double fallback_ = 0;
+  double slowest_prior_ = 0;  // 0: no level has a prior
   std::vector<Seen> levels_;  // measured rates, per level
   Seen ratio_;                // measured rate ÷ the level's prior, over the levels with one
   Seen any_;                  // measured rates, every level

@@ -45,7 +45,7 @@ std::vector<std::uint32_t> hull(const ChunkCosts& c, std::span<const double> los
 // range, each in O(log n) (a segment tree with lazy additions).
 class MinTree {
  public:
-  explicit MinTree(const std::vector<double>& v) {
+  explicit MinTree(const std::vector<double>& v) : n_(v.size()) {
     while (size_ < v.size())
       size_ *= 2;
     min_.assign(2 * size_, std::numeric_limits<double>::infinity());
@@ -55,6 +55,7 @@ class MinTree {
     for (std::size_t i = size_; i-- > 1;)
       min_[i] = std::min(min_[2 * i], min_[2 * i + 1]);
   }
+  std::size_t size() const { return n_; }  // positions
   // Over [from, to).
   double min(std::size_t from, std::size_t to) const { return min(1, 0, size_, from, to); }
   void add(std::size_t from, std::size_t to, double x) { add(1, 0, size_, from, to, x); }
@@ -82,7 +83,7 @@ class MinTree {
     add(2 * node + 1, mid, hi, from, to, x);
     min_[node] = add_[node] + std::min(min_[2 * node], min_[2 * node + 1]);
   }
-  std::size_t size_ = 1;
+  std::size_t n_, size_ = 1;
   std::vector<double> min_, add_;
 };
 
@@ -174,26 +175,29 @@ class Search {
         std::uint32_t& at = reached[s.chunk - k];
         if (at == kBlocked || at + 1 != s.index) continue;
         const std::size_t pos = base + (s.chunk - next_);
-        Choice& slot = cand.all[pos];
-        const ChunkCosts& cc = ctx_.chunks[s.chunk];
-        const double link_extra = seconds(s.chunk, s.level) - seconds(s.chunk, slot.level);
-        const double decode_extra = r.decode_s(cc, s.level) - r.decode_s(cc, slot.level);
-        tree.add(0, pos + 2, -decode_extra);
-        tree.add(pos + 1, count + 1, -link_extra);
-        double least = std::numeric_limits<double>::infinity();
-        if (decode_extra > 0) least = std::min(least, tree.min(0, pos + 2));
-        if (link_extra > 0) least = std::min(least, tree.min(pos + 1, count + 1));
-        if (least >= 0) {
-          taken.push_back({pos, slot.level});
-          slot = Choice::fetch(s.level);
+        const std::uint32_t from = cand.all[pos].level;
+        if (move(tree, pos, s.chunk, from, s.level)) {
+          taken.push_back({pos, from});
+          cand.all[pos] = Choice::fetch(s.level);
           at = s.index;
         } else {
-          tree.add(0, pos + 2, decode_extra);
-          tree.add(pos + 1, count + 1, link_extra);
-          at = kBlocked;  // a larger step of this chunk cannot fit either
+          at = kBlocked;  // a larger step of this chunk cannot fit either...
         }
       }
-      give_up(cand, taken, base);
+      // ...unless its best level decodes faster than the level it holds (a copy: a verbatim
+      // level 0): then the larger step gives the decoder time back, and where the decoder is
+      // what bounds the plan, it can fit where the smaller one did not. Latest chunk first.
+      for (std::uint32_t c = m; c-- > k;) {
+        if (reached[c - k] != kBlocked) continue;
+        const std::size_t pos = base + (c - next_);
+        const std::uint32_t from = cand.all[pos].level, best = hulls_[c - next_].back();
+        const ChunkCosts& cc = ctx_.chunks[c];
+        if (r.decode_s(cc, best) < r.decode_s(cc, from) && move(tree, pos, c, from, best)) {
+          taken.push_back({pos, from});
+          cand.all[pos] = Choice::fetch(best);
+        }
+      }
+      give_up(cand, taken, base, tree);
       cand.finish = finish(cand.all);
     }
     cand.loss = plan_loss(ctx_, in_.first, cand.all, in_.done_loss);
@@ -201,6 +205,26 @@ class Search {
   }
 
  private:
+  // Moves the chunk at `pos` of a candidate from level `from` to `to` in the slack tree
+  // (Search::build: position 0 is the decoder's own term, 1 + i fetched chunk i's) if no slack
+  // goes below zero; otherwise leaves the tree as it was and says no.
+  bool move(MinTree& tree, std::size_t pos, std::uint32_t chunk, std::uint32_t from,
+            std::uint32_t to) const {
+    const ChunkCosts& cc = ctx_.chunks[chunk];
+    const double link_extra = seconds(chunk, to) - seconds(chunk, from);
+    const double decode_extra = in_.rates.decode_s(cc, to) - in_.rates.decode_s(cc, from);
+    const std::size_t end = tree.size();
+    tree.add(0, pos + 2, -decode_extra);
+    tree.add(pos + 1, end, -link_extra);
+    double least = std::numeric_limits<double>::infinity();
+    if (decode_extra > 0) least = std::min(least, tree.min(0, pos + 2));
+    if (link_extra > 0) least = std::min(least, tree.min(pos + 1, end));
+    if (least >= 0) return true;
+    tree.add(0, pos + 2, decode_extra);
+    tree.add(pos + 1, end, link_extra);
+    return false;
+  }
+
   // The tolerance: undo upgrades while what they saved adds up to at most in_.tolerance, the
   // smallest saving first (a level pair saves the same whatever the chunk of equal tokens), and
   // among equal ones the latest chunk's first; a chunk's upgrades come off from its best level
@@ -209,7 +233,13 @@ class Search {
   // tolerance at the start and left the last chunks at level 0 (the step down at 0.15 s, asked
   // at 62 and 70 ms, 3.7 MB each, landed after the deadline). Not by gain per byte: between
   // chunks that differs only by a few bytes of size, which then decided the order.
-  void give_up(Candidate& cand, std::span<const Taken> taken, std::size_t base) const {
+  //
+  // An undo must still leave the plan finishing in time: undoing a step to a copy level (a
+  // verbatim level 0, which decodes faster than the level below it) gives decode time back, and
+  // when the decoder is what bounds the plan that step is what made it fit. Such a chunk keeps
+  // its level, and the ones below it on its stack.
+  void give_up(Candidate& cand, std::span<const Taken> taken, std::size_t base,
+               MinTree& tree) const {
     std::vector<std::vector<std::uint32_t>> stacks(cand.all.size());  // each chunk's `from`s
     for (const Taken& t : taken)
       stacks[t.pos].push_back(t.from);
@@ -231,6 +261,8 @@ class Search {
       const auto [step, pos] = tops.top();
       if (given_up + step > in_.tolerance) break;
       tops.pop();
+      const auto chunk = in_.first + static_cast<std::uint32_t>(pos);
+      if (!move(tree, pos, chunk, cand.all[pos].level, stacks[pos].back())) continue;
       given_up += step;
       cand.all[pos] = Choice::fetch(stacks[pos].back());
       stacks[pos].pop_back();

@@ -69,6 +69,7 @@ Expected<std::unique_ptr<AdaptSetup>> prepare_adapt(const AdaptSetupOptions& o) 
   ArchiveOptions ao;
   ao.chunk_tokens = o.chunk;
   ao.max_level = static_cast<std::uint8_t>(o.max_level);
+  ao.verbatim_level0 = o.verbatim_level0;
   KVS_RETURN_IF_ERROR(
       write_archive(o.archive_path, big.view(), std::span(contexts[0]).first(o.ctx), ao));
   KVS_ASSIGN_OR_RETURN(ArchiveReader archive, ArchiveReader::open(o.archive_path));

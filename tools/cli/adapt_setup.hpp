@@ -24,9 +24,10 @@ struct AdaptSetupOptions {
   std::uint32_t max_level = 5;
   KvLayout shape{32, 8, 128, DType::f16, 0};  // the stream's (tokens: ctx)
   std::uint64_t seed = 7;
-  unsigned threads = 1;         // quality scoring
-  unsigned decode_threads = 1;  // each chunk's decode, as the fetch will decode it
-  std::string archive_path;     // the stream's archive, written here
+  unsigned threads = 1;          // quality scoring
+  unsigned decode_threads = 1;   // each chunk's decode, as the fetch will decode it
+  std::string archive_path;      // the stream's archive, written here
+  bool verbatim_level0 = false;  // the archive's level 0 as verbatim values (a copy to decode)
 };
 
 // Which representation a policy's chunks travel in.

@@ -83,7 +83,7 @@ int bench_adapt(std::span<const std::string_view> args) {
                threads = runner::default_threads(), decode_threads = 1;
   double recompute_tps = 500, seed_gbps = 10;
   std::string from_csv;
-  bool sim = false, real = false, no_decode = false;
+  bool sim = false, real = false, no_decode = false, verbatim = false;
   ArgParser p("kvstream bench adapt",
               "Runs the scheduler's policies against bandwidth traces and deadlines and scores\n"
               "each run: deadline met, load time, bytes sent, and quality (ΔPPL, top-1, KL) of\n"
@@ -124,6 +124,9 @@ int bench_adapt(std::span<const std::string_view> args) {
             "chunks land and are checked but not decoded (as a GPU decoder would hide it; "
             "fp16 and int8 are never decoded)",
             &no_decode)
+      .flag("--verbatim-level0",
+            "the stream's level 0 as verbatim values (a copy to decode; codec encode's flag)",
+            &verbatim)
       .flag("--sim", "run the simulator with the real estimator", &sim)
       .flag("--real",
             "run on a tc-shaped veth link between two network namespaces (root; without it "
@@ -174,6 +177,7 @@ int bench_adapt(std::span<const std::string_view> args) {
   so.threads = static_cast<unsigned>(threads);
   so.decode_threads = static_cast<unsigned>(decode_threads);
   so.archive_path = (std::filesystem::path(out_dir) / "stream.kva").string();
+  so.verbatim_level0 = verbatim;
   {
     unsigned layers = 0, heads = 0, dim = 0;
     char x1 = 0, x2 = 0;

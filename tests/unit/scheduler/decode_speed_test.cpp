@@ -44,6 +44,25 @@ TEST(DecodeSpeed, ALevelWithoutAPriorOfItsOwnUsesItsTimedDecodes) {
   EXPECT_DOUBLE_EQ(e.rate(0), 200);
 }
 
+// A verbatim level 0 is a copy: ten times the lossy levels' prior. A slow copy (cold caches)
+// must not make the planner think the decoder slowed down, nor a busy decoder the copy.
+TEST(DecodeSpeed, ACopyLevelNeitherMovesNorFollowsTheDecodersRatio) {
+  DecodeSpeed d(3, 0, {10000, 1000, 1000});
+  d.add(0, 1000, 0.5);  // the copy at a fifth of its prior
+  EXPECT_DOUBLE_EQ(d.rate(1), 1000);
+  EXPECT_DOUBLE_EQ(d.rate(0), 2000);  // its own timed speed
+  d.add(1, 1000, 2.0);                // the decoder at half its prior
+  EXPECT_DOUBLE_EQ(d.rate(2), 500);
+  EXPECT_DOUBLE_EQ(d.rate(0), 2000);
+  DecodeSpeed fresh(3, 0, {10000, 1000, 1000});
+  fresh.add(1, 1000, 2.0);
+  EXPECT_DOUBLE_EQ(fresh.rate(0), 10000);  // untimed: its prior, unscaled
+  // Four times the slowest prior is still a decoder (split16's level 0 beside fast lossy ones).
+  DecodeSpeed close(2, 0, {4000, 1000});
+  close.add(1, 1000, 2.0);
+  EXPECT_DOUBLE_EQ(close.rate(0), 2000);
+}
+
 TEST(DecodeSpeed, WithoutPriorsDecodingIsFreeUntilTimed) {
   DecodeSpeed d(2, 0);
   EXPECT_EQ(d.rate(0), 0);

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <vector>
 
 #include "toy_context.hpp"
@@ -244,6 +245,61 @@ TEST(Planner, ChunksWhoseSizesDifferByAFewBytesGiveUpLatestFirst) {
   ctx.chunks[0].level_bytes[0] -= 6;  // and now the most
   ctx.chunks[2].level_bytes[0] += 6;
   EXPECT_EQ(plan_rest(in).choices, (std::vector<Choice>{L0, L0, L1}));
+}
+
+// Level 0 as a copy (verbatim: the most bytes, but no decoding to speak of). When the decoder
+// is what bounds the load, the planner sends the latest chunks as copies, and the tolerance's
+// undo never hands the decoder back more than the deadline leaves: over random contexts, every
+// plan that says it meets the deadline finishes by it.
+TEST(Planner, CopyLevelsRelieveTheDecoderAndTheUndoKeepsEveryPlanInTime) {
+  // Decoding 1 s a chunk at L1 and L2, 0.01 s at L0; the link carries L0 in 0.8 s. All at L1
+  // is ready at 3.4 s, all as copies at 2.41 s: lossless and sooner.
+  const ContextCosts ctx = toy_context();
+  Rates rates{1000, 1000, 0, 0, {100000, 1000, 1000}};
+  PlanInput in = input(ctx, rates, 3.5);
+  Plan p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L0, L0, L0}));
+  EXPECT_NEAR(p.finish, 2.41, 1e-9);
+  // By 3.3 s chunk 0 cannot go from L2 to L1 (all at L1 is ready at 3.4 s), but it can go
+  // straight to L0 once the others are copies.
+  in.deadline = 3.3;
+  p = plan_rest(in);
+  EXPECT_EQ(p.choices, (std::vector<Choice>{L0, L0, L0}));
+  EXPECT_NEAR(p.finish, 2.41, 1e-9);
+
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<double> u(0, 1);
+  int copies = 0, checked = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    ContextCosts c;
+    c.level_loss = {0, 0.05 + u(rng), 1 + 4 * u(rng)};
+    const auto chunks = static_cast<std::uint32_t>(2 + rng() % 6);
+    for (std::uint32_t i = 0; i < chunks; ++i) {
+      const auto raw = static_cast<std::uint64_t>(500 + 1000 * u(rng));
+      c.chunks.push_back({static_cast<std::uint32_t>(50 + rng() % 100),
+                          raw,
+                          {raw, static_cast<std::uint64_t>(raw * (0.3 + 0.3 * u(rng))),
+                           static_cast<std::uint64_t>(raw * (0.1 + 0.15 * u(rng)))}});
+    }
+    const double decode = 500 + 2000 * u(rng);
+    Rates r{
+        500 + 3000 * u(rng), decode, 0, 0, {decode * 50, decode, decode * (0.8 + 0.4 * u(rng))}};
+    PlanInput pi = input(c, r, 0.5 + 6 * u(rng));
+    pi.lanes = {0, u(rng) < 0.3 ? 2 * u(rng) : 0, 0};
+    const bool meets = plan_rest(pi).meets_deadline;
+    pi.tolerance = 3 * u(rng);
+    const Plan plan = plan_rest(pi);
+    // Giving up quality for bytes never gives up the deadline.
+    EXPECT_EQ(plan.meets_deadline, meets) << "trial " << trial;
+    if (!plan.meets_deadline) continue;
+    ++checked;
+    for (const Choice ch : plan.choices)
+      copies += ch == L0;
+    EXPECT_LE(finish_time(c, r, pi.lanes, 0, plan.choices), pi.deadline + 1e-9)
+        << "trial " << trial;
+  }
+  EXPECT_GT(checked, 500);
+  EXPECT_GT(copies, 500);
 }
 
 TEST(Planner, ShapesCompeteAfterTheToleranceSoSpareTimeGoesToTheEngine) {
