@@ -119,7 +119,7 @@ struct EncodeOptions {
   // 4-byte state (about 1% of a 512-value lane at 6 bits per value). A GPU decoder runs one
   // thread per lane, so streams for GPUs trade that for more lanes (FORMAT.md's lanes).
   std::uint32_t lane_values = 512;
-  // Level 0 only: the values as they are (FORMAT.md coding 3, 10-15% larger than the entropy
+  // Level 0 only: the values as they are (FORMAT.md coding 3, about 15% larger than the entropy
   // coded level 0 on fp16 KV caches), which a decoder copies: for receivers whose link is faster
   // than their decoder.
   bool verbatim = false;

@@ -32,7 +32,7 @@ int codec_encode(std::span<const std::string_view> args) {
       .option("--profile", "FILE", "codec profile (default: built-in rule)", &profile_path)
       .option("--dtype", "T", "dtype of the KV cache: f32, f16 or bf16", &dtype)
       .flag("--verbatim-level0",
-            "store level 0 as the values themselves (a copy to decode, 10-15% larger than "
+            "store level 0 as the values themselves (a copy to decode, about 15% larger than "
             "entropy coded): for receivers whose link is faster than their decoder",
             &verbatim);
   if (auto rc = parse_or_exit(p, args)) return *rc;
