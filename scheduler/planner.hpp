@@ -8,9 +8,12 @@
 // (the engine prefills while the link works) and the recomputed tail needs no link at all. For
 // each (k, m) the middle starts at each chunk's smallest level and takes upgrades best loss
 // saved per byte first (the greedy for a multiple-choice knapsack, over each chunk's convex
-// hull of (bytes, loss)) while the plan still finishes by the deadline. The least-loss plan
-// that finishes wins, ties to the one recomputing fewer tokens (the engine's compute is what
-// fetching saves), then to the earlier finish; when none finishes, the earliest finish.
+// hull of (bytes, loss)) while the plan still finishes by the deadline; a chunk whose step did
+// not fit may still jump to its best level when that decodes faster than its own (a copy
+// level: a verbatim level 0). The least-loss plan that finishes wins, ties to the one
+// recomputing fewer tokens (the engine's compute is what fetching saves), then to the earlier
+// finish; when none finishes, the earliest finish of the smallest levels (which on a
+// decoder-bound receiver a plan with copies can beat: not searched).
 #pragma once
 
 #include <cstdint>

@@ -219,9 +219,10 @@ int bench_adapt(std::span<const std::string_view> args) {
     std::uint64_t bytes = 0;
     for (const auto& c : s.levels.chunks)
       bytes += c.level_bytes[l];
-    fmt::print("  L{}: {:.3f} of fp16, ΔPPL {:+.3f}%, decode {:.2f} GB/s\n", l,
+    fmt::print("  L{}: {:.3f} of fp16, ΔPPL {:+.3f}%, decode {:.2f} GB/s{}\n", l,
                double(bytes) / double(fp16_bytes), s.level_quality[l].delta_ppl_pct,
-               s.level_decode_bytes_per_s[l] / 1e9);
+               s.level_decode_bytes_per_s[l] / 1e9,
+               l == 0 && verbatim ? " (verbatim: a copy)" : "");
   }
   std::uint64_t int8_bytes = 0;
   for (const auto& c : s.int8.chunks)

@@ -122,6 +122,10 @@ TEST(Codec, ChunksNeverExceedTheirSizeBound) {
       ASSERT_TRUE(encode_chunk(src->view(), 0, 9, o, chunk).is_ok());
       EXPECT_LE(chunk.size(), chunk_size_bound(l, 9)) << dtype_name(dt) << " lanes " << lanes;
     }
+    EncodeOptions verbatim;
+    verbatim.verbatim = true;
+    ASSERT_TRUE(encode_chunk(src->view(), 0, 9, verbatim, chunk).is_ok());
+    EXPECT_LE(chunk.size(), chunk_size_bound(l, 9)) << dtype_name(dt) << " verbatim";
     testing_data::fill_synthetic(src->view(), 3, false);
     for (std::uint8_t level = 1; level <= 5; ++level) {
       EncodeOptions o;
